@@ -1,0 +1,46 @@
+# flowpod's entry points. `make demo` and `make test` are the two commands in README.md.
+# Everything runs from a local virtualenv (.venv) and a control plane built from source and
+# cached in ~/.cache/flowpod (see tests/cluster/build-binaries.sh).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/tests
+export GOTOOLCHAIN := local
+
+.PHONY: demo test test-unit test-cluster bench venv binaries cluster-up cluster-down crds lint clean
+
+demo: venv binaries ## Start the plane, test node and operator; run a FlowRun to Completed.
+	bash examples/demo.sh
+
+test: venv binaries lint ## Every test: hermetic unit tests and the real-cluster suites.
+	$(PY) -m pytest tests -q
+
+test-unit: venv ## Hermetic tests only (no control plane).
+	$(PY) -m pytest tests -q -m "not cluster"
+
+bench: venv binaries ## Benchmarks; they print their figures.
+	$(PY) tests/bench/engine_overhead.py
+
+lint: venv ## The engine must never import kopf or the operator.
+	$(VENV)/bin/lint-imports
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+binaries: ## Build (cold, several minutes) or find (warm) the pinned Kubernetes binaries.
+	bash tests/cluster/build-binaries.sh >/dev/null
+
+cluster-up: venv binaries ## Start the plane; writes .cluster/kubeconfig.
+	$(PY) -m cluster up
+
+cluster-down: ## Stop exactly the processes cluster-up started.
+	$(PY) -m cluster down
+
+clean: cluster-down
+	rm -rf .cluster

@@ -42,5 +42,8 @@ cluster-up: venv binaries ## Start the plane; writes .cluster/kubeconfig.
 cluster-down: ## Stop exactly the processes cluster-up started.
 	$(PY) -m cluster down
 
+crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models.
+	$(PY) -m flowpod_operator.crdgen
+
 clean: cluster-down
 	rm -rf .cluster

@@ -1,0 +1,118 @@
+{{/*
+Shared names, labels and computed values for every template in this chart.
+*/}}
+
+{{/* The chart name, unless overridden. */}}
+{{- define "flowpod.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The prefix of every namespaced and cluster-scoped name. Cluster-scoped objects (ClusterRole)
+carry it too, so two releases in different namespaces never collide.
+*/}}
+{{- define "flowpod.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator's Deployment, ServiceAccount and RBAC objects share this name. */}}
+{{- define "flowpod.operatorName" -}}
+{{- printf "%s-operator" (include "flowpod.fullname" .) -}}
+{{- end -}}
+
+{{/* The flow-run pods' Role and RoleBinding (the ServiceAccount has a fixed name). */}}
+{{- define "flowpod.flowRunRoleName" -}}
+{{- printf "%s-flow-run" (include "flowpod.fullname" .) -}}
+{{- end -}}
+
+{{- define "flowpod.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels every object carries; `helm uninstall` checks and users' selectors rely on them. */}}
+{{- define "flowpod.labels" -}}
+helm.sh/chart: {{ include "flowpod.chart" . }}
+{{ include "flowpod.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: flowpod
+{{- end -}}
+
+{{/* Selector labels are immutable on a Deployment, so they hold no version. */}}
+{{- define "flowpod.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "flowpod.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "flowpod.operatorImage" -}}
+{{- $img := .Values.image.operator -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+
+{{- define "flowpod.engineImage" -}}
+{{- $img := .Values.image.engine -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+
+{{/*
+Namespaces whose FlowRuns the operator reconciles, for RBAC: the watched list, or nothing
+when watching everything (the ClusterRole covers that).
+*/}}
+{{- define "flowpod.watchAll" -}}
+{{- if eq (len .Values.watchNamespaces) 0 -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Namespaces that get the flow-run ServiceAccount and Role: the release namespace, the watched
+namespaces and any extra ones, without duplicates. Rendered as a JSON list for fromJsonArray.
+*/}}
+{{- define "flowpod.flowRunNamespaces" -}}
+{{- $all := list .Release.Namespace -}}
+{{- $all = concat $all .Values.watchNamespaces .Values.flowRuns.namespaces -}}
+{{- $all | uniq | toJson -}}
+{{- end -}}
+
+{{/*
+The operator's permissions, shared by its ClusterRole and its per-namespace Roles: exactly the
+table in flowpod_operator/_acting.py's docstring, verb for verb.
+*/}}
+{{- define "flowpod.operatorRules" -}}
+# Watch runs; re-read one after a 409 conflict.
+- apiGroups: ["flowpod.io"]
+  resources: ["flowruns"]
+  verbs: ["get", "list", "watch"]
+# Every state write is a merge patch of the status subresource.
+- apiGroups: ["flowpod.io"]
+  resources: ["flowruns/status"]
+  verbs: ["patch"]
+# Jobs carry an ownerReference with blockOwnerDeletion to their FlowRun; clusters running the
+# OwnerReferencesPermissionEnforcement admission plugin require this to set it.
+- apiGroups: ["flowpod.io"]
+  resources: ["flowruns/finalizers"]
+  verbs: ["update"]
+# Deployments (flowpod's, not apps/v1) resolve a run's entrypoint, image and defaults.
+- apiGroups: ["flowpod.io"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch"]
+# One Job per attempt; a cancelled run's Job is deleted.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch", "create", "delete"]
+# Pods are followed to map exits, OOM, evictions and image errors; cancelling deletes them.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "delete"]
+# An Event on the FlowRun for every transition.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}

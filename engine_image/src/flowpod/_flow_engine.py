@@ -1,0 +1,353 @@
+"""The flow-run engine: one anyio core that runs a flow run from start to final state.
+
+Role: `run_flow` validates parameters, proposes states through the reporter
+(flowpod.reporting), runs attempts (retries, timeout, hooks), executes the body
+(async: on the loop; sync: in an interruptible daemon thread, so the loop stays
+free for submitted tasks, summary flushes, pause polling and SIGTERM), derives
+the final state, flushes the task-run summary in batches, and turns SIGTERM into
+Cancelled or Crashed. Crash semantics: user exceptions -> Failed; other
+BaseExceptions -> Crashed; Abort / Pause are signals. Callers: flowpod._flow_calls
+(`my_flow(...)`), flowpod.engine.run_flow_run, flowpod._pausing (propose).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import signal
+import uuid
+from datetime import timedelta
+from typing import Any, Mapping
+
+import anyio
+import anyio.lowlevel
+
+from flowpod import states
+from flowpod._contexts import FlowRunContext, RunDeps, enable_log_prints, flow_run_var, print_logger_var
+from flowpod._futures import TaskRunFuture
+from flowpod._limits import TagLimits
+from flowpod._ops import BlockingOps
+from flowpod._records import RunRecord
+from flowpod._signals import can_watch_signals, interrupt_run, watch_sigterm
+from flowpod._pool import TaskPool
+from flowpod._task_engine import Stores, run_pooled
+from flowpod._threads import ThreadCall
+from flowpod.errors import Abort, Pause, ParameterValidationError, TerminationSignal
+from flowpod.reporting import CancellationCheck, InMemoryReporter, Reporter
+
+__all__ = ["run_flow", "propose"]
+
+logger = logging.getLogger("flowpod.flow_runs")
+_FINAL_HOOKS = {
+    states.StateType.COMPLETED: "on_completion",
+    states.StateType.FAILED: "on_failure",
+    states.StateType.CRASHED: "on_crashed",
+    states.StateType.CANCELLED: "on_cancellation",
+}
+
+
+class _Outcome:
+    __slots__ = ("value", "error")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+async def run_flow(flow: Any, parameters: Mapping[str, Any], *, reporter: Reporter | None = None,
+                   cancel_check: CancellationCheck | None = None, deps: RunDeps | None = None,
+                   parent: FlowRunContext | None = None, run_id: str | None = None,
+                   tag_limits: Mapping[str, int] | None = None,
+                   handle_sigterm: bool = True) -> states.State:
+    """Run one flow run on the current anyio loop; return its final (or Suspended) state."""
+    ctx = _new_context(flow, parameters, reporter, cancel_check, deps, parent, run_id, tag_limits)
+    if parent is not None:
+        parent.children.add(ctx)
+    try:
+        async with anyio.create_task_group() as background:
+            if parent is None:
+                background.start_soon(_flush_periodically, ctx)
+                if handle_sigterm and can_watch_signals():
+                    await background.start(watch_sigterm, ctx)
+            try:
+                state = await _run(ctx, parameters)
+            except BaseException as exc:  # cancelled from outside (Ctrl-C), engine failure
+                with anyio.CancelScope(shield=True):
+                    await _report_crash(ctx, exc)
+                raise
+            finally:
+                background.cancel_scope.cancel()
+    finally:
+        if parent is not None:
+            parent.children.discard(ctx)
+    if parent is not None:
+        parent.record.add_subflow(ctx.name, ctx.id, state)
+    return state
+
+
+def _new_context(flow: Any, parameters: Mapping[str, Any], reporter: Reporter | None,
+                 cancel_check: CancellationCheck | None, deps: RunDeps | None,
+                 parent: FlowRunContext | None, run_id: str | None,
+                 tag_limits: Mapping[str, int] | None) -> FlowRunContext:
+    deps = deps or (parent.deps if parent is not None else RunDeps())
+    run_id = run_id or uuid.uuid4().hex
+    reporter = reporter or InMemoryReporter()
+    inherit = parent is not None
+    ctx = FlowRunContext(
+        flow=flow, run_id=run_id, name=f"{flow.name}-{run_id[:8]}", parameters=dict(parameters),
+        parent=parent, record=RunRecord(), deps=deps, reporter=reporter,
+        tag_limits=parent.tag_limits if inherit else TagLimits({**flow.tag_limits, **(tag_limits or {})}),
+        token=anyio.lowlevel.current_token(),
+        task_limiter=parent.task_limiter if inherit else anyio.CapacityLimiter(flow.task_workers),
+        stores=parent.stores if inherit else Stores.from_deps(deps),
+    )
+    ctx.blocking_ops = BlockingOps(deps)
+    ctx.loop = asyncio.get_running_loop()
+    ctx.cancel_check = cancel_check or (parent.cancel_check if inherit else getattr(
+        reporter, "is_cancellation_requested", None))
+    return ctx
+
+
+async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
+    """Propose a flow-run state; Abort propagates when the backend refuses."""
+    accepted = await ctx.reporter.propose_state(state)
+    ctx.state = accepted
+    level = logging.ERROR if accepted.type in (states.StateType.FAILED, states.StateType.CRASHED) else logging.INFO
+    ctx.logger.log(level, "Flow run %r entered state %r", ctx.name, accepted)
+    return accepted
+
+
+async def _run(ctx: FlowRunContext, parameters: Mapping[str, Any]) -> states.State:
+    try:
+        ctx.parameters = ctx.flow.validate_parameters(parameters)
+        ctx.name = ctx.flow.render_run_name(ctx.parameters, ctx.id)
+    except (ParameterValidationError, ValueError) as exc:
+        return await _finish(ctx, states.Failed(str(exc), data=exc))
+    try:
+        state = await _attempts(ctx)
+    except Abort as exc:
+        return await _aborted(ctx, exc)
+    if ctx.terminating:
+        return await _finish_terminated(ctx)
+    if state.is_paused():  # suspended: the state was proposed already, the process ends
+        await _flush(ctx)
+        return state
+    return await _finish(ctx, state)
+
+
+async def _attempts(ctx: FlowRunContext) -> states.State:
+    flow = ctx.flow
+    await propose(ctx, states.Running())
+    attempt = 1
+    while True:
+        ctx.record.start_attempt()
+        ctx.reset_task_keys()  # same keys again, so completed task runs are reused
+        state = await _execute(ctx)
+        if ctx.terminating or not state.is_failed() or attempt > flow.retries:
+            return state
+        delay = flow.retry_delay_seconds
+        await propose(ctx, states.AwaitingRetry(
+            state.message, scheduled_time=ctx.deps.clock() + timedelta(seconds=delay)))
+        if delay:
+            await (ctx.deps.asleep or anyio.sleep)(delay)
+        attempt += 1
+        await propose(ctx, states.Retrying(f"Attempt {attempt} of {flow.retries + 1}"))
+
+
+async def _execute(ctx: FlowRunContext) -> states.State:
+    """One attempt: body plus its submitted task runs, under timeout and SIGTERM scopes."""
+    outcome = _Outcome()
+    token = flow_run_var.set(ctx)
+    print_token = print_logger_var.set(ctx.logger) if ctx.log_prints else None
+    if ctx.log_prints:
+        enable_log_prints()
+    try:
+        await _run_hooks(ctx, "on_running", ctx.state)
+        with anyio.CancelScope() as termination_scope:
+            ctx.cancel_scopes.add(termination_scope)
+            with anyio.move_on_after(ctx.flow.timeout_seconds) as timeout_scope:
+                async with anyio.create_task_group() as task_group:
+                    ctx.task_group = task_group
+                    ctx.pool = TaskPool(ctx, ctx.flow.task_workers, functools.partial(run_pooled, ctx))
+                    await _call_body(ctx, outcome)
+        ctx.cancel_scopes.discard(termination_scope)
+    finally:
+        ctx.task_group = None  # ctx.pool stays, so a late interrupt still reaches its workers
+        if print_token is not None:
+            print_logger_var.reset(print_token)
+        flow_run_var.reset(token)
+    if ctx.terminating:
+        return states.Crashed("Terminated")  # replaced by _finish_terminated
+    if timeout_scope.cancelled_caught:
+        interrupt_run(ctx, terminating=False)  # stop the body thread and subflows
+        message = f"Flow run exceeded its timeout of {ctx.flow.timeout_seconds} seconds"
+        return states.TimedOut(message, data=TimeoutError(message))
+    return _outcome_state(ctx, outcome)
+
+
+async def _call_body(ctx: FlowRunContext, outcome: _Outcome) -> None:
+    args, kwargs = ctx.flow.parameters.call_arguments(ctx.parameters)
+    try:
+        if ctx.flow.is_async:
+            outcome.value = await ctx.flow.fn(*args, **kwargs)
+        else:
+            outcome.value = await _run_sync_body(ctx, args, kwargs)
+    except anyio.get_cancelled_exc_class():
+        raise
+    except BaseException as exc:  # judged after submitted task runs have finished
+        outcome.error = exc
+
+
+async def _run_sync_body(ctx: FlowRunContext, args: tuple, kwargs: dict[str, Any]) -> Any:
+    loop = ctx.loop
+    done = anyio.Event()
+    call = ThreadCall(ctx.flow.fn, args, kwargs, name=f"flowpod-flow-{ctx.name}")
+    ctx.body_call = call
+    call.add_done_callback(lambda: _set_threadsafe(loop, done))
+    call.start()
+    try:
+        await done.wait()
+    except BaseException:  # timeout or SIGTERM: stop the abandoned body at once
+        call.interrupt()
+        raise
+    return call.outcome()
+
+
+def _set_threadsafe(loop: Any, event: anyio.Event) -> None:
+    # anyio's from_thread helpers block the caller until the loop runs them; a
+    # finishing body thread only needs to wake the loop, so post a callback instead.
+    try:
+        loop.call_soon_threadsafe(event.set)
+    except RuntimeError:  # the loop is already closed
+        pass
+
+
+def _outcome_state(ctx: FlowRunContext, outcome: _Outcome) -> states.State:
+    exc = outcome.error
+    if exc is None:
+        return _state_from_value(ctx, outcome.value)
+    if isinstance(exc, Pause):
+        return exc.state or states.Suspended(str(exc))
+    if isinstance(exc, Abort):
+        raise exc
+    if isinstance(exc, Exception):
+        ctx.logger.error("Flow run %r raised", ctx.name, exc_info=exc)
+        return states.Failed(f"Flow run raised {type(exc).__name__}: {exc}", data=exc)
+    ctx.logger.error("Crash detected in flow run %r", ctx.name, exc_info=exc)
+    return states.Crashed(f"Flow run crashed: {type(exc).__name__}: {exc}".rstrip(": "), data=exc)
+
+
+def _state_from_value(ctx: FlowRunContext, value: Any) -> states.State:
+    if isinstance(value, states.State):
+        return value
+    single = isinstance(value, TaskRunFuture)
+    if single or (isinstance(value, (list, tuple)) and value
+                  and all(isinstance(v, (TaskRunFuture, states.State)) for v in value)):
+        items = [value] if single else list(value)
+        results = [v.state if isinstance(v, TaskRunFuture) else v for v in items]
+        bad = [s for s in results if not s.is_completed()]
+        if bad:
+            return states.Failed(
+                f"{len(bad)} of {len(results)} returned task runs did not complete; first: "
+                f"{bad[0].name}: {bad[0].message}", data=bad[0].result(raise_on_failure=False))
+        data = [s.data for s in results]
+        return states.Completed(data=data[0] if single else data)
+    if value is None:
+        failures = ctx.record.unhandled_failures()
+        if failures:
+            first = failures[0].state
+            return states.Failed(
+                f"{len(failures)} task run(s) failed and the flow did not handle them; first: "
+                f"{failures[0].name!r}: {first.message}", data=first.result(raise_on_failure=False))
+    return states.Completed(data=value)
+
+
+async def _finish(ctx: FlowRunContext, state: states.State) -> states.State:
+    await _flush(ctx)  # the summary is complete before the run looks final
+    try:
+        accepted = await propose(ctx, state)
+    except Abort as exc:
+        return await _aborted(ctx, exc)
+    hook_option = _FINAL_HOOKS.get(accepted.type)
+    if hook_option is not None:
+        await _run_hooks(ctx, hook_option, accepted)
+    return accepted
+
+
+async def _aborted(ctx: FlowRunContext, exc: Abort) -> states.State:
+    """The backend refused a state: finish a cancellation, or stop where it says."""
+    current = exc.state or await ctx.reporter.read_state()
+    if current is not None and current.is_cancelling():
+        return await _finish(ctx, states.Cancelled("Flow run was cancelled"))
+    ctx.logger.warning("Flow run %r stopped: the backend refused a state (%s)", ctx.name, exc)
+    return current or states.Crashed(f"The backend refused a state: {exc}")
+
+
+async def _report_crash(ctx: FlowRunContext, exc: BaseException) -> None:
+    """Record a crash that escaped the engine, then let the exception go on."""
+    interrupt_run(ctx, terminating=False)
+    ctx.logger.error("Crash detected in flow run %r: %r", ctx.name, exc)
+    try:
+        await _finish(ctx, states.Crashed(f"Flow run crashed: {type(exc).__name__}: {exc}"
+                                          .rstrip(": "), data=exc))
+    except Exception:  # the reporter may be what failed; the original error matters more
+        ctx.logger.exception("Could not report the crash of flow run %r", ctx.name)
+
+
+async def _finish_terminated(ctx: FlowRunContext) -> states.State:
+    """After SIGTERM: Cancelling -> Cancelled if cancellation was requested, else Crashed."""
+    signal_exc = TerminationSignal(signal.SIGTERM)
+    if await _cancellation_requested(ctx):
+        try:
+            await propose(ctx, states.Cancelling("SIGTERM after a cancellation request"))
+        except Abort:
+            pass  # already Cancelling (the backend's own doing): go on to Cancelled
+        return await _finish(ctx, states.Cancelled(
+            "Flow run was cancelled (SIGTERM after a cancellation request)", data=signal_exc))
+    return await _finish(ctx, states.Crashed(
+        "Flow run was terminated by SIGTERM without a cancellation request", data=signal_exc))
+
+
+async def _cancellation_requested(ctx: FlowRunContext) -> bool:
+    check = ctx.cancel_check
+    if check is None:
+        return False
+    try:
+        with anyio.fail_after(10):  # a stuck backend must not keep a terminated pod alive
+            answer = check()
+            if inspect.isawaitable(answer):
+                answer = await answer
+        return bool(answer)
+    except Exception:
+        ctx.logger.warning("Could not ask whether cancellation was requested", exc_info=True)
+        return False
+
+
+async def _run_hooks(ctx: FlowRunContext, option: str, state: states.State) -> None:
+    for hook in ctx.flow.hooks[option]:
+        try:
+            result = hook(ctx.flow, ctx, state)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # a hook never changes the run's state
+            ctx.logger.exception("%s hook %s of flow run %r raised; the state stays %r",
+                                 option, getattr(hook, "__name__", hook), ctx.name, state)
+
+
+async def _flush_periodically(ctx: FlowRunContext) -> None:
+    while True:
+        await anyio.sleep(ctx.deps.flush_interval)
+        await _flush(ctx)
+
+
+async def _flush(ctx: FlowRunContext) -> None:
+    version = ctx.record.version
+    if version == ctx.flushed_version or (version == 0 and ctx.parent is not None):
+        return
+    ctx.flushed_version = version
+    try:
+        await ctx.reporter.flush_task_runs(ctx.record.summary())
+    except Exception:  # a missed flush is repaired by the next one
+        ctx.logger.warning("Could not flush the task-run summary of %r", ctx.name, exc_info=True)

@@ -1,0 +1,182 @@
+"""Futures of submitted task runs, and resolving task inputs that refer to upstreams.
+
+Role: `TaskRunFuture` is what `.submit()` returns (and `.map()` returns a
+`FutureList` of them). `find_upstreams` / `resolve_inputs` turn futures and states
+nested in a task's arguments into values, raising `UpstreamTaskError` when an
+upstream did not complete (unless wrapped in `allow_failure`). Callers:
+flowpod._task_engine (inputs, wait_for), flowpod._tasks (map), flowpod._flow_engine
+(a flow that returns futures), user code.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Iterable
+
+from flowpod import states
+from flowpod._annotations import allow_failure, unmapped
+from flowpod._threads import wait_event
+from flowpod.errors import UpstreamTaskError
+
+if TYPE_CHECKING:
+    from flowpod._contexts import FlowRunContext
+    from flowpod._records import TaskRunRecord
+
+__all__ = ["TaskRunFuture", "FutureList", "find_upstreams", "resolve_inputs", "check_wait_for"]
+
+_FAILED_TYPES = frozenset({states.StateType.FAILED, states.StateType.CRASHED})
+_ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex})
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+class TaskRunFuture:
+    """The eventual final state of a submitted task run."""
+
+    __slots__ = ("task_run", "_flow_run", "_done", "_async_events")
+
+    def __init__(self, task_run: "TaskRunRecord", flow_run: "FlowRunContext") -> None:
+        self.task_run = task_run
+        self._flow_run = flow_run
+        self._done = threading.Event()
+        self._async_events: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"TaskRunFuture({self.task_run.name!r}, state={self.task_run.state!r})"
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def state(self) -> states.State:
+        """The current state (final once done()); seeing a final state counts as handling it."""
+        state = self.task_run.state
+        if self._done.is_set():
+            self.task_run.handled = True
+        return state
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run is final; False if the timeout passed first."""
+        if not self._done.is_set() and self._flow_run.on_loop_thread():
+            raise RuntimeError(
+                f"Waiting for task run {self.task_run.name!r} would block the event loop it "
+                "runs on; in an async flow use `await future` instead of .wait()/.result()."
+            )
+        return wait_event(self._done, timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        """The task's return value; raises its exception when it did not complete."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"Task run {self.task_run.name!r} did not finish in {timeout} s")
+        return self.state.result(raise_on_failure=raise_on_failure)
+
+    async def wait_async(self) -> None:
+        if self._done.is_set():
+            return
+        import anyio
+
+        event = anyio.Event()
+        self._async_events.append(event)
+        if not self._done.is_set():  # re-check: it may have finished meanwhile
+            await event.wait()
+
+    def __await__(self):
+        yield from self.wait_async().__await__()
+        return self.state.result()
+
+    def _finish(self) -> None:
+        """Mark done and wake waiters; async waiters are woken on their loop's thread."""
+        self._done.set()  # before reading _async_events: see wait_async's re-check
+        events = self._async_events
+        if not events:
+            return
+        if self._flow_run.on_loop_thread():
+            _set_all(events)
+        else:
+            self._flow_run.loop.call_soon_threadsafe(_set_all, events)
+
+
+def _set_all(events: list[Any]) -> None:
+    for event in events:
+        event.set()
+
+
+class FutureList(list):
+    """The futures of one `.map()` call."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        # Last first: runs mostly finish in submission order, so the waiting thread
+        # wakes about once instead of once per run (each wake-up is a GIL hand-off).
+        for future in reversed(self):
+            future.wait(timeout)
+
+    def result(self, raise_on_failure: bool = True) -> list[Any]:
+        self.wait()
+        return [future.result(raise_on_failure=raise_on_failure) for future in self]
+
+
+def _walk(value: Any, found: list[Any]) -> None:
+    kind = type(value)
+    if kind in _ATOMIC:
+        return
+    if kind is TaskRunFuture or isinstance(value, (TaskRunFuture, states.State)):
+        found.append(value)
+    elif isinstance(value, (allow_failure, unmapped)):
+        found.append(value)  # so resolve_inputs unwraps it even without upstreams inside
+        _walk(value.value, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _walk(item, found)
+    elif isinstance(value, _CONTAINERS):
+        for item in value:
+            _walk(item, found)
+
+
+def find_upstreams(values: Iterable[Any]) -> list[Any]:
+    """Futures, states and annotations nested in values (empty for plain data)."""
+    found: list[Any] = []
+    for value in values:
+        _walk(value, found)
+    return found
+
+
+def _value_of(state: states.State, allowed: bool, label: str) -> Any:
+    if state.type is states.StateType.COMPLETED:
+        return state.data
+    if allowed and state.type in _FAILED_TYPES:
+        return state.result(raise_on_failure=False)
+    raise UpstreamTaskError(
+        f"Upstream task run {label} ended {state.name} ({state.message or 'no message'}), "
+        "so this task run did not start."
+    )
+
+
+def _resolve(value: Any, allowed: bool) -> Any:
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if isinstance(value, TaskRunFuture):
+        return _value_of(value.task_run.state, allowed, repr(value.task_run.name))
+    if isinstance(value, states.State):
+        return _value_of(value, allowed, f"state {value!r}")
+    if isinstance(value, allow_failure):
+        return _resolve(value.value, True)
+    if isinstance(value, unmapped):
+        return _resolve(value.value, allowed)
+    if isinstance(value, dict):
+        return type(value)((k, _resolve(v, allowed)) for k, v in value.items())
+    if isinstance(value, _CONTAINERS):
+        items = [_resolve(v, allowed) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
+
+
+def resolve_inputs(args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """Replace (finished) upstream futures/states by their values; raise UpstreamTaskError."""
+    return (tuple(_resolve(a, False) for a in args),
+            {k: _resolve(v, False) for k, v in kwargs.items()})
+
+
+def check_wait_for(wait_for: Iterable[Any]) -> None:
+    """Raise UpstreamTaskError unless every (finished) wait_for upstream completed."""
+    for item in wait_for:
+        _resolve(item, False)

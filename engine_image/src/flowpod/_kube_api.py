@@ -1,0 +1,223 @@
+"""A minimal, retrying HTTP client for one FlowRun, used from inside its pod.
+
+Role: the transport half of the in-pod Kubernetes reporter. It knows how to reach the API
+server (in-cluster service-account config, or explicit settings for tests), how to GET the
+FlowRun and PATCH its status subresource, and how to ride out a short API outage (retries
+with capped exponential backoff on connection errors, 429 and 5xx). It makes no decisions
+about states: flowpod._kube_reporting does. Callers: flowpod._kube_reporting,
+flowpod._kube_main, tests (through an httpx transport, e.g. httpx.MockTransport).
+
+httpx only: the engine image must not depend on kubernetes clients or kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+import anyio
+import httpx
+
+from flowpod import flowruns
+
+__all__ = [
+    "SERVICE_ACCOUNT_DIR",
+    "Connection",
+    "RetryPolicy",
+    "KubeApiError",
+    "Conflict",
+    "NotFound",
+    "FlowRunClient",
+]
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch on flowruns and patch on "
+              "flowruns/status in this namespace")
+
+
+class KubeApiError(Exception):
+    """The API server answered with an error we do not retry."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class Conflict(KubeApiError):
+    """409: the resourceVersion precondition failed; re-read and re-decide."""
+
+
+class NotFound(KubeApiError):
+    """404: the FlowRun (or the CRD) does not exist."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the API server is and how to authenticate to it.
+
+    `token` is a callable so a projected service-account token, which the kubelet rotates
+    in place, is re-read for every request instead of going stale after an hour.
+    """
+
+    base_url: str
+    token: Callable[[], str | None]
+    verify: ssl.SSLContext | bool = True
+
+    @classmethod
+    def explicit(cls, base_url: str, token: str | None = None,
+                 verify: ssl.SSLContext | bool = True) -> "Connection":
+        return cls(base_url.rstrip("/"), lambda: token, verify)
+
+    @classmethod
+    def in_cluster(cls, env: Mapping[str, str] | None = None,
+                   sa_dir: Path = SERVICE_ACCOUNT_DIR) -> "Connection":
+        """The pod's own service account, as every in-cluster Kubernetes client does it."""
+        env = os.environ if env is None else env
+        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+        if not host or not port:
+            raise RuntimeError("Not running in a cluster: KUBERNETES_SERVICE_HOST and "
+                               "KUBERNETES_SERVICE_PORT are not set")
+        token_file, ca_file = sa_dir / "token", sa_dir / "ca.crt"
+        if not token_file.is_file() or not ca_file.is_file():
+            raise RuntimeError(f"No service-account credentials in {sa_dir}: the pod needs "
+                               f"automountServiceAccountToken (the default)")
+        host = f"[{host}]" if ":" in host else host  # IPv6 service address
+        context = ssl.create_default_context(cafile=str(ca_file))
+        return cls(f"https://{host}:{port}", lambda: token_file.read_text().strip(), context)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for transient failures. `deadline` bounds one call's total retrying, so a
+    short outage (an API server restart) is ridden out and a long one still ends."""
+
+    initial: float = 0.2
+    maximum: float = 5.0
+    deadline: float = 120.0
+    timeout: float = 10.0  # one HTTP request
+
+    def delays(self) -> "list[float]":
+        out, delay, total = [], self.initial, 0.0
+        while total + delay <= self.deadline:
+            out.append(delay)
+            total += delay
+            delay = min(delay * 2, self.maximum)
+        return out
+
+
+def _is_transient(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    return str(body.get("message") or body)[:2000] if isinstance(body, dict) else str(body)
+
+
+class FlowRunClient:
+    """GET and status-PATCH of one FlowRun (namespace/name), with retries.
+
+    The httpx client is created lazily inside the running event loop (and again if a later
+    call runs in another loop), because an AsyncClient's connection pool belongs to a loop.
+    """
+
+    def __init__(self, connection: Connection, namespace: str, name: str, *,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 retry: RetryPolicy = RetryPolicy(),
+                 asleep: Callable[[float], Awaitable[Any]] | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.connection = connection
+        self.namespace = namespace
+        self.name = name
+        self.retry = retry
+        self._transport = transport
+        self._asleep = asleep or anyio.sleep
+        self._log = log or (lambda message: None)
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: object | None = None
+        self.path = flowruns.flowrun_path(namespace, name)
+
+    def _http(self) -> httpx.AsyncClient:
+        try:
+            loop: object | None = asyncio.get_running_loop()
+        except RuntimeError:  # another anyio backend (trio): one loop per process anyway
+            loop = None
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(
+                base_url=self.connection.base_url, verify=self.connection.verify,
+                transport=self._transport, timeout=self.retry.timeout)
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def get(self, *, deadline: float | None = None) -> dict[str, Any]:
+        """The FlowRun object. `deadline` (seconds) overrides the retry policy's."""
+        return await self._request("GET", self.path, deadline=deadline)
+
+    async def patch_status(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A merge patch of the status subresource; returns the updated FlowRun.
+
+        Raises Conflict when `body`'s metadata.resourceVersion is stale.
+        """
+        return await self._request("PATCH", f"{self.path}/status", json=dict(body),
+                                   headers={"Content-Type": flowruns.MERGE_PATCH})
+
+    async def patch_status_json(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON Patch of the status subresource (keeps nulls inside values)."""
+        return await self._request("PATCH", f"{self.path}/status", json=operations,
+                                   headers={"Content-Type": "application/json-patch+json"})
+
+    async def _request(self, method: str, path: str, *, deadline: float | None = None,
+                       **kwargs: Any) -> Any:
+        policy = self.retry if deadline is None else RetryPolicy(
+            self.retry.initial, self.retry.maximum, deadline, min(self.retry.timeout, deadline))
+        delays = iter(policy.delays())
+        started = time.monotonic()
+        while True:
+            try:
+                response = await self._send(method, path, **kwargs)
+            except httpx.TransportError as exc:  # connect refused/reset, timeouts
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.is_success:
+                    return response.json()
+                if not _is_transient(response.status_code):
+                    raise self._error(response)
+                failure = f"HTTP {response.status_code}: {_error_message(response)}"
+            delay = next(delays, None)
+            if delay is None:
+                raise KubeApiError(0, f"{method} {path} kept failing for "
+                                      f"{time.monotonic() - started:.0f}s; last: {failure}")
+            self._log(f"{method} {path} failed ({failure}); retrying in {delay:.1f}s")
+            await self._asleep(delay)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+        token = self.connection.token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return await self._http().request(method, path, headers=headers, **kwargs)
+
+    def _error(self, response: httpx.Response) -> KubeApiError:
+        status, message = response.status_code, _error_message(response)
+        where = f"FlowRun {self.namespace}/{self.name}"
+        if status == 409:
+            return Conflict(status, message)
+        if status == 404:
+            return NotFound(status, f"{where} not found: {message}")
+        if status in (401, 403):
+            return KubeApiError(status, f"{where}: access denied ({message}); {_RBAC_HINT}")
+        return KubeApiError(status, f"{where}: {message}")

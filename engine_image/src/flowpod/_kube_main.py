@@ -1,0 +1,203 @@
+"""The in-pod main: `python -m flowpod.engine` with FLOWPOD_FLOW_RUN_NAME set.
+
+Role: runs the one flow run a FlowRun describes, inside the pod of the Job the operator
+created (env per DESIGN.md's Job shape, flowpod.flowruns.ENV_*). It reads the FlowRun
+through the in-cluster API (flowpod._kube_reporting), leaves at once without importing
+user code when the run already ended or is being cancelled, loads the entrypoint (failure
+ends the run Failed with the cause), and hands the flow to flowpod.engine.run_flow_run with
+the Kubernetes reporter, which then writes Running, the task-run summary, the final state
+and the result. SIGTERM is the engine's: Cancelled when cancellation was requested,
+otherwise Crashed. Caller: flowpod.engine.__main__ (dispatches here when the env is set).
+
+Exit codes: 0 once a final (or paused) state is on the FlowRun, whatever it is; 143 after
+SIGTERM; 1 when the FlowRun could not be read or written (the operator then marks the run
+Crashed from the pod's exit).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import anyio
+import httpx
+
+from flowpod import flowruns, states
+from flowpod._kube_api import SERVICE_ACCOUNT_DIR, Connection, FlowRunClient, KubeApiError
+from flowpod._kube_reporting import KubeReporter
+from flowpod.errors import Abort, EntrypointError, TerminationSignal
+
+__all__ = ["PodSettings", "main", "run_in_pod", "entrypoint_failure_message"]
+
+_log = logging.getLogger("flowpod.kube")
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """What the Job's env says about the run (see flowpod.flowruns.ENV_*)."""
+
+    name: str
+    namespace: str
+    entrypoint: str
+    parameters_json: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str],
+                 sa_dir: Path = SERVICE_ACCOUNT_DIR) -> "PodSettings":
+        namespace = env.get(flowruns.ENV_FLOW_RUN_NAMESPACE)
+        if not namespace and (sa_dir / "namespace").is_file():
+            namespace = (sa_dir / "namespace").read_text().strip()
+        missing = [key for key, value in ((flowruns.ENV_FLOW_RUN_NAME,
+                                           env.get(flowruns.ENV_FLOW_RUN_NAME)),
+                                          (flowruns.ENV_FLOW_RUN_NAMESPACE, namespace),
+                                          (flowruns.ENV_ENTRYPOINT,
+                                           env.get(flowruns.ENV_ENTRYPOINT)))
+                   if not value]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} must be set in the flow container's env "
+                             f"(the operator's Job sets them)")
+        return cls(env[flowruns.ENV_FLOW_RUN_NAME], str(namespace),
+                   env[flowruns.ENV_ENTRYPOINT], env.get(flowruns.ENV_PARAMETERS) or "{}")
+
+    def parameters(self) -> dict[str, Any]:
+        """FLOWPOD_PARAMETERS as a dict; ValueError names the variable and the fix."""
+        try:
+            value = json.loads(self.parameters_json)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{flowruns.ENV_PARAMETERS} is not valid JSON ({exc}); it must "
+                             f"be a JSON object like {{\"x\": 1}}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{flowruns.ENV_PARAMETERS} must be a JSON object like "
+                             f"{{\"x\": 1}}, got {type(value).__name__}")
+        return value
+
+
+def entrypoint_failure_message(entrypoint: str, error: BaseException) -> str:
+    """The Failed message of an unloadable entrypoint, with the loader's cause."""
+    cause = str(error)
+    # The loader's own messages start by naming the entrypoint; say it once.
+    for prefix in (f"Entrypoint {entrypoint!r}: ", f"Entrypoint {entrypoint!r} "):
+        if cause.startswith(prefix):
+            cause = cause[len(prefix):]
+            break
+    return f"Flow could not be retrieved from entrypoint '{entrypoint}': {cause}"
+
+
+def _result_writer(result_dir: Path, run_key: Callable[[], str]) -> Callable[[Any], str | None]:
+    """Persists a result too big (or not JSON) for the status; returns its file URI."""
+    from flowpod.results import ResultStore
+
+    store = ResultStore(result_dir)
+
+    def write(value: Any) -> str | None:
+        path = store.path_for("flow-runs", run_key(), "result.pickle")
+        try:
+            store.write(path, value)
+        except Exception:  # unpicklable: the run still completed, just without a result
+            _log.warning("could not persist the flow run's result", exc_info=True)
+            return None
+        return path.resolve().as_uri()
+
+    return write
+
+
+def _stop_reason(flowrun: Mapping[str, Any]) -> str | None:
+    """Why user code must not run at all, or None."""
+    current = flowruns.current_state(flowrun)
+    if current is not None and current.is_final():
+        return f"the run already ended {current.name}"
+    if current is not None and current.is_cancelling():
+        return "the run is being cancelled"
+    if (flowrun.get("spec") or {}).get("cancel"):
+        return "cancellation was requested (spec.cancel)"
+    return None
+
+
+def _rendered_name(flow: Any, parameters: Mapping[str, Any], run_id: str) -> str | None:
+    # The engine renders the same name from the same inputs; a template that cannot be
+    # rendered outside the run (or bad parameters, which end the run Failed) gives none.
+    try:
+        return flow.render_run_name(flow.validate_parameters(parameters), run_id)
+    except Exception:
+        return None
+
+
+async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
+                     handle_sigterm: bool = True) -> int:
+    """Run the FlowRun's flow to a final state through `reporter`; return the exit code."""
+    from flowpod import engine
+
+    flowrun = await reporter.refresh()
+    reason = _stop_reason(flowrun)
+    if reason is not None:
+        _log.warning("FlowRun %s/%s: not running the flow: %s", settings.namespace,
+                     settings.name, reason)
+        return 0
+    try:
+        parameters = settings.parameters()
+        flow = engine.load_flow_from_entrypoint(settings.entrypoint)
+    except (ValueError, EntrypointError) as exc:
+        message = (entrypoint_failure_message(settings.entrypoint, exc)
+                   if isinstance(exc, EntrypointError) else str(exc))
+        _log.error("%s", message)
+        try:
+            await reporter.propose_state(states.Failed(message, data=exc))
+        except Abort as refused:
+            _log.warning("the FlowRun refused Failed: %s", refused)
+        return 0
+    # The FlowRun's uid is the run id: stable across infrastructure retries, so a new
+    # attempt reuses the task results the previous one persisted.
+    run_id = str(flowrun["metadata"].get("uid") or settings.name)
+    name = _rendered_name(flow, parameters, run_id)
+    if name:
+        reporter.set_status_fields(flowRunName=name)
+    state = await engine.run_flow_run(flow, parameters, reporter, flow_run_id=run_id,
+                                      handle_sigterm=handle_sigterm)
+    _log.info("flow run finished %s: %s", state.name, state.message)
+    if isinstance(state.data, TerminationSignal):
+        return int(state.data.code)  # type: ignore[arg-type]
+    return 0
+
+
+def _reporter_from_env(settings: PodSettings, env: Mapping[str, str],
+                       transport: httpx.AsyncBaseTransport | None) -> KubeReporter:
+    from flowpod._contexts import default_result_dir
+
+    client = FlowRunClient(Connection.in_cluster(env), settings.namespace, settings.name,
+                           transport=transport, log=_log.warning)
+    reporter: KubeReporter
+
+    def run_key() -> str:  # called at Completed time, when the FlowRun has been read
+        return str(((reporter.flowrun or {}).get("metadata") or {}).get("uid") or settings.name)
+
+    reporter = KubeReporter(client, write_result=_result_writer(default_result_dir(), run_key))
+    return reporter
+
+
+async def _main_async(settings: PodSettings, env: Mapping[str, str],
+                      transport: httpx.AsyncBaseTransport | None) -> int:
+    reporter = _reporter_from_env(settings, env, transport)
+    try:
+        return await run_in_pod(settings, reporter)
+    finally:
+        await reporter.aclose()
+
+
+def main(env: Mapping[str, str] | None = None,
+         transport: httpx.AsyncBaseTransport | None = None) -> int:
+    """Entry point used by flowpod.engine.__main__ when FLOWPOD_FLOW_RUN_NAME is set."""
+    from flowpod._contexts import ensure_console_logging
+
+    env = os.environ if env is None else env
+    ensure_console_logging()
+    try:
+        settings = PodSettings.from_env(env)
+        return anyio.run(_main_async, settings, env, transport)
+    except (ValueError, RuntimeError, KubeApiError, httpx.HTTPError) as exc:
+        print(f"flowpod engine: {exc}", file=sys.stderr)
+        return 1

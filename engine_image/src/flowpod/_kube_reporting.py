@@ -1,0 +1,243 @@
+"""The Kubernetes reporter: the engine's reporter protocol written to a FlowRun's status.
+
+Role: implements flowpod.reporting.Reporter for a flow run executing in a pod. Every state
+the engine proposes becomes a merge patch of the FlowRun status subresource built by
+flowpod.flowruns.status_patch, sent with a resourceVersion precondition. On 409 the FlowRun
+is re-read and the proposal re-decided against the fresh state: a run that meanwhile became
+terminal or Cancelling makes the proposal fail with flowpod.errors.Abort, exactly like the
+in-memory reporter. It also answers "is cancellation requested?" (spec.cancel or state
+CANCELLING) and `read_state` for pause/resume. Callers: flowpod._kube_main (builds one per
+pod), tests/engine/test_kube_reporting.py (with httpx.MockTransport).
+
+Transport and retries live in flowpod._kube_api; this module holds only the decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+import httpx
+
+from flowpod import flowruns, reporting, states
+from flowpod._kube_api import Conflict, FlowRunClient, KubeApiError, NotFound
+from flowpod.errors import Abort
+
+__all__ = ["KubeReporter", "decide", "task_runs_wire", "result_field",
+           "MAX_INLINE_RESULT_BYTES", "MAX_LISTED"]
+
+MAX_INLINE_RESULT_BYTES = flowruns.MAX_INLINE_RESULT_BYTES
+MAX_LISTED = flowruns.MAX_LISTED_RUNS  # the CRD's maxItems for the lists in status.taskRuns
+_CONFLICT_ROUNDS = 20  # re-decisions after 409s before giving up (a write storm, not a race)
+
+_log = logging.getLogger("flowpod.kube")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def decide(current: states.State | None, proposed: states.State, *,
+           cancel_requested: bool = False) -> bool:
+    """Whether `proposed` must still be written over `current` (False: it already is).
+
+    Raises Abort, carrying the current state, when the backend must refuse the proposal.
+    """
+    if current is not None and flowruns.state_to_wire(current) == flowruns.state_to_wire(proposed):
+        return False  # an earlier attempt of this very write landed (its reply was lost)
+    if current is not None and current.is_final():
+        raise Abort(f"The run already ended {current.name}; refusing {proposed.name}",
+                    state=current)
+    if current is not None and current.is_cancelling() and proposed.is_cancelling():
+        return False  # the operator already wrote Cancelling; the engine goes on to Cancelled
+    if current is not None and current.is_cancelling() and not proposed.is_cancelled():
+        raise Abort(f"The run is being cancelled; refusing {proposed.name}", state=current)
+    if cancel_requested and not (proposed.is_final() or proposed.is_cancelling()):
+        # spec.cancel is set but the operator has not written Cancelling yet: starting or
+        # continuing work now would only race the cancellation.
+        raise Abort(f"Cancellation was requested (spec.cancel); refusing {proposed.name}",
+                    state=current)
+    if not states.is_transition_allowed(current.type if current else None, proposed.type):
+        raise Abort(f"Transition {current.type.value} -> {proposed.type.value} is not allowed",
+                    state=current)
+    return True
+
+
+def _listed(items: Any, wire: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
+    return [wire(item) for item in list(items)[:MAX_LISTED]]
+
+
+def _run_entry(item: Any) -> dict[str, Any]:
+    return {"name": str(item.name), "state": item.state.name,
+            "message": flowruns.state_to_wire(item.state)["message"]}
+
+
+def task_runs_wire(summary: reporting.TaskRunSummary,
+                   previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """status.taskRuns for `summary`, as a merge patch over the `previous` status.taskRuns.
+
+    Merge patches merge maps, so a count that disappeared (e.g. RUNNING back to none) is
+    sent as null to delete it rather than left stale.
+    """
+    counts: dict[str, int | None] = {k: None for k in (previous or {}).get("counts") or {}}
+    counts.update(summary.counts)
+    return {
+        "total": summary.total,
+        "counts": counts,
+        "failed": _listed(summary.failed, _run_entry),
+        "failedTotal": summary.failed_total,
+        "subflows": _listed(summary.subflows, _run_entry),
+    }
+
+
+def _has_nested_null(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(v is None or _has_nested_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_nested_null(v) for v in value)
+    return False
+
+
+def result_field(value: Any, write_elsewhere: Callable[[Any], str | None] | None,
+                 max_inline: int = MAX_INLINE_RESULT_BYTES) -> dict[str, Any] | None:
+    """status.result for a flow's return value: {value} when small JSON, else {reference}."""
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        text = None
+    if text is not None and len(text.encode()) <= max_inline:
+        return {"value": json.loads(text), "reference": None}
+    reference = write_elsewhere(value) if write_elsewhere is not None else None
+    return {"value": None, "reference": reference} if reference else None
+
+
+class KubeReporter:
+    """Reporter for one FlowRun, through its status subresource.
+
+    `write_result` persists a result too large (or not JSON) to inline and returns its
+    reference; `clock` stamps startTime/endTime/conditions. Extra status fields for the
+    next state write (e.g. flowRunName) can be queued with `set_status_fields`.
+    """
+
+    def __init__(self, client: FlowRunClient, *,
+                 clock: Callable[[], datetime] = _utcnow,
+                 write_result: Callable[[Any], str | None] | None = None,
+                 cancel_check_deadline: float = 5.0) -> None:
+        self.client = client
+        self.flowrun: dict[str, Any] | None = None  # the last FlowRun object seen
+        self._clock = clock
+        self._write_result = write_result
+        self._cancel_check_deadline = cancel_check_deadline
+        self._pending_fields: dict[str, Any] = {}
+
+    # -- reading ---------------------------------------------------------------------
+    async def refresh(self, *, deadline: float | None = None) -> dict[str, Any]:
+        self.flowrun = await self.client.get(deadline=deadline)
+        return self.flowrun
+
+    async def _current(self) -> dict[str, Any]:
+        return self.flowrun if self.flowrun is not None else await self.refresh()
+
+    async def read_state(self) -> states.State | None:
+        """The FlowRun's state now (a paused run polls this to notice resume or cancel)."""
+        return flowruns.current_state(await self.refresh())
+
+    async def is_cancellation_requested(self) -> bool:
+        """spec.cancel is true or the state is CANCELLING. Asked on SIGTERM, so it reads
+        briefly and falls back to the last object seen when the API does not answer."""
+        try:
+            flowrun = await self.refresh(deadline=self._cancel_check_deadline)
+        except (KubeApiError, httpx.HTTPError) as exc:
+            _log.warning("could not re-read the FlowRun for cancellation (%s); using the "
+                         "last copy", exc)
+            flowrun = self.flowrun or {}
+        return _cancel_requested(flowrun)
+
+    # -- writing ---------------------------------------------------------------------
+    def set_status_fields(self, **fields: Any) -> None:
+        """Status fields (camelCase) to send along with the next state write."""
+        self._pending_fields.update(fields)
+
+    async def propose_state(self, state: states.State) -> states.State:
+        fields = dict(self._pending_fields)
+        if state.is_completed():
+            result = result_field(state.data, self._write_result)
+            if result is not None and _has_nested_null(result.get("value")):
+                # A merge patch would read those nulls as "delete": write it separately.
+                late_result, result = result, None
+            else:
+                late_result = None
+            if result is not None:
+                fields["result"] = result
+        else:
+            late_result = None
+        accepted = await self._write_state(state, fields)
+        self._pending_fields.clear()
+        if late_result is not None:
+            await self._put_result(late_result)
+        return accepted
+
+    async def _write_state(self, state: states.State, fields: dict[str, Any]) -> states.State:
+        for _ in range(_CONFLICT_ROUNDS):
+            try:
+                flowrun = await self._current()
+            except NotFound as exc:
+                raise Abort(f"The FlowRun is gone ({exc.message}); refusing {state.name}") from None
+            current = flowruns.current_state(flowrun)
+            if not decide(current, state, cancel_requested=_cancel_requested(flowrun)):
+                return current or state  # already written (decide() said so)
+            patch = flowruns.status_patch(
+                flowrun.get("status"), state, now=self._clock(),
+                generation=int(flowrun["metadata"].get("generation") or 0), **fields)
+            body = flowruns.patch_body(flowrun["metadata"].get("resourceVersion"), patch)
+            try:
+                self.flowrun = await self.client.patch_status(body)
+                return state
+            except Conflict:
+                self.flowrun = None  # someone else wrote: re-read, then re-decide
+            except KubeApiError as exc:
+                if exc.status != 422:
+                    raise
+                # The API server's CEL rules refused it although our own check passed on
+                # the same resourceVersion: its table is the authority, so this is a refusal.
+                refused_in = flowruns.current_state(await self.refresh())
+                raise Abort(f"The API server refused {state.name}: {exc.message}",
+                            state=refused_in) from None
+        raise KubeApiError(409, f"gave up writing {state.name} after {_CONFLICT_ROUNDS} "
+                                f"conflicting writes")
+
+    async def _put_result(self, result: dict[str, Any]) -> None:
+        # JSON Patch keeps nulls inside the value. `result` is written once, only by the
+        # engine, and no decision rests on it, so no resourceVersion precondition is needed.
+        body = [{"op": "add", "path": "/status/result",
+                 "value": {k: v for k, v in result.items() if v is not None}}]
+        self.flowrun = await self.client.patch_status_json(body)
+
+    async def flush_task_runs(self, summary: reporting.TaskRunSummary) -> None:
+        """One status patch per batch (the engine batches), leaving the state alone."""
+        for _ in range(_CONFLICT_ROUNDS):
+            flowrun = await self._current()
+            previous = (flowrun.get("status") or {}).get("taskRuns")
+            patch = {"taskRuns": task_runs_wire(summary, previous)}
+            body = flowruns.patch_body(flowrun["metadata"].get("resourceVersion"), patch)
+            try:
+                self.flowrun = await self.client.patch_status(body)
+                return
+            except Conflict:
+                self.flowrun = None  # the summary is cumulative: just re-read and resend
+        raise KubeApiError(409, f"gave up writing the task-run summary after "
+                                f"{_CONFLICT_ROUNDS} conflicting writes")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _cancel_requested(flowrun: Mapping[str, Any]) -> bool:
+    if (flowrun.get("spec") or {}).get("cancel"):
+        return True
+    state = flowruns.current_state(flowrun)
+    return state is not None and state.is_cancelling()

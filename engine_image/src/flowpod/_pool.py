@@ -1,0 +1,78 @@
+"""The bounded worker pool that runs submitted and mapped sync task runs.
+
+Role: `TaskPool` keeps a queue of ready sync task runs and drains it with at most
+`task_workers` worker threads, each started with anyio.to_thread.run_sync under
+the flow run's CapacityLimiter. A worker drives many task-run cores in a row with
+blocking ops (flowpod._ops), so a `.map()` over a thousand items costs one thread
+start per worker instead of a loop-to-thread round trip per item. Runs whose
+upstream futures are not finished wait on the event loop first, so a waiting run
+never holds a worker (that could deadlock a bounded pool). Callers:
+flowpod._task_engine.submit_tasks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from flowpod._threads import Interruptible
+
+if TYPE_CHECKING:
+    from flowpod._contexts import FlowRunContext
+
+__all__ = ["TaskPool"]
+
+
+class TaskPool:
+    """Ready sync task runs of one flow run, and the workers draining them."""
+
+    def __init__(self, flow_run: "FlowRunContext", max_workers: int,
+                 run_one: Callable[[Any], None]) -> None:
+        self._flow_run = flow_run
+        self._max_workers = max_workers
+        self._run_one = run_one  # drives one queued item to its final state
+        self._lock = threading.Lock()
+        self._items: deque[Any] = deque()
+        self._workers = 0
+        self._slots: set[Interruptible] = set()
+
+    def put(self, items: list[Any]) -> int:
+        """Queue items; returns how many new workers the caller must start."""
+        with self._lock:
+            self._items.extend(items)
+            new = min(self._max_workers - self._workers, len(self._items))
+            new = max(new, 0)
+            self._workers += new
+        return new
+
+    async def worker(self) -> None:
+        """A loop-side task that lends one bounded worker thread to the queue."""
+        import anyio
+
+        slot = Interruptible()
+        with self._lock:
+            self._slots.add(slot)
+        try:
+            await anyio.to_thread.run_sync(slot.run, self._drain, (), {},
+                                           abandon_on_cancel=True,
+                                           limiter=self._flow_run.task_limiter)
+        finally:
+            with self._lock:
+                self._slots.discard(slot)
+
+    def interrupt(self) -> None:
+        """Stop every worker's current task run (timeout or SIGTERM of the flow run)."""
+        with self._lock:
+            slots, self._items = list(self._slots), deque()
+        for slot in slots:
+            slot.interrupt()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._items:
+                    self._workers -= 1
+                    return
+                item = self._items.popleft()
+            self._run_one(item)

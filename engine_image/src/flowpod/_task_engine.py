@@ -1,0 +1,306 @@
+"""The task-run engine: one async core that runs a task run from Pending to final.
+
+Role: `run_task` orchestrates a task run -- reuse of an earlier result, upstream
+resolution (NotReady), cache lookup, tag-concurrency slots, attempts with retries
+and timeouts, result persistence -- through an `ops` object (flowpod._ops) so that
+the same code serves sync callers (driven without an event loop) and async ones.
+`new_record` assigns the deterministic task-run key at call/submit time.
+`submit_task` schedules a run on the flow run's event loop. Callers: flowpod._tasks
+(call / submit / map), flowpod._flow_engine (Stores).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from flowpod import states
+from flowpod._contexts import FlowRunContext, RunDeps, TaskRunContext, print_logger_var, task_run_var
+from flowpod._futures import TaskRunFuture, check_wait_for, find_upstreams, resolve_inputs
+from flowpod._limits import TagLimits
+from flowpod._ops import AsyncOps, TaskTimedOut, run_blocking
+from flowpod._threads import RunInterrupted
+from flowpod._records import TaskRunRecord
+from flowpod.caching import TaskCache
+from flowpod.errors import UpstreamTaskError
+from flowpod.results import ResultStore
+
+if TYPE_CHECKING:
+    from flowpod._tasks import Task
+
+__all__ = [
+    "Stores", "new_record", "run_task", "submit_tasks", "run_pooled", "retry_delay", "async_ops_for",
+]
+
+logger = logging.getLogger("flowpod.task_runs")
+_NO_LIMITS = TagLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """Where a flow run keeps task results and cache entries."""
+
+    results: ResultStore
+    cache: TaskCache
+
+    @classmethod
+    def from_deps(cls, deps: RunDeps) -> "Stores":
+        results = ResultStore(deps.result_dir)
+        return cls(results, TaskCache(results, deps.clock))
+
+
+def new_record(task: "Task", flow_run: FlowRunContext | None) -> TaskRunRecord:
+    """Create (and register) a task run; its key depends only on call order in the run."""
+    key = flow_run.next_task_key(task.task_key) if flow_run is not None else task.task_key
+    record = TaskRunRecord(task.name, key, task.tags, states.Pending())
+    if flow_run is not None:
+        flow_run.record.add(record)
+    return record
+
+
+def async_ops_for(flow_run: FlowRunContext | None) -> AsyncOps:
+    if flow_run is None:
+        return AsyncOps(RunDeps())
+    ops = flow_run.async_ops
+    if ops is None:
+        ops = flow_run.async_ops = AsyncOps(flow_run.deps)
+    return ops
+
+
+def retry_delay(task: "Task", retry_index: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before retry number retry_index + 1, jitter included."""
+    delays = task.retry_delay_seconds
+    if callable(delays):
+        delays = delays(task.retries)
+    if isinstance(delays, (list, tuple)):
+        delay = float(delays[min(retry_index, len(delays) - 1)]) if delays else 0.0
+    else:
+        delay = float(delays or 0)
+    if task.retry_jitter_factor:  # spread retries of many runs (no thundering herd)
+        delay *= 1 + task.retry_jitter_factor * (2 * rand() - 1)
+    return max(delay, 0.0)
+
+
+async def run_task(ops: Any, task: "Task", flow_run: FlowRunContext | None,
+                   record: TaskRunRecord, args: tuple, kwargs: dict[str, Any],
+                   wait_for: Iterable[Any] | None) -> TaskRunRecord:
+    """Run one task run to a final (or NotReady) state; record it in the flow run."""
+    try:
+        await _orchestrate(ops, task, flow_run, record, args, kwargs, wait_for)
+    except BaseException as exc:  # KeyboardInterrupt, cancellation, interruption: a crash
+        if not record.state.is_final():
+            record.set_state(states.Crashed(f"Task run crashed: {type(exc).__name__}: {exc}",
+                                            data=exc))
+            _finish(flow_run, record)
+        raise
+    _finish(flow_run, record)
+    return record
+
+
+def _finish(flow_run: FlowRunContext | None, record: TaskRunRecord) -> None:
+    if flow_run is not None:
+        flow_run.record.finish(record)
+
+
+async def _orchestrate(ops: Any, task: "Task", flow_run: FlowRunContext | None,
+                       record: TaskRunRecord, args: tuple, kwargs: dict[str, Any],
+                       wait_for: Iterable[Any] | None) -> None:
+    deps = flow_run.deps if flow_run is not None else None
+    persist = task.persist_result if task.persist_result is not None else (
+        flow_run is not None and flow_run.persist_result)
+    if flow_run is not None and _reuse_earlier(flow_run, record, persist):
+        return
+    upstreams = find_upstreams((*args, *kwargs.values(), *(wait_for or ())))
+    if upstreams:
+        await ops.wait(upstreams)
+        try:
+            args, kwargs = resolve_inputs(args, kwargs)
+            check_wait_for(wait_for or ())
+        except UpstreamTaskError as exc:
+            record.set_state(states.NotReady(str(exc), data=exc))
+            return
+    parameters = task.bind_parameters(args, kwargs) if task.needs_parameters else {}
+    context = TaskRunContext(task, record, flow_run, parameters)
+    if task.task_run_name is not None:
+        record.name = task.render_run_name(parameters)
+    stores = (flow_run.stores if flow_run is not None else Stores.from_deps(RunDeps()))
+    cache_key = _cache_key(task, context, parameters)
+    if cache_key is not None and not task.refresh_cache:
+        hit, value = stores.cache.get(cache_key)
+        if hit:
+            record.set_state(states.Cached(f"Cache hit for key {cache_key[:12]}", data=value))
+            return
+    limits = flow_run.tag_limits if flow_run is not None else _NO_LIMITS
+    semaphores = limits.limited(task.tags)
+    if semaphores and not limits.try_acquire(semaphores):
+        record.set_state(states.AwaitingConcurrencySlot(f"Waiting for tags {sorted(task.tags)}"))
+        await ops.acquire(limits, semaphores)
+    try:
+        state = await _attempts(ops, task, record, context, args, kwargs, deps)
+    finally:
+        limits.release(semaphores)
+    if state.is_completed():
+        _store(task, flow_run, record, stores, state, cache_key, persist)
+
+
+def _reuse_earlier(flow_run: FlowRunContext, record: TaskRunRecord, persist: bool) -> bool:
+    """Skip a task run that already completed under the same key in this flow run."""
+    earlier = flow_run.record.completed_by_key.get(record.key)
+    if earlier is not None:  # an earlier in-process attempt of this flow run
+        record.set_state(states.Completed("Reused the result of an earlier attempt",
+                                          data=earlier.data))
+        return True
+    if not persist:
+        return False
+    found, value = flow_run.stores.results.read(_result_path(flow_run, record))
+    if found:  # an earlier process ran this flow run (a re-run after a crash or suspend)
+        record.set_state(states.Completed("Reused the persisted result of an earlier run",
+                                          data=value))
+    return found
+
+
+def _result_path(flow_run: FlowRunContext, record: TaskRunRecord):
+    return flow_run.stores.results.path_for("runs", flow_run.id, record.key)
+
+
+def _cache_key(task: "Task", context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    if task.cache_key_fn is None:
+        return None
+    return task.cache_key_fn(context, parameters)
+
+
+async def _attempts(ops: Any, task: "Task", record: TaskRunRecord, context: TaskRunContext,
+                    args: tuple, kwargs: dict[str, Any], deps: RunDeps | None) -> states.State:
+    while True:
+        record.run_count += 1
+        record.set_state(states.Running() if record.run_count == 1 else states.Retrying(
+            f"Attempt {record.run_count} of {task.retries + 1}"))
+        state = await _attempt(ops, task, context, args, kwargs)
+        if not state.is_failed() or record.run_count > task.retries or not _retriable(
+                task, record, state):
+            if state.is_failed():
+                logger.error("Task run %r ended %r", record.name, state,
+                             exc_info=state.data if isinstance(state.data, BaseException) else None)
+            return record.set_state(state)
+        delay = retry_delay(task, record.run_count - 1)
+        logger.warning("Task run %r attempt %d of %d failed (%s); retrying in %.3g s",
+                       record.name, record.run_count, task.retries + 1, state.message, delay)
+        clock = deps.clock if deps is not None else RunDeps().clock
+        record.set_state(states.AwaitingRetry(
+            state.message, scheduled_time=clock() + timedelta(seconds=delay)))
+        await ops.sleep(delay)
+
+
+async def _attempt(ops: Any, task: "Task", context: TaskRunContext, args: tuple,
+                   kwargs: dict[str, Any]) -> states.State:
+    token = task_run_var.set(context)
+    print_token = print_logger_var.set(task.print_logger(context)) if task.wants_log_prints(
+        context.flow_run) else None
+    try:
+        value = await ops.call(task.fn, args, kwargs, task.timeout_seconds)
+    except TaskTimedOut:
+        message = f"Task run exceeded its timeout of {task.timeout_seconds} seconds"
+        return states.TimedOut(message, data=TimeoutError(message))
+    except Exception as exc:
+        return states.Failed(f"Task run raised {type(exc).__name__}: {exc}", data=exc)
+    finally:
+        if print_token is not None:
+            print_logger_var.reset(print_token)
+        task_run_var.reset(token)
+    return value if isinstance(value, states.State) else states.Completed(data=value)
+
+
+def _retriable(task: "Task", record: TaskRunRecord, state: states.State) -> bool:
+    if task.retry_condition_fn is None:
+        return True
+    try:
+        return bool(task.retry_condition_fn(task, record, state))
+    except Exception:  # a broken condition must not crash the run: just stop retrying
+        logger.exception("retry_condition_fn of task %r raised; not retrying", task.name)
+        return False
+
+
+def _store(task: "Task", flow_run: FlowRunContext | None, record: TaskRunRecord,
+           stores: Stores, state: states.State, cache_key: str | None, persist: bool) -> None:
+    try:
+        if persist and flow_run is not None:
+            stores.results.write(_result_path(flow_run, record), state.data)
+        if cache_key is not None:
+            stores.cache.put(cache_key, state.data, task.cache_expiration)
+    except Exception:  # an unpicklable result still completed; it just is not reusable
+        logger.warning("Could not persist the result of task run %r", record.name, exc_info=True)
+
+
+SubmittedCall = tuple  # (task, future, args, kwargs, wait_for)
+
+
+async def _run_submitted(flow_run: FlowRunContext, call: SubmittedCall) -> None:
+    """An async task run, as a task on the flow run's loop."""
+    task, future, args, kwargs, wait_for = call
+    try:
+        await run_task(async_ops_for(flow_run), task, flow_run, future.task_run, args, kwargs,
+                       wait_for)
+    finally:
+        future._finish()
+
+
+def run_pooled(flow_run: FlowRunContext, call: SubmittedCall) -> None:
+    """A sync task run, in a flowpod._pool worker thread."""
+    task, future, args, kwargs, wait_for = call
+    try:
+        run_blocking(run_task(flow_run.blocking_ops, task, flow_run, future.task_run, args,
+                              kwargs, wait_for))
+    except RunInterrupted:
+        raise  # the flow run is being stopped: end this worker
+    except BaseException:  # already recorded as Crashed; keep the worker serving others
+        pass
+    finally:
+        future._finish()
+
+
+async def _queue_when_ready(flow_run: FlowRunContext, call: SubmittedCall) -> None:
+    """Wait (on the loop, holding no worker) for upstreams, then queue the run."""
+    task, future, args, kwargs, wait_for = call
+    await async_ops_for(flow_run).wait(find_upstreams((*args, *kwargs.values(), *(wait_for or ()))))
+    for _ in range(flow_run.pool.put([call])):
+        flow_run.task_group.start_soon(flow_run.pool.worker)
+
+
+def _has_pending_upstreams(call: SubmittedCall) -> bool:
+    _, _, args, kwargs, wait_for = call
+    upstreams = find_upstreams((*args, *kwargs.values(), *(wait_for or ())))
+    return any(isinstance(u, TaskRunFuture) and not u.done() for u in upstreams)
+
+
+def submit_tasks(flow_run: FlowRunContext, calls: list[SubmittedCall]) -> None:
+    """Start task runs concurrently, from any thread (at most one hop to the loop)."""
+    ready, waiting, async_calls = [], [], []
+    for call in calls:
+        if call[0].is_async:
+            async_calls.append(call)
+        elif _has_pending_upstreams(call):
+            waiting.append(call)
+        else:
+            ready.append(call)
+    new_workers = flow_run.pool.put(ready) if ready else 0
+
+    def start_on_loop() -> None:
+        group = flow_run.task_group
+        for _ in range(new_workers):
+            group.start_soon(flow_run.pool.worker)
+        for call in waiting:
+            group.start_soon(_queue_when_ready, flow_run, call)
+        for call in async_calls:
+            group.start_soon(_run_submitted, flow_run, call)
+
+    if not (new_workers or waiting or async_calls):
+        return  # running workers will pick the new items up
+    if flow_run.on_loop_thread():
+        start_on_loop()
+    else:
+        import anyio.from_thread
+
+        anyio.from_thread.run_sync(start_on_loop, token=flow_run.token)

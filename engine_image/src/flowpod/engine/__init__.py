@@ -1,0 +1,55 @@
+"""flowpod.engine: run one flow run to a final state -- the in-pod entry point.
+
+Role: `run_flow_run` is what the process inside a flow-run pod calls (through
+`python -m flowpod.engine`, whose Kubernetes wiring lives with the operator): it
+runs a Flow with given parameters, writing states and task-run summaries through
+a reporter (flowpod.reporting), asking `is_cancellation_requested` when SIGTERM
+arrives, and returns the final State (Suspended when the run suspended itself).
+`load_flow_from_entrypoint` resolves `path/to/file.py:fn` or `package.module:fn`.
+Callers: flowpod.engine.__main__, the operator's in-pod main, tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flowpod import states
+from flowpod._contexts import RunDeps
+from flowpod.engine._entrypoints import load_flow_from_entrypoint
+from flowpod.reporting import CancellationCheck, Reporter
+
+__all__ = ["run_flow_run", "load_flow_from_entrypoint", "RunDeps"]
+
+
+async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
+                       reporter: Reporter | None = None,
+                       is_cancellation_requested: CancellationCheck | None = None, *,
+                       flow_run_id: str | None = None, deps: RunDeps | None = None,
+                       tag_limits: Mapping[str, int] | None = None,
+                       handle_sigterm: bool = True) -> states.State:
+    """Run `flow` once, on the running anyio event loop, and return its final State.
+
+    flow: a flowpod.Flow (see load_flow_from_entrypoint).
+    parameters: raw values (e.g. from JSON); validated against the flow's signature,
+        a violation ends the run Failed.
+    reporter: where states and task-run summaries go (default: a new InMemoryReporter).
+    is_cancellation_requested: asked after SIGTERM; sync or async, returns bool. True:
+        the run goes Cancelling -> Cancelled (on_cancellation hooks); False: Crashed
+        (on_crashed hooks). Default: the reporter's own `is_cancellation_requested`
+        method if it has one, else "no".
+    flow_run_id: the run's stable id; task results persisted under it are reused by a
+        re-run with the same id (default: a random id).
+    deps: clock, sleeps, result_dir, flush_interval (see RunDeps).
+    tag_limits: per-tag task concurrency limits, merged over the flow's own.
+    handle_sigterm: install the SIGTERM handler (main thread only).
+
+    The returned state's `data` is the result (Completed) or the error; after SIGTERM
+    it is a flowpod.errors.TerminationSignal (exit code 143). Never raises for user
+    errors; a reporter's own network errors propagate.
+    """
+    from flowpod._flow_engine import run_flow
+
+    return await run_flow(flow, parameters or {}, reporter=reporter,
+                          cancel_check=is_cancellation_requested, deps=deps,
+                          run_id=flow_run_id, tag_limits=tag_limits,
+                          handle_sigterm=handle_sigterm)

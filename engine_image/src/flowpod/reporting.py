@@ -1,0 +1,242 @@
+"""The reporter seam: how a flow run tells its backend about states and task runs.
+
+Role: defines the `Reporter` protocol the flow engine (flowpod._flow_engine) writes
+through, the task-run summary it flushes, and two implementations:
+
+- `InMemoryReporter`: local runs (`my_flow()` uses one per call) and tests;
+- `JsonJournalReporter`: the same, plus a JSON-lines journal file that external
+  tools can also append `resume` / `cancel` control lines to.
+
+The Kubernetes reporter (flowpod._kube_reporting, written with the operator)
+implements the same protocol against the FlowRun status subresource. Callers:
+flowpod._flow_engine, flowpod.engine (entry point), flowpod._pausing, tests.
+
+The protocol is async because real backends do network IO; in-memory ones simply
+never suspend. Backend refusals are signalled by raising `flowpod.errors.Abort`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
+
+from flowpod import states
+from flowpod.errors import Abort
+
+__all__ = [
+    "Reporter",
+    "CancellationCheck",
+    "TaskRunSummary",
+    "FailedTaskRun",
+    "SubflowRun",
+    "InMemoryReporter",
+    "JsonJournalReporter",
+    "append_journal_control",
+    "MAX_FAILED_LISTED",
+]
+
+# A status object must stay small (etcd objects are capped near 1.5 MiB), so a summary
+# lists at most this many failed task runs; `failed_total` still counts all of them.
+MAX_FAILED_LISTED = 20
+
+# Answers "did someone ask to cancel this run?"; may be sync or async.
+CancellationCheck = Callable[[], "bool | Awaitable[bool]"]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedTaskRun:
+    """One failed (or crashed, timed-out, not-ready) task run, for the summary."""
+
+    name: str
+    key: str
+    state: states.State
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "key": self.key, "state": self.state.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class SubflowRun:
+    """A child flow run, recorded in its parent's summary instead of its own object."""
+
+    name: str
+    id: str
+    state: states.State
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "id": self.id, "state": self.state.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunSummary:
+    """Cumulative task-run picture of one flow run (each flush replaces the last).
+
+    `counts` maps a state type value ("COMPLETED", "FAILED", ...) to how many task
+    runs ended (or currently are) in it; `running` counts those not finished yet.
+    """
+
+    total: int
+    counts: dict[str, int]
+    failed: tuple[FailedTaskRun, ...] = ()
+    failed_total: int = 0
+    subflows: tuple[SubflowRun, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        """camelCase form for the FlowRun status (status.taskRuns)."""
+        return {
+            "total": self.total,
+            "counts": dict(self.counts),
+            "failed": [f.to_wire() for f in self.failed],
+            "failedTotal": self.failed_total,
+            "subflows": [s.to_wire() for s in self.subflows],
+        }
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """What the flow engine needs from a backend, for ONE flow run."""
+
+    async def propose_state(self, state: states.State) -> states.State:
+        """Record `state`; return the state the backend accepted.
+
+        Raise `Abort(message, state=current)` when the backend refuses it (run already
+        terminal, being cancelled, or the transition is not in the table).
+        """
+        ...
+
+    async def flush_task_runs(self, summary: TaskRunSummary) -> None:
+        """Store the latest cumulative task-run summary (called in batches)."""
+        ...
+
+    async def read_state(self) -> states.State | None:
+        """The backend's current state (used while paused, to notice a resume or cancel)."""
+        ...
+
+
+class InMemoryReporter:
+    """A reporter that keeps everything in memory; thread-safe.
+
+    `resume()` and `request_cancellation()` play the part of a user acting on the run
+    from outside (the CLI or another thread).
+    """
+
+    def __init__(self, initial: states.State | None = None) -> None:
+        self._lock = threading.Lock()
+        self.history: list[states.State] = [initial or states.Pending()]
+        self.summaries: list[TaskRunSummary] = []
+        self._cancel_requested = False
+
+    @property
+    def state(self) -> states.State:
+        return self.history[-1]
+
+    async def propose_state(self, state: states.State) -> states.State:
+        with self._lock:
+            self._check(self.history[-1], state)
+            self._accept(state)
+        return state
+
+    async def flush_task_runs(self, summary: TaskRunSummary) -> None:
+        with self._lock:
+            self.summaries.append(summary)
+            self._record("task_runs", summary.to_wire())
+
+    async def read_state(self) -> states.State | None:
+        return self.history[-1]
+
+    def is_cancellation_requested(self) -> bool:
+        return self._cancel_requested or self.history[-1].is_cancelling()
+
+    def resume(self, message: str = "resumed") -> None:
+        """Resume a paused run (Paused -> Running)."""
+        with self._lock:
+            if not self.history[-1].is_paused():
+                raise RuntimeError(f"Only a paused run can be resumed; it is {self.history[-1]!r}")
+            self._accept(states.Running(message))
+
+    def request_cancellation(self, message: str = "cancellation requested") -> None:
+        """Ask for cancellation, as a user would (non-terminal run -> Cancelling)."""
+        with self._lock:
+            self._cancel_requested = True
+            current = self.history[-1]
+            if states.is_transition_allowed(current.type, states.StateType.CANCELLING):
+                self._accept(states.Cancelling(message))
+
+    @staticmethod
+    def _check(current: states.State, new: states.State) -> None:
+        if current.is_cancelling() and not new.is_cancelled():
+            raise Abort(f"The run is being cancelled; refusing {new.name}", state=current)
+        if current.is_final():
+            raise Abort(f"The run already ended {current.name}; refusing {new.name}", state=current)
+        if not states.is_transition_allowed(current.type, new.type):
+            raise Abort(f"Transition {current.type.value} -> {new.type.value} is not allowed",
+                        state=current)
+
+    def _accept(self, state: states.State) -> None:
+        self.history.append(state)
+        self._record("state", state.to_wire())
+
+    def _record(self, event: str, payload: dict[str, Any]) -> None:
+        """Hook for subclasses that persist events; called with the lock held."""
+
+
+class JsonJournalReporter(InMemoryReporter):
+    """An in-memory reporter that also appends every event to a JSON-lines file.
+
+    Lines look like {"event": "state", "state": {...}} or {"event": "task_runs", ...}.
+    Other processes may append {"event": "resume"} or {"event": "cancel"} (see
+    `append_journal_control`); they are applied when the engine next reads the state.
+    """
+
+    def __init__(self, path: str | Path, initial: states.State | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._read_offset = self.path.stat().st_size if self.path.exists() else 0
+        super().__init__(initial)
+        with self._lock:
+            self._record("state", self.history[-1].to_wire())
+
+    async def read_state(self) -> states.State | None:
+        self._apply_controls()
+        return self.history[-1]
+
+    def is_cancellation_requested(self) -> bool:
+        self._apply_controls()
+        return super().is_cancellation_requested()
+
+    def _apply_controls(self) -> None:
+        for action in self._new_controls():
+            if action == "resume" and self.history[-1].is_paused():
+                self.resume("resumed through the journal")
+            elif action == "cancel":
+                self.request_cancellation("cancellation requested through the journal")
+
+    def _new_controls(self) -> list[str]:
+        with self._lock, self.path.open("rb") as journal:
+            journal.seek(self._read_offset)
+            lines = journal.read().splitlines()
+            self._read_offset = journal.tell()
+        events = (json.loads(line) for line in lines if line.strip())
+        return [e["event"] for e in events if e.get("event") in ("resume", "cancel")]
+
+    def _record(self, event: str, payload: dict[str, Any]) -> None:
+        line = json.dumps({"event": event, event if event == "state" else "summary": payload})
+        with self.path.open("ab") as journal:
+            start = journal.tell()
+            journal.write(line.encode() + b"\n")
+            end = journal.tell()
+        # Our own lines are not controls: skip past them, unless another process
+        # appended a control line we have not read yet.
+        if self._read_offset == start:
+            self._read_offset = end
+
+
+def append_journal_control(path: str | Path, action: str) -> None:
+    """Append a control line ("resume" or "cancel") to a journal, from any process."""
+    if action not in ("resume", "cancel"):
+        raise ValueError(f"action must be 'resume' or 'cancel', got {action!r}")
+    with Path(path).open("a", encoding="utf-8") as journal:
+        journal.write(json.dumps({"event": action}) + "\n")

@@ -1,0 +1,181 @@
+"""Every API call the operator makes (besides kopf's watches), on kubernetes-asyncio.
+
+Role: carry out the decided actions (create a Job, delete a Job or Pod, patch a FlowRun's
+status with a resourceVersion precondition), read what a decision needs fresh (a FlowRun, a
+Deployment, a run's Jobs and Pods), and post Kubernetes Events. Responses are read as plain
+JSON (`_preload_content=False`), skipping the client's model deserialisation, which costs
+more than the request itself at a thousand runs. Callers: flowpod_operator._reconciling,
+_eventing (post_event), running (check_crds).
+
+RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
+
+  apiGroups     resources              verbs                      why
+  flowpod.io    flowruns               get, list, watch           watch runs; re-read on 409
+  flowpod.io    flowruns/status        patch                      every state write
+  flowpod.io    flowruns/finalizers    update                     Job ownerReference with
+                                                                  blockOwnerDeletion (needed
+                                                                  when the OwnerReferences-
+                                                                  PermissionEnforcement
+                                                                  admission plugin is on)
+  flowpod.io    deployments            get, list, watch           resolve a run's Deployment
+  batch         jobs                   list, watch, create,       one Job per attempt; delete
+                                       delete                     a cancelled run's Job
+  ""            pods                   list, watch, delete        follow pods; cancel = delete
+  ""            events                 create                     Events on FlowRuns
+  apiextensions.k8s.io                                            (none needed: the CRDs are
+                customresourcedefinitions                          checked via discovery, which
+                                                                  every authenticated user may
+                                                                  read)
+
+Watching all namespaces needs these in a ClusterRole; `--namespace` lets a Role per
+watched namespace do. No access to Secrets, ConfigMaps or Nodes is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from kubernetes_asyncio import client
+
+from flowpod import flowruns
+
+__all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError"]
+
+_log = logging.getLogger("flowpod_operator.api")
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An API response: HTTP status and the decoded JSON body (or {} if none)."""
+
+    status: int
+    body: Mapping[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("message") or self.body.get("reason") or self.status)
+
+
+class ApiError(RuntimeError):
+    """An API call failed in a way the caller cannot act on (it is retried later)."""
+
+    def __init__(self, what: str, reply: Reply) -> None:
+        super().__init__(f"{what} failed: HTTP {reply.status}: {reply.message}")
+        self.reply = reply
+
+
+class MissingCrdError(RuntimeError):
+    """The flowpod CRDs are not installed on this API server."""
+
+
+class KubeApi:
+    """Thin async calls on one kubernetes-asyncio ApiClient (shared connection pool)."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._client = api_client
+
+    async def _call(self, method: str, path: str, *, body: Any = None,
+                    query: Mapping[str, Any] | None = None,
+                    content_type: str = _JSON, timeout: float = 30.0) -> Reply:
+        response = await self._client.call_api(
+            path, method, query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": _JSON},
+            body=body, auth_settings=["BearerToken"], _preload_content=False,
+            _request_timeout=timeout)
+        async with response:
+            raw = await response.read()
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {"message": raw.decode(errors="replace")[:500]}
+        return Reply(response.status, data if isinstance(data, dict) else {})
+
+    # --- FlowRuns and Deployments ----------------------------------------------------------
+    async def get_flowrun(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        reply = await self._call("GET", flowruns.flowrun_path(namespace, name))
+        if reply.status == 404:
+            return None
+        if not reply.ok:
+            raise ApiError(f"GET FlowRun {namespace}/{name}", reply)
+        return reply.body
+
+    async def patch_status(self, namespace: str, name: str, resource_version: str | None,
+                           status_patch: Mapping[str, Any]) -> Reply:
+        """PATCH .../status as a merge patch guarded by resourceVersion (409 if stale)."""
+        return await self._call(
+            "PATCH", flowruns.flowrun_path(namespace, name, "status"),
+            body=flowruns.patch_body(resource_version, status_patch),
+            content_type=flowruns.MERGE_PATCH)
+
+    async def get_deployment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        path = (f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/namespaces/{namespace}/"
+                f"{flowruns.DEPLOYMENTS}/{name}")
+        reply = await self._call("GET", path)
+        if reply.status == 404:
+            return None
+        if not reply.ok:
+            raise ApiError(f"GET Deployment {namespace}/{name}", reply)
+        return reply.body
+
+    # --- Jobs and Pods ---------------------------------------------------------------------
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> Reply:
+        """POST the Job; 201, 409 (AlreadyExists) and 4xx are returned, not raised."""
+        return await self._call("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs",
+                                body=manifest)
+
+    async def delete_job(self, namespace: str, name: str) -> Reply:
+        reply = await self._call(
+            "DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            body={"kind": "DeleteOptions", "apiVersion": "v1",
+                  "propagationPolicy": "Background"})
+        if not reply.ok and reply.status != 404:
+            raise ApiError(f"DELETE Job {namespace}/{name}", reply)
+        return reply
+
+    async def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> Reply:
+        reply = await self._call(
+            "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}",
+            body={"kind": "DeleteOptions", "apiVersion": "v1",
+                  "gracePeriodSeconds": max(int(grace_seconds), 0)})
+        if not reply.ok and reply.status != 404:
+            raise ApiError(f"DELETE Pod {namespace}/{name}", reply)
+        return reply
+
+    async def list_children(self, namespace: str, selector: str
+                            ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        """A run's Jobs and Pods, listed live (for decisions where absence matters)."""
+        query = {"labelSelector": selector}
+        jobs = await self._call("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs",
+                                query=query)
+        pods = await self._call("GET", f"/api/v1/namespaces/{namespace}/pods", query=query)
+        for what, reply in (("LIST Jobs", jobs), ("LIST Pods", pods)):
+            if not reply.ok:
+                raise ApiError(f"{what} in {namespace} ({selector})", reply)
+        return list(jobs.body.get("items") or []), list(pods.body.get("items") or [])
+
+    # --- Events and discovery --------------------------------------------------------------
+    async def post_event(self, event: Mapping[str, Any]) -> None:
+        namespace = event["metadata"]["namespace"]
+        reply = await self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+        if not reply.ok and reply.status != 404:  # 404: the namespace is being deleted
+            _log.warning("could not post an Event", extra={
+                "namespace": namespace, "reason": event.get("reason"), "status": reply.status,
+                "error": reply.message})
+
+    async def check_crds(self) -> None:
+        """Fail clearly when the FlowRun and Deployment CRDs are not served."""
+        reply = await self._call("GET", f"/apis/{flowruns.GROUP}/{flowruns.VERSION}")
+        served = {r.get("name") for r in reply.body.get("resources") or []} if reply.ok else set()
+        missing = {flowruns.FLOWRUNS, flowruns.DEPLOYMENTS} - served
+        if missing:
+            raise MissingCrdError(
+                f"the API server does not serve {sorted(missing)} in {flowruns.API_VERSION}: "
+                "install the CRDs first (kubectl apply -f crds/, or the Helm chart)")

@@ -1,0 +1,361 @@
+"""The operator's brain: a pure, level-based decision for one FlowRun.
+
+Role: `decide(observation, now)` looks at a FlowRun, its Deployment, and the Jobs and Pods
+of its attempts, and returns the actions that move it on (create a Job, write a state,
+delete a pod, check again later). It keeps no memory between calls, so the same function
+serves a fresh event, a periodic resync, and an operator that restarted mid-run. Callers:
+flowpod_operator._reconciling (for real) and tests/operator/test_deciding.py (with dicts).
+
+Who writes what (issue 4): the operator writes Scheduled/Late, Pending, AwaitingRetry (an
+infrastructure retry), Crashed, Cancelling, and Cancelled when the engine did not; the
+engine writes everything else. A terminal state is never left (the API server enforces it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from flowpod import flowruns, states
+
+from flowpod_operator import _actions as act
+from flowpod_operator import _diagnosing as diag
+from flowpod_operator import _manifests as manifests
+from flowpod_operator import _observations as obs
+from flowpod_operator import _validating
+
+__all__ = ["Policy", "decide"]
+
+_T = states.StateType
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Operator-wide knobs of the decision (the CLI may set them)."""
+
+    service_account: str = manifests.DEFAULT_SERVICE_ACCOUNT
+    # A due run that starts later than this after its scheduledTime is marked Late first.
+    late_after: timedelta = timedelta(seconds=15)
+    # A run already final whose pod still runs this long afterwards gets the pod deleted.
+    linger: timedelta = timedelta(seconds=30)
+
+
+@dataclass
+class _Attempt:
+    job: Mapping[str, Any] | None = None
+    pods: list[Mapping[str, Any]] = field(default_factory=list)
+    gone: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Everything about the run the helpers below share."""
+
+    o: obs.Observation
+    state: states.State | None
+    attempts: dict[int, _Attempt]
+    current: int
+    now: datetime
+    policy: Policy
+
+    def attempt(self, number: int | None = None) -> _Attempt:
+        return self.attempts.get(self.current if number is None else number) or _Attempt()
+
+    def settings(self, number: int | None = None) -> obs.RunSettings:
+        job = self.attempt(number).job
+        if job is not None:
+            return obs.settings_from_job(job)
+        return obs.settings_from_deployment(self.o.deployment)
+
+    def diagnose(self, number: int | None = None) -> diag.Diagnosis:
+        number = self.current if number is None else number
+        att = self.attempt(number)
+        name = self.o.status.get("jobName") if number == self.o.status.get("attempt") else None
+        return diag.diagnose(att.job, att.pods, att.gone, settings=self.settings(number),
+                             now=self.now, fresh=self.o.fresh,
+                             job_name=name or manifests.job_name(self.o.name, number))
+
+    def live_pods(self) -> list[Mapping[str, Any]]:
+        return [p for a in self.attempts.values() for p in a.pods if not diag.is_terminated(p)]
+
+
+def _group(o: obs.Observation) -> dict[int, _Attempt]:
+    attempts: dict[int, _Attempt] = {}
+    for job in o.jobs:
+        if number := obs.attempt_of(job):
+            attempts.setdefault(number, _Attempt()).job = job
+    for pod in o.pods:
+        if number := obs.attempt_of(pod):
+            attempts.setdefault(number, _Attempt()).pods.append(pod)
+    for pod in o.gone_pods:
+        if number := obs.attempt_of(pod):
+            attempts.setdefault(number, _Attempt()).gone.append(pod)
+    return attempts
+
+
+def decide(observation: obs.Observation, now: datetime,
+           policy: Policy = Policy()) -> list[act.Action]:
+    """The actions that move this FlowRun on, given what is observed at `now` (aware UTC).
+    An empty list means nothing to do until something changes."""
+    o = observation
+    state = flowruns.current_state(o.flowrun)
+    attempts = _group(o)
+    recorded = int(o.status.get("attempt") or 0)
+    run = _Run(o, state, attempts, max([recorded, *attempts]), now, policy)
+    if state is not None and state.is_final():
+        return _settle(run)
+    if o.spec.get("cancel") or (state is not None and state.type is _T.CANCELLING):
+        return _cancel(run)
+    if run.current == 0:
+        # Only a fresh run is ours to start; a run in another state without a Job was
+        # started elsewhere (e.g. a local engine reporting here) and is left alone.
+        return _start(run) if state is None or state.type is _T.SCHEDULED else []
+    if recorded < run.current:
+        return _record_attempt(run)
+    return _follow(run)
+
+
+# --- starting ------------------------------------------------------------------------------
+
+def _failed(run: _Run, message: str) -> list[act.Action]:
+    return [act.WriteStatus((states.Failed(message, timestamp=run.now),))]
+
+
+def _resolve(run: _Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, dict[str, Any]]:
+    """(deployment, parameters) for a new attempt, or the actions when that is impossible."""
+    o = run.o
+    name = o.spec.get("deploymentName")
+    deployment = None
+    if name:
+        deployment = o.deployment
+        if deployment is None:
+            if not o.deployment_fresh:
+                return [act.Refresh(deployment=True)]
+            return _failed(run, f"Deployment '{name}' not found in namespace '{o.namespace}'")
+    elif not (o.spec.get("entrypoint") and o.spec.get("image")):
+        return _failed(run, "a FlowRun needs spec.deploymentName, or spec.entrypoint together "
+                            "with spec.image; set one of them")
+    parameters = manifests.resolve_parameters(o.flowrun, deployment)
+    schema = ((deployment or {}).get("spec") or {}).get("parameterSchema")
+    problem = _validating.parameter_problems(schema, parameters)
+    if problem:
+        return _failed(run, problem)
+    return deployment, parameters
+
+
+def _new_attempt(run: _Run, number: int, settings: obs.RunSettings | None,
+                 steps: list[states.State]) -> list[act.Action]:
+    """Create the Job of attempt `number` and record it with the states in `steps`."""
+    resolved = _resolve(run)
+    if isinstance(resolved, list):
+        return resolved
+    deployment, parameters = resolved
+    name = manifests.job_name(run.o.name, number)
+    if run.o.job_error:
+        return _failed(run, f"Job {name} could not be created: {run.o.job_error}; fix the "
+                            "Deployment's podTemplate or image")
+    settings = settings or obs.settings_from_deployment(deployment)
+    job = manifests.build_job(run.o.flowrun, deployment, number, parameters=parameters,
+                              settings=settings, service_account=run.policy.service_account)
+    steps.append(states.Pending(f"Job {name} created (attempt {number} of "
+                                f"{settings.max_attempts})", timestamp=run.now))
+    fields: dict[str, Any] = {"attempt": number, "jobName": name}
+    if number > 1:
+        fields.update(podName=None, exitCode=None, reason=None)
+    return [act.CreateJob(job), act.WriteStatus(tuple(steps), fields)]
+
+
+def _start(run: _Run) -> list[act.Action]:
+    resolved = _resolve(run)
+    if isinstance(resolved, list):
+        return resolved
+    when = obs.parse_time(run.o.spec.get("scheduledTime"))
+    if when is not None and run.now < when:
+        wait = act.Requeue((when - run.now).total_seconds())
+        if run.state is not None:
+            return [wait]
+        stamp = flowruns.format_time(when)
+        return [wait, act.WriteStatus((states.Scheduled(f"Scheduled to start at {stamp}",
+                                                        timestamp=run.now),))]
+    steps: list[states.State] = []
+    if run.state is None:
+        steps.append(states.Scheduled("Scheduled to start now", timestamp=run.now))
+    if when is not None and run.now - when > run.policy.late_after and (
+            run.state is None or run.state.name != "Late"):
+        late = (run.now - when).total_seconds()
+        steps.append(states.Late(f"Starting {late:.0f}s after its scheduled time "
+                                 f"{flowruns.format_time(when)}", timestamp=run.now))
+    return _new_attempt(run, 1, None, steps)
+
+
+def _record_attempt(run: _Run) -> list[act.Action]:
+    """A Job exists that the status does not record (the operator stopped in between)."""
+    name = manifests.job_name(run.o.name, run.current)
+    fields: dict[str, Any] = {"attempt": run.current, "jobName": name}
+    state = run.state
+    if state is not None and state.type is not _T.SCHEDULED:
+        return [act.WriteStatus((), fields)]
+    steps = [] if state is not None else [states.Scheduled("Scheduled to start now",
+                                                           timestamp=run.now)]
+    steps.append(states.Pending(f"Job {name} created (attempt {run.current} of "
+                                f"{run.settings().max_attempts})", timestamp=run.now))
+    if run.current > 1:
+        fields.update(podName=None, exitCode=None, reason=None)
+    return [act.WriteStatus(tuple(steps), fields)]
+
+
+# --- following a started attempt -----------------------------------------------------------
+
+def _until(when: datetime, now: datetime) -> float:
+    return max((when - now).total_seconds(), 0.0)
+
+
+def _outcome_fields(d: diag.Diagnosis, status: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {"exitCode": d.exit_code, "reason": d.reason or None,
+              "podName": d.pod_name or status.get("podName")}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _cleanup(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
+    """Stop what a crashed attempt leaves behind, so nothing of it can start later."""
+    grace = run.settings().cancellation_grace_period_seconds
+    actions: list[act.Action] = [act.DeletePod(n, 0) for n in d.stuck_pods]
+    actions += [act.DeletePod(n, grace) for n in d.unstarted_pods]
+    att = run.attempt()
+    if d.reason == "PendingTimeout" and att.job is not None and not att.pods:
+        actions.append(act.DeleteJob(att.job["metadata"]["name"]))
+    return actions
+
+
+def _follow(run: _Run) -> list[act.Action]:
+    d = run.diagnose()
+    if d.needs_fresh:
+        return [act.Refresh(children=True)]
+    if d.phase is not diag.Phase.ENDED:
+        actions: list[act.Action] = []
+        if d.recheck_at is not None:
+            actions.append(act.Requeue(_until(d.recheck_at, run.now)))
+        if d.pod_name and run.o.status.get("podName") != d.pod_name:
+            actions.append(act.WriteStatus((), {"podName": d.pod_name}))
+        return actions
+    state = run.state
+    if state is not None and state.type is _T.PAUSED and state.name == "Suspended":
+        return []  # the engine ended its process on purpose; the run waits to be resumed
+    return _after_end(run, d)
+
+
+def _after_end(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
+    """The current attempt ended without a final state: retry it, or the run Crashed."""
+    settings = run.settings()
+    fields = _outcome_fields(d, run.o.status)
+    cleanup = _cleanup(run, d)
+    if not (d.retryable and run.current < settings.max_attempts):
+        return cleanup + [act.WriteStatus((states.Crashed(d.message, timestamp=run.now),),
+                                          fields)]
+    state = run.state
+    if state is None or state.type is not _T.SCHEDULED or state.name != "AwaitingRetry":
+        text = f"{d.message}; retrying as attempt {run.current + 1} of {settings.max_attempts}"
+        return cleanup + [act.WriteStatus((states.AwaitingRetry(text, timestamp=run.now),),
+                                          fields)]
+    if not d.settled:
+        # Never two pods at once: the next attempt waits until this one's pod is gone.
+        wait = [act.Requeue(_until(d.recheck_at, run.now))] if d.recheck_at else []
+        return cleanup + wait
+    return _new_attempt(run, run.current + 1, settings, [])
+
+
+# --- cancelling ----------------------------------------------------------------------------
+
+def _active_jobs(run: _Run) -> list[str]:
+    """Jobs that may still start a pod: unfinished, and no pod of theirs seen yet (with
+    backoffLimit 0, a Job whose pod ended can never start another)."""
+    names = []
+    for att in run.attempts.values():
+        job = att.job
+        if job is None or att.pods or att.gone or job["metadata"].get("deletionTimestamp"):
+            continue
+        conditions = (job.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                   for c in conditions):
+            names.append(job["metadata"]["name"])
+    return names
+
+
+def _cancelled(run: _Run) -> list[act.Action]:
+    """No pod of the run is alive: the run is Cancelled (and its Jobs can start no pod)."""
+    jobs = _active_jobs(run)
+    if jobs and not run.o.fresh:
+        return [act.Refresh(children=True)]  # a pod may exist that the cache has not shown
+    att = run.attempt()
+    fields: dict[str, Any] = {}
+    text = "Cancelled by request (spec.cancel) before the run started"
+    if att.pods or att.gone:
+        d = run.diagnose()
+        fields = _outcome_fields(d, run.o.status)
+        code = f" (exit code {d.exit_code})" if d.exit_code is not None else ""
+        text = f"Cancelled by request (spec.cancel); pod {d.pod_name} stopped{code}"
+    actions: list[act.Action] = [act.DeleteJob(name) for name in jobs]
+    return actions + [act.WriteStatus((states.Cancelled(text, timestamp=run.now),), fields)]
+
+
+def _cancel(run: _Run) -> list[act.Action]:
+    live = run.live_pods()
+    if not live:
+        return _cancelled(run)
+    grace = run.settings().cancellation_grace_period_seconds
+    names = ", ".join(p["metadata"]["name"] for p in live)
+    if run.state is None or run.state.type is not _T.CANCELLING:
+        text = (f"Cancellation requested (spec.cancel): stopping pod {names} with a "
+                f"{grace}s grace period")
+        return [act.WriteStatus((states.Cancelling(text, timestamp=run.now),))]
+    actions: list[act.Action] = []
+    stuck: list[str] = []
+    recheck: datetime | None = None
+    for pod in live:
+        name = pod["metadata"]["name"]
+        deleting = obs.parse_time(pod["metadata"].get("deletionTimestamp"))
+        if deleting is None:
+            actions.append(act.DeletePod(name, grace))
+            deleting = run.now + timedelta(seconds=grace)
+        if run.now >= deleting + diag.STUCK_AFTER:
+            stuck.append(name)
+        else:
+            until = deleting + diag.STUCK_AFTER
+            recheck = until if recheck is None else min(recheck, until)
+    actions += [act.DeletePod(name, 0) for name in stuck]
+    if len(stuck) == len(live):
+        text = (f"Cancelled by request (spec.cancel); pod {names} did not stop within its "
+                f"{grace}s grace period and was force-deleted")
+        return actions + [act.WriteStatus((states.Cancelled(text, timestamp=run.now),))]
+    return [act.Requeue(_until(recheck, run.now))] + actions if recheck else actions
+
+
+# --- after the end -------------------------------------------------------------------------
+
+def _settle(run: _Run) -> list[act.Action]:
+    """A final run: record how its pod ended, and remove a pod that outlives the run."""
+    actions: list[act.Action] = []
+    assert run.state is not None and run.state.timestamp is not None
+    linger_until = run.state.timestamp + run.policy.linger
+    grace = run.settings().cancellation_grace_period_seconds
+    for pod in run.live_pods():
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        if not diag.is_started(pod) or run.now >= linger_until:
+            actions.append(act.DeletePod(pod["metadata"]["name"], grace))
+        else:
+            actions.append(act.Requeue(_until(linger_until, run.now)))
+    att = run.attempt()
+    if att.pods or att.gone:
+        d = run.diagnose()
+        if d.phase is diag.Phase.ENDED:
+            status = run.o.status
+            fields = {k: v for k, v in _outcome_fields(d, status).items()
+                      if status.get(k) is None}
+            # A deadline is the real cause even when the engine, stopped by it, wrote first.
+            if d.reason == "DeadlineExceeded" and status.get("reason") != d.reason:
+                fields["reason"] = d.reason
+            if fields:
+                actions.append(act.WriteStatus((), fields))
+    return actions

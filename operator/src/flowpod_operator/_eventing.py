@@ -1,0 +1,144 @@
+"""Kubernetes Events on FlowRuns: one per observed state transition, plus Job/Pod actions.
+
+Role: `EventRecorder.observe` compares each new FlowRun body with the last one seen and
+queues an Event for every state appended to its history since (whoever wrote it: the
+operator or the engine). `record` queues one for an operator action (Job created, pod
+deleted). Posting happens in the background, off the reconcile path, through an injected
+`post` coroutine (flowpod_operator._acting.KubeApi.post_event). Callers:
+flowpod_operator._reconciling.
+
+After an operator restart, transitions made while it was down are not re-announced: the
+first sight of a run only sets the baseline, so a restart never duplicates Events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from datetime import datetime
+from typing import Any, Awaitable, Callable, Mapping
+
+from flowpod import flowruns, states
+
+__all__ = ["EventRecorder", "event_body", "new_transitions", "COMPONENT"]
+
+COMPONENT = "flowpod-operator"
+_log = logging.getLogger("flowpod_operator.events")
+_WARNING_TYPES = {states.StateType.FAILED.value, states.StateType.CRASHED.value}
+_Marker = tuple[str, str, str]
+
+
+def _marker(entry: Mapping[str, Any]) -> _Marker:
+    return entry.get("type", ""), entry.get("name", ""), entry.get("timestamp", "")
+
+
+def _history(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = body.get("status") or {}
+    history = list(status.get("stateHistory") or [])
+    if not history and status.get("state"):
+        history = [status["state"]]
+    return history
+
+
+def new_transitions(previous: _Marker | None,
+                    body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """History entries of `body` newer than the entry marked `previous` (None = no state
+    had been seen yet). If the marker fell out of the bounded history, only the newest."""
+    history = _history(body)
+    if not history:
+        return []
+    if previous is None:
+        return history
+    for index in range(len(history) - 1, -1, -1):
+        if _marker(history[index]) == previous:
+            return history[index + 1:]
+    return history[-1:]
+
+
+def event_body(flowrun: Mapping[str, Any], event_type: str, reason: str, message: str,
+               *, now: datetime, instance: str) -> dict[str, Any]:
+    """A core/v1 Event about `flowrun`."""
+    meta = flowrun["metadata"]
+    stamp = flowruns.format_time(now, fraction=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name'][:200]}.{uuid.uuid4().hex[:16]}",
+                     "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+                           "name": meta["name"], "namespace": meta["namespace"],
+                           "uid": meta.get("uid", ""),
+                           "resourceVersion": meta.get("resourceVersion", "")},
+        "type": event_type,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": COMPONENT},
+        "reportingComponent": f"{flowruns.GROUP}/operator",
+        "reportingInstance": instance,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+class EventRecorder:
+    """Queues Events and posts them in the background (best effort, bounded queue)."""
+
+    def __init__(self, post: Callable[[Mapping[str, Any]], Awaitable[None]], *,
+                 clock: Callable[[], datetime], workers: int = 4,
+                 max_queued: int = 20000) -> None:
+        self._post = post
+        self._clock = clock
+        self._workers = workers
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queued)
+        self._seen: dict[tuple[str, str], _Marker | None] = {}
+        self._instance = socket.gethostname()
+        self.dropped = 0
+
+    def observe(self, body: Mapping[str, Any], *, baseline: bool = False) -> None:
+        """Queue an Event per state transition since the last body seen of this run.
+        `baseline` (a run seen first at start-up) only remembers where it stands."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        history = _history(body)
+        previous = self._seen.get(key)
+        self._seen[key] = _marker(history[-1]) if history else None
+        if baseline:
+            return
+        for entry in new_transitions(previous, body):
+            kind = "Warning" if entry.get("type") in _WARNING_TYPES else "Normal"
+            message = entry.get("message") or f"FlowRun is {entry.get('name')}"
+            self.record(body, kind, entry.get("name") or "StateChanged", message)
+
+    def record(self, flowrun: Mapping[str, Any], event_type: str, reason: str,
+               message: str) -> None:
+        event = event_body(flowrun, event_type, reason, message, now=self._clock(),
+                           instance=self._instance)
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._seen.pop(key, None)
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Post queued Events until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._workers):
+                group.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self._post(event)
+            except Exception as exc:  # an Event is never worth stopping the operator for
+                _log.warning("could not post an Event", extra={
+                    "namespace": event["metadata"]["namespace"], "reason": event["reason"],
+                    "error": str(exc)})

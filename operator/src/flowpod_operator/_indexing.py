@@ -1,0 +1,186 @@
+"""The operator's in-memory picture of the cluster: FlowRuns, Deployments, Jobs and Pods.
+
+Role: fed by the watch handlers (flowpod_operator._wiring) and by the API responses of the
+operator's own writes (flowpod_operator._reconciling); read to build an `Observation` per
+FlowRun, so a reconcile never lists the API. Jobs and Pods are grouped under the FlowRun they
+belong to; a deleted pod is kept as a tombstone (its last body), because how it vanished is
+part of the diagnosis ("pod deleted", "node lost"). Everything runs on one event loop, so
+plain dicts need no locks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+from flowpod import flowruns, states
+
+from flowpod_operator import _observations as obs
+
+__all__ = ["Key", "Index", "key_of_flowrun", "key_of_child"]
+
+Key = tuple[str, str]  # (namespace, FlowRun name)
+_TERMINAL_WIRE = frozenset(t.value for t in states.TERMINAL_TYPES)
+
+
+def key_of_flowrun(body: Mapping[str, Any]) -> Key:
+    meta = body["metadata"]
+    return meta["namespace"], meta["name"]
+
+
+def key_of_child(body: Mapping[str, Any]) -> Key | None:
+    """The FlowRun a Job or Pod belongs to, or None for objects that are not ours."""
+    meta = body.get("metadata") or {}
+    name = (meta.get("annotations") or {}).get(obs.ANNOTATION_FLOW_RUN)
+    if not name:
+        for ref in meta.get("ownerReferences") or ():
+            if ref.get("kind") == flowruns.KIND_FLOW_RUN and ref.get("controller"):
+                name = ref.get("name")
+    if not name:
+        name = (meta.get("labels") or {}).get(flowruns.LABEL_FLOW_RUN)
+    return (meta.get("namespace"), name) if name and meta.get("namespace") else None
+
+
+def _is_older(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """True when `new` is an earlier version of the same object than `old`.
+
+    A watch event can arrive after the response of the operator's own, later write; keeping
+    the newer body avoids deciding on a view that is already known to be stale. Resource
+    versions are compared only when both are plain integers (what etcd gives).
+    """
+    if old is None:
+        return False
+    new_meta, old_meta = new.get("metadata") or {}, old.get("metadata") or {}
+    if new_meta.get("uid") != old_meta.get("uid"):
+        return False
+    a, b = str(new_meta.get("resourceVersion", "")), str(old_meta.get("resourceVersion", ""))
+    return a.isdigit() and b.isdigit() and int(a) < int(b)
+
+
+class Index:
+    """Latest known bodies, keyed for the decision function's needs."""
+
+    def __init__(self) -> None:
+        self._flowruns: dict[Key, Mapping[str, Any]] = {}
+        self._deployments: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._jobs: dict[Key, dict[str, Mapping[str, Any]]] = {}
+        self._pods: dict[Key, dict[str, Mapping[str, Any]]] = {}
+        self._gone: dict[Key, dict[str, Mapping[str, Any]]] = {}
+
+    # --- FlowRuns --------------------------------------------------------------------------
+    def put_flowrun(self, body: Mapping[str, Any]) -> bool:
+        """Store the body; False when it is older than the one already known."""
+        key = key_of_flowrun(body)
+        if _is_older(body, self._flowruns.get(key)):
+            return False
+        self._flowruns[key] = body
+        return True
+
+    def remove_flowrun(self, key: Key) -> None:
+        self._flowruns.pop(key, None)
+        # Its Jobs and Pods are garbage-collected through their ownerReferences; their own
+        # deletion events clean the live maps, the tombstones go with the run.
+        self._gone.pop(key, None)
+
+    def flowrun(self, key: Key) -> Mapping[str, Any] | None:
+        return self._flowruns.get(key)
+
+    def keys(self) -> list[Key]:
+        return list(self._flowruns)
+
+    def unfinished_keys(self) -> list[Key]:
+        """FlowRuns not yet final (or final with a pod still around): the resync set."""
+        out = []
+        for key, body in self._flowruns.items():
+            state = ((body.get("status") or {}).get("state") or {}).get("type")
+            final = state in _TERMINAL_WIRE
+            if not final or self._pods.get(key):
+                out.append(key)
+        return out
+
+    def waiting_for_deployment(self, namespace: str, name: str) -> list[Key]:
+        """FlowRuns of a Deployment that have not started an attempt yet."""
+        return [key for key, body in self._flowruns.items()
+                if key[0] == namespace and (body.get("spec") or {}).get("deploymentName") == name
+                and not (body.get("status") or {}).get("attempt")]
+
+    # --- Deployments -----------------------------------------------------------------------
+    def put_deployment(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        self._deployments[(meta["namespace"], meta["name"])] = body
+
+    def remove_deployment(self, namespace: str, name: str) -> None:
+        self._deployments.pop((namespace, name), None)
+
+    def deployment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self._deployments.get((namespace, name))
+
+    # --- Jobs and Pods ---------------------------------------------------------------------
+    def put_job(self, body: Mapping[str, Any]) -> Key | None:
+        return self._put(self._jobs, body)
+
+    def remove_job(self, body: Mapping[str, Any]) -> Key | None:
+        key = key_of_child(body)
+        if key is not None:
+            self._jobs.get(key, {}).pop(body["metadata"]["name"], None)
+        return key
+
+    def drop_job(self, key: Key, name: str) -> None:
+        self._jobs.get(key, {}).pop(name, None)
+
+    def put_pod(self, body: Mapping[str, Any]) -> Key | None:
+        key = key_of_child(body)
+        if key is not None and body["metadata"]["name"] in self._gone.get(key, {}):
+            return key  # a late event of a pod already seen deleted
+        return self._put(self._pods, body)
+
+    def remove_pod(self, body: Mapping[str, Any]) -> Key | None:
+        key = key_of_child(body)
+        if key is None:
+            return None
+        name = body["metadata"]["name"]
+        last = self._pods.get(key, {}).pop(name, None)
+        # The deletion event carries the final body; keep whichever is newer.
+        keep = last if last is not None and _is_older(body, last) else body
+        self._gone.setdefault(key, {})[name] = keep
+        if not self._pods.get(key):
+            self._pods.pop(key, None)
+        return key
+
+    def _put(self, table: dict[Key, dict[str, Mapping[str, Any]]],
+             body: Mapping[str, Any]) -> Key | None:
+        key = key_of_child(body)
+        if key is None:
+            return None
+        name = body["metadata"]["name"]
+        bucket = table.setdefault(key, {})
+        if not _is_older(body, bucket.get(name)):
+            bucket[name] = body
+        return key
+
+    def children(self, key: Key) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        return list(self._jobs.get(key, {}).values()), list(self._pods.get(key, {}).values())
+
+    def observe(self, key: Key, *,
+                children: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]
+                | None = None,
+                deployment_fresh: bool = False,
+                job_error: str | None = None) -> obs.Observation:
+        """The Observation of one FlowRun. `children` = freshly listed (jobs, pods);
+        `deployment_fresh` = the Deployment entry was just read from the API."""
+        flowrun = self._flowruns[key]
+        name = (flowrun.get("spec") or {}).get("deploymentName")
+        jobs, pods = children if children is not None else self.children(key)
+        return obs.Observation(
+            flowrun=flowrun, deployment=self.deployment(key[0], name) if name else None,
+            deployment_fresh=deployment_fresh, jobs=tuple(jobs), pods=tuple(pods),
+            gone_pods=tuple(self._gone.get(key, {}).values()),
+            fresh=children is not None, job_error=job_error)
+
+    def sizes(self) -> dict[str, int]:
+        return {"flowruns": len(self._flowruns), "deployments": len(self._deployments),
+                "jobs": sum(map(len, self._jobs.values())),
+                "pods": sum(map(len, self._pods.values())),
+                "gonePods": sum(map(len, self._gone.values()))}
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(list(self._flowruns))

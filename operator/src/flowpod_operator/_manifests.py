@@ -1,0 +1,173 @@
+"""The Job of one attempt of a FlowRun: deterministic names, labels, and the pod template.
+
+Role: pure builders (no API calls). `job_name` makes the same name for the same FlowRun and
+attempt every time, which is what keeps a restarted operator from creating a second Job.
+`build_job` renders the Job shape of DESIGN.md ("Job shape"). Callers:
+flowpod_operator._deciding (create attempt N), _indexing (label values to select a run's
+objects), tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+from flowpod import flowruns
+
+from flowpod_operator import _diagnosing
+from flowpod_operator import _observations as obs
+
+__all__ = [
+    "job_name",
+    "label_value",
+    "run_labels",
+    "resolve_parameters",
+    "build_job",
+    "ENGINE_COMMAND",
+    "DEFAULT_SERVICE_ACCOUNT",
+]
+
+ENGINE_COMMAND = ("python", "-m", "flowpod.engine")
+# Flow-run pods need RBAC on their FlowRun; the Helm chart and the test fixtures create a
+# ServiceAccount of this name in each namespace that runs flows.
+DEFAULT_SERVICE_ACCOUNT = "flowpod-flow-run"
+_MAX_LABEL = 63
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def label_value(name: str) -> str:
+    """A valid label value for an object name: itself if short enough, else a truncated
+    prefix plus a hash of the whole name (stable, so it can be used in selectors)."""
+    if len(name) <= _MAX_LABEL:
+        return name
+    head = name[: _MAX_LABEL - 9].rstrip("-.")
+    return f"{head}-{_digest(name)}"
+
+
+def job_name(flowrun_name: str, attempt: int) -> str:
+    """`<flowrun>-<attempt>`, shortened with a hash of the FlowRun name past 63 characters."""
+    suffix = f"-{attempt}"
+    name = flowrun_name + suffix
+    if len(name) <= _MAX_LABEL:
+        return name
+    head = flowrun_name[: _MAX_LABEL - len(suffix) - 9].rstrip("-.")
+    return f"{head}-{_digest(flowrun_name)}{suffix}"
+
+
+def run_labels(flowrun: Mapping[str, Any], attempt: int) -> dict[str, str]:
+    spec = flowrun.get("spec") or {}
+    labels = {flowruns.LABEL_FLOW_RUN: label_value(flowrun["metadata"]["name"]),
+              obs.LABEL_ATTEMPT: str(attempt)}
+    if spec.get("deploymentName"):
+        labels[flowruns.LABEL_DEPLOYMENT] = label_value(spec["deploymentName"])
+    return labels
+
+
+def resolve_parameters(flowrun: Mapping[str, Any],
+                       deployment: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Deployment's default parameters overlaid with the FlowRun's."""
+    defaults = ((deployment or {}).get("spec") or {}).get("parameters") or {}
+    return {**defaults, **((flowrun.get("spec") or {}).get("parameters") or {})}
+
+
+def _env(flowrun: Mapping[str, Any], entrypoint: str, parameters: Mapping[str, Any],
+         attempt: int, extra: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    ours = [
+        {"name": flowruns.ENV_FLOW_RUN_NAME, "value": flowrun["metadata"]["name"]},
+        {"name": flowruns.ENV_FLOW_RUN_NAMESPACE,
+         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": flowruns.ENV_ENTRYPOINT, "value": entrypoint},
+        {"name": flowruns.ENV_PARAMETERS, "value": json.dumps(parameters, sort_keys=True)},
+        {"name": flowruns.ENV_ATTEMPT, "value": str(attempt)},
+    ]
+    taken = {item["name"] for item in ours}
+    # The engine's own variables win: a template must not be able to point a run elsewhere.
+    return ours + [dict(item) for item in extra if item.get("name") not in taken]
+
+
+def _container(image: str, env: list[dict[str, Any]],
+               template: Mapping[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": _diagnosing.CONTAINER,
+        "image": image,
+        "command": list(ENGINE_COMMAND),
+        "env": env,
+        # On failure the last log lines become the termination message: crash messages
+        # then show the traceback's tail without anyone running `kubectl logs`.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        },
+    }
+    for key in ("resources", "volumeMounts", "workingDir"):
+        if template.get(key):
+            container[key] = template[key]
+    return container
+
+
+def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, attempt: int,
+              *, parameters: Mapping[str, Any], settings: obs.RunSettings,
+              service_account: str = DEFAULT_SERVICE_ACCOUNT) -> dict[str, Any]:
+    """The batch/v1 Job manifest for `attempt` (from 1) of `flowrun`."""
+    meta = flowrun["metadata"]
+    spec = flowrun.get("spec") or {}
+    dspec = (deployment or {}).get("spec") or {}
+    entrypoint = dspec.get("entrypoint") or spec.get("entrypoint") or ""
+    image = dspec.get("image") or spec.get("image") or ""
+    template = dspec.get("podTemplate") or {}
+    labels = run_labels(flowrun, attempt)
+    notes = {obs.ANNOTATION_FLOW_RUN: meta["name"]}
+    env = _env(flowrun, entrypoint, parameters, attempt, list(template.get("env") or ()))
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": template.get("serviceAccountName") or service_account,
+        # Any deletion of the pod (cancel, kubectl, the Job controller) then gives the
+        # engine the Deployment's cancellation grace period to report and exit.
+        "terminationGracePeriodSeconds": settings.cancellation_grace_period_seconds,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [_container(image, env, template)],
+    }
+    for key in ("nodeSelector", "tolerations", "volumes"):
+        if template.get(key):
+            pod_spec[key] = template[key]
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "completions": 1,
+        "parallelism": 1,
+        "template": {"metadata": {"labels": dict(labels), "annotations": dict(notes)},
+                     "spec": pod_spec},
+    }
+    if settings.timeout_seconds:
+        job_spec["activeDeadlineSeconds"] = settings.timeout_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(meta["name"], attempt),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": {
+                **notes,
+                obs.ANNOTATION_RETRIES: str(settings.retries),
+                obs.ANNOTATION_PENDING_TIMEOUT: str(settings.pending_timeout_seconds),
+                obs.ANNOTATION_GRACE: str(settings.cancellation_grace_period_seconds),
+            },
+            "ownerReferences": [{
+                "apiVersion": flowruns.API_VERSION,
+                "kind": flowruns.KIND_FLOW_RUN,
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": job_spec,
+    }

@@ -1,0 +1,96 @@
+"""kopf wiring, kept thin: watches feed the Reconciler; kopf owns nothing else.
+
+Role: build a kopf registry and settings for the operator. Only `@kopf.on.event` handlers
+are used (no on.create/on.update): they need no finalizers, progress annotations or
+"last-handled" patches, so the hot path of a new FlowRun is one watch event and our own
+two writes (the Job, the status). Jobs and Pods are watched with a server-side label
+selector (flowpod.io/flow-run exists), so unrelated pods never reach the operator. Empty
+kopf indexes on Jobs, Pods and Deployments make kopf hold every handler until those have
+been listed once, so after a restart the first decision about a run already sees its Job
+and Pod. Callers: flowpod_operator.running.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+import kopf
+
+from flowpod import flowruns
+
+from flowpod_operator import _reconciling
+
+__all__ = ["build_registry", "build_settings"]
+
+_JOBS = {"group": "batch", "version": "v1", "plural": "jobs"}
+_PODS = {"group": "", "version": "v1", "plural": "pods"}
+_FLOWRUNS = {"group": flowruns.GROUP, "version": flowruns.VERSION, "plural": flowruns.FLOWRUNS}
+_DEPLOYMENTS = {"group": flowruns.GROUP, "version": flowruns.VERSION,
+                "plural": flowruns.DEPLOYMENTS}
+_OURS = {flowruns.LABEL_FLOW_RUN: kopf.PRESENT}
+
+
+def build_registry(reconciler: _reconciling.Reconciler,
+                   login: Callable[[], Awaitable[kopf.ConnectionInfo]]) -> kopf.OperatorRegistry:
+    """A fresh registry (never kopf's global one) bound to `reconciler`."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    async def _login(**_: Any) -> kopf.ConnectionInfo:
+        return await login()
+
+    @kopf.on.probe(id="reconciler", registry=registry)
+    async def _probe(**_: Any) -> dict[str, Any]:
+        return reconciler.stats()
+
+    @kopf.on.event(**_FLOWRUNS, registry=registry)
+    async def _flowrun(event: dict[str, Any], **_: Any) -> None:
+        reconciler.on_flowrun(event.get("type"), event["object"])
+
+    @kopf.on.event(**_DEPLOYMENTS, registry=registry)
+    async def _deployment(event: dict[str, Any], **_: Any) -> None:
+        reconciler.on_deployment(event.get("type"), event["object"])
+
+    @kopf.on.event(**_JOBS, labels=_OURS, registry=registry)
+    async def _job(event: dict[str, Any], **_: Any) -> None:
+        reconciler.on_job(event.get("type"), event["object"])
+
+    @kopf.on.event(**_PODS, labels=_OURS, registry=registry)
+    async def _pod(event: dict[str, Any], **_: Any) -> None:
+        reconciler.on_pod(event.get("type"), event["object"])
+
+    # Handlers are coroutines: kopf runs plain functions in a thread pool, and the index
+    # must only ever be touched from the event loop.
+    # Never store anything: these exist only so kopf finishes listing these kinds before
+    # any handler runs (see the module docstring).
+    for what, selector in (("jobs", _JOBS), ("pods", _PODS), ("deployments", _DEPLOYMENTS)):
+        kopf.index(**selector, id=f"listed-{what}", registry=registry)(_nothing)
+    return registry
+
+
+async def _nothing(**_: Any) -> None:
+    return None
+
+
+def build_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # The operator posts its own Events (one per transition); kopf's log-to-Event posting
+    # would add an API call per log line.
+    settings.posting.enabled = False
+    settings.peering.standalone = True
+    # Resources are discovered once at start-up (the CRDs are checked before); no need for
+    # list/watch on CRDs and namespaces in the operator's RBAC.
+    settings.scanning.disabled = True
+    # An existence selector: the API server sends only the Jobs and Pods of flow runs.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = flowruns.LABEL_FLOW_RUN
+    settings.watching.label_selectors["v1", "pods"] = flowruns.LABEL_FLOW_RUN
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    # Per-object kopf workers hand events over at once; a short idle time keeps few alive.
+    settings.queueing.idle_timeout = 2.0
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    return settings

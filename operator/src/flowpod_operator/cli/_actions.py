@@ -1,0 +1,233 @@
+"""What each `flowpod` command does, as async functions over one API session.
+
+Role: the async core of the CLI commands (deploy, run, cancel, logs, get), kept apart from the
+Typer wiring in flowpod_operator.cli._commands so each stays short and testable. Each function
+takes the session (`Kube`), the injected `Deps` (consoles, clock) and plain arguments, and
+returns the process exit code; user errors are raised as CliError. Caller: ._commands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import pydantic
+import yaml
+from rich.console import Console
+from rich.text import Text
+
+from flowpod import flowruns, states
+from flowpod_operator import resources
+from flowpod_operator.cli import _errors, _flows, _kubeconfig, _render, _watching
+from flowpod_operator.cli._client import Kube, deployment_ref, flowrun_ref
+
+__all__ = ["Deps", "dump", "check_output", "deployment_manifest", "apply_deployment",
+           "start_run", "cancel_run", "show_logs", "show_runs"]
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _operator_main(argv: list[str]) -> int | None:
+    # Imported on use: kopf is heavy and only `flowpod operator` needs it.
+    from flowpod_operator import running
+
+    return running.main(argv)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the commands need from the outside world; tests replace any of it."""
+
+    connect: Callable[[_kubeconfig.ApiConfig], Kube] = Kube
+    load_config: Callable[[_kubeconfig.Target], _kubeconfig.ApiConfig] = _kubeconfig.load
+    clock: Callable[[], datetime] = _utc_now
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True, highlight=False))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True,
+                                                         highlight=False))
+    operator_main: Callable[[list[str]], int | None] = _operator_main
+
+
+def dump(deps: Deps, obj: Any, fmt: str) -> None:
+    text = json.dumps(obj, indent=2) if fmt == "json" else yaml.safe_dump(obj, sort_keys=False)
+    deps.out.print(text.rstrip(), markup=False)
+
+
+def check_output(output: str | None) -> None:
+    if output is not None and output not in ("yaml", "json"):
+        raise _errors.CliError(f"unknown output format '{output}'", "use -o yaml or -o json")
+
+
+def _deployment_path(namespace: str, name: str) -> str:
+    return (f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/namespaces/{namespace}/"
+            f"{flowruns.DEPLOYMENTS}/{name}")
+
+
+def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str] | None, *,
+                        namespace: str | None = None, retries: int | None = None,
+                        timeout_seconds: int | None = None,
+                        service_account: str | None = None) -> dict[str, Any]:
+    """The Deployment for FILE:FLOW, its parameterSchema derived from the flow's signature."""
+    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise _errors.CliError(f"Deployment name '{name}' is not a valid Kubernetes name",
+                               "use lower-case letters, digits and '-', e.g. my-flow")
+    flow = _flows.load_flow(entrypoint)
+    parameters = _flows.parse_parameters(params)
+    _flows.check_parameters(flow, parameters)
+    spec: dict[str, Any] = {"entrypoint": entrypoint, "image": image}
+    if parameters:
+        spec["parameters"] = parameters
+    spec["parameterSchema"] = _flows.parameter_schema(flow)
+    if retries is not None:
+        spec["retries"] = retries
+    if timeout_seconds is not None:
+        spec["timeoutSeconds"] = timeout_seconds
+    if service_account:
+        spec["podTemplate"] = {"serviceAccountName": service_account}
+    metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
+    manifest = {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_DEPLOYMENT,
+                "metadata": metadata, "spec": spec}
+    try:
+        # The operator's own model: what it will accept is checked before any cluster is used.
+        resources.Deployment.model_validate(manifest)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise _errors.CliError(f"the Deployment would be invalid at {where}: {first['msg']}",
+                               "fix the matching flag") from None
+    return manifest
+
+
+async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
+                           output: str | None) -> int:
+    name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    path, ref = _deployment_path(ns, name), deployment_ref(ns, name)
+    try:
+        before = await kube.get(path, ref)
+    except _errors.CliError as error:
+        if error.http_status != 404 or "CRDs" in error.problem:
+            raise
+        before = None
+    after = await kube.apply(path, ref, manifest)
+    if output:
+        dump(deps, after, output)
+        return 0
+    if before is None:
+        verb = "created"
+    elif before["metadata"].get("generation") == after["metadata"].get("generation"):
+        verb = "unchanged"
+    else:
+        verb = "configured"
+    deps.out.print(f"deployment.{flowruns.GROUP}/{name} {verb}", markup=False)
+    return 0
+
+
+async def start_run(kube: Kube, deps: Deps, ns: str, deployment: str,
+                    parameters: dict[str, Any], *, name: str | None, watch: bool,
+                    logs: bool) -> int:
+    # Checked first so a typo is reported as a missing Deployment, not as a run that Fails.
+    await kube.get(_deployment_path(ns, deployment), deployment_ref(ns, deployment))
+    metadata = {"name": name} if name else {"generateName": f"{deployment[:57]}-"}
+    spec: dict[str, Any] = {"deploymentName": deployment}
+    if parameters:
+        spec["parameters"] = parameters
+    created = await kube.create(flowruns.flowrun_path(ns), flowrun_ref(ns, name), {
+        "apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+        "metadata": metadata, "spec": spec})
+    run_name = created["metadata"]["name"]
+    deps.out.print(f"flowrun.{flowruns.GROUP}/{run_name} created", markup=False)
+    if not watch:
+        deps.err.print(f"follow it with `flowpod run ... --watch`, `flowpod logs {run_name} -f "
+                       f"-n {ns}` or `flowpod get {run_name} -n {ns}`", markup=False)
+        return 0
+    final = await _watching.follow_run(kube, ns, run_name, _output(deps), logs=logs,
+                                       first=created)
+    return _summarise(deps, final)
+
+
+async def cancel_run(kube: Kube, deps: Deps, ns: str, run: str, *, wait: bool) -> int:
+    path, ref = flowruns.flowrun_path(ns, run), flowrun_ref(ns, run)
+    current = await kube.get(path, ref)
+    state = flowruns.current_state(current)
+    if state is not None and state.type in states.TERMINAL_TYPES:
+        again = current["spec"].get("deploymentName") or "DEPLOYMENT"
+        raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' already ended "
+                               f"{state.name}; there is nothing to cancel",
+                               f"start a new run with `flowpod run {again}`")
+    if not current["spec"].get("cancel"):
+        current = await kube.merge_patch(path, ref, {"spec": {"cancel": True}})
+    deps.out.print(f"flowrun.{flowruns.GROUP}/{run} cancellation requested", markup=False)
+    if not wait:
+        return 0
+    final = await _watching.follow_run(kube, ns, run, _output(deps), logs=False, first=current)
+    return _summarise(deps, final, success=states.StateType.CANCELLED)
+
+
+async def show_logs(kube: Kube, deps: Deps, ns: str, run: str, *, follow: bool) -> int:
+    current = await kube.get(flowruns.flowrun_path(ns, run), flowrun_ref(ns, run))
+    pod = _watching.pod_of(current)
+    if pod is None and follow and not _watching.is_final(current):
+        pod = await _watching.wait_for_pod(kube, ns, run)
+    if pod is None:
+        state = flowruns.current_state(current)
+        detail = f" (state {state.name}: {state.message})" if state else ""
+        raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' has no pod{detail}",
+                               f"wait for one with `flowpod logs {run} -f`, or see why with "
+                               f"`flowpod get {run} -n {ns}`")
+    await _watching.stream_pod_logs(kube, ns, pod, _log_writer(deps), follow=follow)
+    return 0
+
+
+async def show_runs(kube: Kube, deps: Deps, ns: str, run: str | None, *,
+                    all_namespaces: bool, output: str | None) -> int:
+    if run:
+        obj = await kube.get(flowruns.flowrun_path(ns, run), flowrun_ref(ns, run))
+        if output:
+            dump(deps, obj, output)
+        else:
+            deps.out.print(_render.run_detail(obj, deps.clock()))
+        return 0
+    path = (f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/{flowruns.FLOWRUNS}"
+            if all_namespaces else flowruns.flowrun_path(ns))
+    listed = await kube.get(path, flowrun_ref(None if all_namespaces else ns))
+    items = sorted(listed.get("items", []), key=lambda o: (
+        o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]))
+    if output:
+        dump(deps, {"apiVersion": "v1", "kind": "List", "items": items}, output)
+    elif not items:
+        where = "any namespace" if all_namespaces else f"namespace '{ns}'"
+        deps.err.print(f"No FlowRuns in {where}.", markup=False)
+    else:
+        deps.out.print(_render.runs_table(items, deps.clock(), all_namespaces=all_namespaces))
+    return 0
+
+
+def _output(deps: Deps) -> _watching.Output:
+    return _watching.Output(
+        state=lambda run: deps.err.print(_render.state_line(run, deps.clock())),
+        log=_log_writer(deps), clock=deps.clock)
+
+
+def _log_writer(deps: Deps) -> Callable[[str], None]:
+    return lambda line: deps.out.print(line, markup=False, highlight=False)
+
+
+def _summarise(deps: Deps, final: dict[str, Any],
+               success: states.StateType = states.StateType.COMPLETED) -> int:
+    """The closing line of a followed run, and the exit code: 0 only for ``success``."""
+    state = flowruns.current_state(final)
+    line = Text(f"{final['metadata']['name']} ")
+    line.append_text(_render.state_text(final))
+    duration = _render.run_duration(final, deps.clock())
+    if duration != "-":
+        line.append(f" in {duration}")
+    if state is not None and state.message and state.type != success:
+        line.append(f": {state.message}")
+    deps.err.print(line)
+    return 0 if state is not None and state.type == success else 1

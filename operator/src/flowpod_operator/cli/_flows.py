@@ -1,0 +1,128 @@
+"""Flows as the CLI sees them: load FILE:FLOW, derive its parameter schema, parse `-p k=v`.
+
+Role: `flowpod deploy` imports the user's flow locally (with the engine's loader) to write
+a Deployment whose spec.parameterSchema is the JSON schema of the flow function's signature,
+built by pydantic, and whose spec.parameters are the `-p` defaults, checked against that
+signature before anything reaches the cluster. Callers: flowpod_operator.cli._commands.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+import warnings
+from typing import Any, Callable
+
+import pydantic
+
+from flowpod import engine, errors
+from flowpod_operator.cli import _errors
+
+__all__ = ["load_flow", "flow_function", "parameter_model", "parameter_schema",
+           "parse_parameters", "check_parameters"]
+
+
+def load_flow(entrypoint: str) -> Any:
+    """Import the Flow behind ``path/to/file.py:name`` (relative to the current directory) or
+    ``package.module:name`` -- with the engine's own loader, so what deploys is what runs."""
+    try:
+        return engine.load_flow_from_entrypoint(entrypoint)
+    except errors.EntrypointError as exc:
+        raise _errors.CliError(str(exc), "file entrypoints are relative to the current "
+                               "directory, as they are to the image's working directory in "
+                               "the pod; the function must be decorated with @flow") from None
+
+
+def flow_function(flow: Any) -> Callable[..., Any]:
+    """The plain function behind a @flow object (or the function itself)."""
+    return getattr(flow, "fn", flow)
+
+
+def parameter_model(flow: Any) -> type[pydantic.BaseModel]:
+    """A pydantic model of the flow function's parameters (annotation + default each)."""
+    fn = flow_function(flow)
+    if not callable(fn):
+        raise _errors.CliError(f"'{flow!r}' is not a flow function", "decorate it with @flow")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: fall back to Any for each
+        hints = {}
+    fields: dict[str, Any] = {}
+    for i, (name, param) in enumerate(inspect.signature(fn).parameters.items()):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue  # *args/**kwargs cannot be named by a FlowRun's parameters object
+        default = ... if param.default is param.empty else param.default
+        # Internal field names, the parameter's name as alias: a parameter may be called
+        # `json` or `schema`, which would clash with BaseModel's own attributes.
+        fields[f"p{i}"] = (hints.get(name, Any), pydantic.Field(default, alias=name))
+    title = getattr(flow, "name", None) or getattr(fn, "__name__", "flow")
+    config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+    return pydantic.create_model(f"{title}_parameters", __config__=config,
+                                 **fields)  # type: ignore[call-overload]
+
+
+def _aliases(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """Parameter name -> field info."""
+    return {f.alias or name: f for name, f in model.model_fields.items()}
+
+
+class _LenientSchema(pydantic.json_schema.GenerateJsonSchema):
+    """A parameter typed with a plain class has no JSON schema: accept any value there (the
+    engine still checks it in the pod) instead of refusing the whole flow."""
+
+    def handle_invalid_for_json_schema(self, schema: Any, error_info: str) -> dict[str, Any]:
+        return {"description": "any value: its Python type has no JSON schema, so the flow "
+                               "itself checks it"}
+
+
+def parameter_schema(flow: Any) -> dict[str, Any]:
+    """The JSON schema written to spec.parameterSchema."""
+    model = parameter_model(flow)
+    with warnings.catch_warnings():
+        # A default that is not JSON (an object instance) is left out of the schema: it stays
+        # a default of the function, so the flow still gets it when the parameter is omitted.
+        warnings.simplefilter("ignore", pydantic.json_schema.PydanticJsonSchemaWarning)
+        schema = model.model_json_schema(by_alias=True, schema_generator=_LenientSchema)
+    schema["title"] = getattr(flow, "name", None) or flow_function(flow).__name__
+    return schema
+
+
+def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
+    """`-p k=v` pairs: v is JSON when it parses (numbers, true, lists, objects), else a string."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise _errors.CliError(f"parameter '{pair}' is not KEY=VALUE",
+                                   "write e.g. -p name=world or -p count=3 or -p 'xs=[1,2]'")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def check_parameters(flow: Any, parameters: dict[str, Any]) -> None:
+    """Refuse defaults the flow cannot take, naming the parameter (pydantic's message)."""
+    fields = _aliases(parameter_model(flow))
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD
+                       for p in inspect.signature(flow_function(flow)).parameters.values())
+    unknown = sorted(set(parameters) - set(fields))
+    if unknown and not takes_kwargs:
+        raise _errors.CliError(f"the flow has no parameter {', '.join(map(repr, unknown))}",
+                               f"its parameters are: {', '.join(fields) or 'none'}")
+    for key, value in parameters.items():
+        if key not in fields:
+            continue  # taken by **kwargs, untyped
+        # Field by field: required parameters without a default come with each FlowRun.
+        try:
+            adapter = pydantic.TypeAdapter(
+                fields[key].annotation,
+                config=pydantic.ConfigDict(arbitrary_types_allowed=True))
+            adapter.validate_python(value)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in (key, *first["loc"]))
+            raise _errors.CliError(f"parameter '{where}': {first['msg']} (got {value!r})",
+                                   "fix the -p value") from None

@@ -1,0 +1,151 @@
+"""How the CLI shows FlowRuns: state colours, ages and durations, tables and detail views.
+
+Role: pure functions from FlowRun objects (as read from the API) to Rich renderables and
+strings; no I/O, and "now" is passed in (the injectable clock) so output is testable.
+Callers: flowpod_operator.cli._commands and ._watching.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+from rich.table import Table
+from rich.text import Text
+
+from flowpod import flowruns, states
+
+__all__ = ["state_text", "human_duration", "run_duration", "age", "runs_table", "run_detail",
+           "parse_time", "state_line"]
+
+_STYLES = {
+    states.StateType.SCHEDULED: "cyan",
+    states.StateType.PENDING: "cyan",
+    states.StateType.RUNNING: "bold blue",
+    states.StateType.PAUSED: "yellow",
+    states.StateType.CANCELLING: "magenta",
+    states.StateType.COMPLETED: "bold green",
+    states.StateType.FAILED: "bold red",
+    states.StateType.CRASHED: "bold red",
+    states.StateType.CANCELLED: "magenta",
+}
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def human_duration(seconds: float) -> str:
+    """Like kubectl's ages: 850ms, 4.2s, 3m05s, 2h01m, 3d4h."""
+    seconds = max(seconds, 0.0)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h"
+
+
+def _state(run: Mapping[str, Any]) -> states.State | None:
+    try:
+        return flowruns.current_state(run)
+    except ValueError:
+        return None  # a malformed status is shown as unknown, not a crash of the CLI
+
+
+def state_text(run: Mapping[str, Any]) -> Text:
+    state = _state(run)
+    if state is None:
+        return Text("-", style="dim")
+    return Text(state.name, style=_STYLES.get(state.type, ""))
+
+
+def run_duration(run: Mapping[str, Any], now: datetime) -> str:
+    """endTime - startTime when final, now - startTime while running, '-' before it ran."""
+    status = run.get("status") or {}
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("endTime"))
+    if start is None:
+        return "-"
+    return human_duration(((end or now) - start).total_seconds())
+
+
+def age(run: Mapping[str, Any], now: datetime) -> str:
+    created = parse_time(run.get("metadata", {}).get("creationTimestamp"))
+    return human_duration((now - created).total_seconds()) if created else "-"
+
+
+def _target(run: Mapping[str, Any]) -> str:
+    spec = run.get("spec") or {}
+    return spec.get("deploymentName") or spec.get("entrypoint") or "-"
+
+
+def runs_table(runs: list[Mapping[str, Any]], now: datetime, *,
+               all_namespaces: bool = False) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    if all_namespaces:
+        table.add_column("NAMESPACE")
+    for column in ("NAME", "DEPLOYMENT", "STATE", "DURATION", "AGE", "MESSAGE"):
+        table.add_column(column, overflow="fold" if column == "MESSAGE" else "ellipsis")
+    for run in runs:
+        meta = run.get("metadata", {})
+        message = ((run.get("status") or {}).get("state") or {}).get("message", "")
+        cells: list[Any] = [meta.get("name", ""), _target(run), state_text(run),
+                            run_duration(run, now), age(run, now), message]
+        if all_namespaces:
+            cells.insert(0, meta.get("namespace", ""))
+        table.add_row(*cells)
+    return table
+
+
+def state_line(run: Mapping[str, Any], now: datetime) -> Text:
+    """One line of `run --watch`: time, state and its message."""
+    state = _state(run)
+    line = Text(f"{now:%H:%M:%S} ", style="dim")
+    line.append_text(state_text(run))
+    if state is not None and state.message:
+        line.append(f"  {state.message}")
+    return line
+
+
+def run_detail(run: Mapping[str, Any], now: datetime) -> Table:
+    """`flowpod get RUN`: the fields a user debugging one run wants, in reading order."""
+    meta, spec, status = run.get("metadata", {}), run.get("spec") or {}, run.get("status") or {}
+    state = status.get("state") or {}
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows: list[tuple[str, Any]] = [
+        ("Name", meta.get("name")), ("Namespace", meta.get("namespace")),
+        ("Deployment" if spec.get("deploymentName") else "Entrypoint", _target(run)),
+        ("Image", spec.get("image")), ("State", state_text(run)),
+        ("Message", state.get("message")), ("Run name", status.get("flowRunName")),
+        ("Attempt", status.get("attempt")), ("Job", status.get("jobName")),
+        ("Pod", status.get("podName")), ("Exit code", status.get("exitCode")),
+        ("Reason", status.get("reason")), ("Started", status.get("startTime")),
+        ("Ended", status.get("endTime")), ("Duration", run_duration(run, now)),
+        ("Age", age(run, now)), ("Cancel requested", spec.get("cancel") or None),
+        ("Parameters", spec.get("parameters")),
+    ]
+    task_runs = status.get("taskRuns") or {}
+    if task_runs.get("counts"):
+        rows.append(("Task runs", ", ".join(f"{k} {v}" for k, v in task_runs["counts"].items())))
+    for failed in task_runs.get("failed") or []:
+        rows.append(("Failed task", f"{failed.get('name')}: {failed.get('message', '')}"))
+    result = status.get("result") or {}
+    if result:
+        rows.append(("Result", result.get("reference") or repr(result.get("value"))))
+    for key, value in rows:
+        if value is not None and value != "":
+            table.add_row(key, value if isinstance(value, Text) else str(value))
+    history = status.get("stateHistory") or []
+    if history:
+        table.add_row("History", " -> ".join(h.get("name", "?") for h in history))
+    return table

@@ -1,0 +1,144 @@
+"""Following a FlowRun live: its state changes (a watch) and its pod's logs (a log stream).
+
+Role: the async behaviour behind `flowpod run --watch`, `flowpod logs -f` and
+`flowpod cancel --wait`. State updates come from a watch on the one FlowRun, resumed from the
+last resourceVersion when the server ends it and re-read after 410 Gone, so no transition is
+missed. Logs of every pod the run gets (one per attempt) are tailed concurrently and drained,
+bounded, once the run is final. Callers: flowpod_operator.cli._commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, AsyncIterator, Callable
+
+import anyio
+
+from flowpod import flowruns, states
+from flowpod_operator.cli import _errors
+from flowpod_operator.cli._client import Kube, flowrun_ref, pod_ref
+
+__all__ = ["Output", "run_updates", "follow_run", "pod_of", "stream_pod_logs", "is_final",
+           "wait_for_pod"]
+
+# A container still being created answers the log call with 400; poll until it starts.
+_LOG_RETRY_SECONDS = 0.5
+_DRAIN_SECONDS = 5.0
+
+
+@dataclass
+class Output:
+    """Where following writes: state lines (stderr) and log lines (stdout), and the clock."""
+
+    state: Callable[[dict[str, Any]], None]
+    log: Callable[[str], None]
+    clock: Callable[[], datetime]
+    seen: list[str] = field(default_factory=list)  # pods whose logs were tailed
+
+
+def is_final(run: dict[str, Any]) -> bool:
+    state = flowruns.current_state(run)
+    return state is not None and state.type in states.TERMINAL_TYPES
+
+
+def pod_of(run: dict[str, Any]) -> str | None:
+    return (run.get("status") or {}).get("podName")
+
+
+async def run_updates(kube: Kube, namespace: str, name: str,
+                      resource_version: str) -> AsyncIterator[dict[str, Any]]:
+    """Every new version of one FlowRun, for as long as the caller iterates."""
+    path, ref = flowruns.flowrun_path(namespace), flowrun_ref(namespace, name)
+    rv = resource_version
+    while True:
+        gone = False
+        async for kind, obj in kube.watch(path, ref, resource_version=rv,
+                                          field_selector=f"metadata.name={name}"):
+            if kind == "ERROR":
+                gone = obj.get("code") == 410  # our resourceVersion is too old: re-read
+                break
+            rv = obj.get("metadata", {}).get("resourceVersion", rv)
+            if kind == "DELETED":
+                raise _errors.CliError(f"FlowRun '{name}' in namespace '{namespace}' was "
+                                       f"deleted while being watched")
+            if kind in ("ADDED", "MODIFIED"):
+                yield obj
+        if gone:
+            obj = await kube.get(flowruns.flowrun_path(namespace, name), ref)
+            rv = obj["metadata"]["resourceVersion"]
+            yield obj
+
+
+async def stream_pod_logs(kube: Kube, namespace: str, pod: str, write: Callable[[str], None],
+                          *, follow: bool) -> None:
+    """Write the flow container's log lines; with ``follow``, until the container ends."""
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+    params = {"container": "flow", **({"follow": "true"} if follow else {})}
+    while True:
+        try:
+            async for line in kube.lines(path, pod_ref(namespace, pod), params):
+                write(line)
+            return
+        except _errors.CliError as exc:
+            # 400: the container has not started yet (ContainerCreating); wait for it.
+            if getattr(exc, "http_status", None) != 400 or not follow:
+                raise
+        await anyio.sleep(_LOG_RETRY_SECONDS)
+
+
+async def follow_run(kube: Kube, namespace: str, name: str, out: Output, *,
+                     logs: bool = True, first: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Show state changes (and logs) of a FlowRun until it is final; returns the final object."""
+    run = first or await kube.get(flowruns.flowrun_path(namespace, name),
+                                  flowrun_ref(namespace, name))
+    tails: list[anyio.Event] = []
+    last: tuple[Any, ...] | None = None
+
+    async def tail(pod: str, done: anyio.Event) -> None:
+        try:
+            await stream_pod_logs(kube, namespace, pod, out.log, follow=True)
+        except _errors.CliError:
+            pass  # the pod went away (retry, cancel, deletion): its state line says why
+        finally:
+            done.set()
+
+    async with anyio.create_task_group() as tg:
+        def observe(obj: dict[str, Any]) -> None:
+            nonlocal last
+            wire = (obj.get("status") or {}).get("state") or {}
+            key = (wire.get("type"), wire.get("name"), wire.get("message"), wire.get("timestamp"))
+            if key != last and wire:
+                last = key
+                out.state(obj)
+            pod = pod_of(obj)
+            if logs and pod and pod not in out.seen:
+                out.seen.append(pod)
+                done = anyio.Event()
+                tails.append(done)
+                tg.start_soon(tail, pod, done)
+
+        observe(run)
+        if not is_final(run):
+            async for run in run_updates(kube, namespace, name,
+                                         run["metadata"]["resourceVersion"]):
+                observe(run)
+                if is_final(run):
+                    break
+        # The final state can land before the last log lines; give the tails a bounded drain.
+        with anyio.move_on_after(_DRAIN_SECONDS):
+            for done in tails:
+                await done.wait()
+        tg.cancel_scope.cancel()
+    return run
+
+
+async def wait_for_pod(kube: Kube, namespace: str, name: str) -> str | None:
+    """The run's pod as soon as it has one; None if it ends without ever getting one."""
+    run = await kube.get(flowruns.flowrun_path(namespace, name), flowrun_ref(namespace, name))
+    if pod_of(run) or is_final(run):
+        return pod_of(run)
+    async for run in run_updates(kube, namespace, name, run["metadata"]["resourceVersion"]):
+        if pod_of(run) or is_final(run):
+            return pod_of(run)
+    return None

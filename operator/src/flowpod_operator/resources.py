@@ -1,0 +1,299 @@
+"""Pydantic models of the flowpod custom resources: Deployment and FlowRun (flowpod.io/v1alpha1).
+
+Role: the source of the CRD schemas (flowpod_operator.crdgen turns these models, their field
+descriptions and their CEL rules into crds/*.yaml) and typed parsing of objects read from the
+API server (the operator and the CLI call `FlowRun.model_validate(obj)`).
+
+Field names are snake_case in Python and camelCase on the wire (aliases). Every field has a
+description because `kubectl explain` shows exactly these texts to users. Unknown fields are
+ignored when parsing, so an older operator still reads objects written by a newer one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from flowpod import flowruns, states
+from flowpod_operator import _cel
+
+__all__ = [
+    "ResourceRequirements", "EnvVar", "PodTemplate", "DeploymentSpec", "Deployment",
+    "FlowRunSpec", "WireState", "FailedTaskRun", "TaskRunSummary", "FlowRunResult",
+    "Condition", "FlowRunStatus", "FlowRun", "MAX_FAILED_TASK_RUNS",
+]
+
+MAX_FAILED_TASK_RUNS = flowruns.MAX_LISTED_RUNS
+_PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+_CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+_CONDITION_TYPE = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                   r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+def _check_entrypoint(value: str | None, field_path: str) -> str | None:
+    if value is not None and not _cel.is_valid_entrypoint(value):
+        raise ValueError(f"{field_path} {_cel.ENTRYPOINT_HINT}; got {value!r}")
+    return value
+
+
+class ResourceRequirements(_Model):
+    """Compute resources of the flow container (a subset of core/v1 ResourceRequirements)."""
+
+    limits: dict[str, int | str] | None = Field(
+        None, description="Maximum resources, e.g. {cpu: '1', memory: 512Mi}. A flow over its "
+                          "memory limit is OOM-killed and the run ends Crashed (OOMKilled).")
+    requests: dict[str, int | str] | None = Field(
+        None, description="Resources reserved for scheduling, e.g. {cpu: 100m, memory: 128Mi}.")
+
+
+class EnvVar(_Model):
+    """An environment variable of the flow container (core/v1 EnvVar)."""
+
+    name: str = Field(description="Variable name.", min_length=1)
+    value: str | None = Field(None, description="Literal value.")
+    value_from: dict[str, Any] | None = Field(
+        None, description="Source of the value (core/v1 EnvVarSource: secretKeyRef, "
+                          "configMapKeyRef, fieldRef, resourceFieldRef); not validated here.",
+        json_schema_extra=_PRESERVE)
+
+
+class PodTemplate(_Model):
+    """Overrides applied to the pod that runs each flow run; everything else is flowpod's default."""
+
+    resources: ResourceRequirements | None = Field(
+        None, description="CPU and memory requests and limits of the flow container.")
+    env: list[EnvVar] | None = Field(
+        None, description="Extra environment variables of the flow container. The FLOWPOD_* "
+                          "variables are set by flowpod and cannot be overridden.")
+    service_account_name: str | None = Field(
+        None, description="ServiceAccount of the pod. It needs get/patch/watch on flowruns and "
+                          "patch on flowruns/status in the namespace (the engine reports "
+                          "through it).")
+    node_selector: dict[str, str] | None = Field(
+        None, description="Node labels the pod must match to be scheduled.")
+    tolerations: list[dict[str, Any]] | None = Field(
+        None, description="core/v1 Tolerations of the pod; items are passed through unchanged.",
+        json_schema_extra={"items": {"type": "object", **_PRESERVE}})
+    volumes: list[dict[str, Any]] | None = Field(
+        None, description="core/v1 Volumes of the pod; items are passed through unchanged.",
+        json_schema_extra={"items": {"type": "object", **_PRESERVE}})
+    volume_mounts: list[dict[str, Any]] | None = Field(
+        None, description="core/v1 VolumeMounts of the flow container; items are passed "
+                          "through unchanged.",
+        json_schema_extra={"items": {"type": "object", **_PRESERVE}})
+    working_dir: str | None = Field(
+        None, description="Working directory of the flow container; a file entrypoint is "
+                          "resolved relative to it. Defaults to the image's WORKDIR.")
+
+
+class DeploymentSpec(_Model):
+    """What to run (entrypoint, image) and how (pod overrides, timeouts, retries)."""
+
+    entrypoint: str = Field(
+        description="The flow to run: 'path/to/file.py:flow_function' (relative to the "
+                    "container's working directory) or 'package.module:flow_function'.",
+        min_length=1, max_length=1024,
+        json_schema_extra={"x-kubernetes-validations": [_cel.entrypoint_rule("spec.entrypoint")]})
+    image: str = Field(description="Container image holding the flow code and flowpod.",
+                       min_length=1, max_length=1024)
+    pod_template: PodTemplate | None = Field(
+        None, description="Overrides for the flow-run pod: resources, env, serviceAccountName, "
+                          "nodeSelector, tolerations, volumes, volumeMounts, workingDir.")
+    parameters: dict[str, Any] | None = Field(
+        None, description="Default flow parameters; a FlowRun's spec.parameters override them "
+                          "key by key.", json_schema_extra=_PRESERVE)
+    parameter_schema: dict[str, Any] | None = Field(
+        None, description="JSON schema of the flow function's parameters. FlowRun parameters "
+                          "are validated against it before any pod starts.",
+        json_schema_extra=_PRESERVE)
+    timeout_seconds: int | None = Field(
+        None, ge=1, description="Wall-clock limit of one attempt's pod (the Job's "
+                                "activeDeadlineSeconds); when exceeded the run ends Crashed. "
+                                "Unset means no limit.")
+    cancellation_grace_period_seconds: int = Field(
+        30, ge=0, description="Seconds the flow gets between SIGTERM and SIGKILL when its run "
+                              "is cancelled.")
+    pending_timeout_seconds: int = Field(
+        300, ge=1, description="How long a pod may stay unstarted (unschedulable, image pull "
+                               "errors, bad config) before the run ends Crashed.")
+    retries: int = Field(
+        0, ge=0, le=100, description="Infrastructure retries: how many new attempts (new Jobs, "
+                                     "one pod at a time) a Crashed run gets. Flow-level retries "
+                                     "are configured on the flow itself.")
+
+    @field_validator("entrypoint")
+    @classmethod
+    def check_entrypoint(cls, value: str | None) -> str | None:
+        return _check_entrypoint(value, "spec.entrypoint")
+
+
+class Deployment(_Model):
+    """A flow that can be run many times: entrypoint, image, defaults (kind Deployment)."""
+
+    api_version: str = Field(flowruns.API_VERSION, description="flowpod.io/v1alpha1")
+    kind: str = Field(flowruns.KIND_DEPLOYMENT, description="Deployment")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
+    spec: DeploymentSpec = Field(description="What to run and how.")
+
+
+class FlowRunSpec(_Model):
+    """One run of a flow: of a Deployment (deploymentName) or ad hoc (entrypoint + image)."""
+
+    deployment_name: str | None = Field(
+        None, min_length=1, max_length=253,
+        description="Name of the flowpod Deployment (same namespace) to run. Mutually exclusive "
+                    "with entrypoint/image.")
+    entrypoint: str | None = Field(
+        None, min_length=1, max_length=1024,
+        description="Ad-hoc run: the flow, 'path/to/file.py:flow_function' or "
+                    "'package.module:flow_function'. Requires image; excludes deploymentName.",
+        json_schema_extra={"x-kubernetes-validations": [_cel.entrypoint_rule("spec.entrypoint")]})
+    image: str | None = Field(
+        None, min_length=1, max_length=1024,
+        description="Ad-hoc run: the container image. Requires entrypoint.")
+    parameters: dict[str, Any] | None = Field(
+        None, description="Flow parameters (a JSON object), merged over the Deployment's "
+                          "defaults and validated before the run starts.",
+        json_schema_extra=_PRESERVE)
+    scheduled_time: datetime | None = Field(
+        None, description="When to start the run (RFC 3339). Unset or past means now.")
+    cancel: bool = Field(
+        False, description="Set to true to cancel the run: it goes Cancelling, its pod gets "
+                           "SIGTERM, and it ends Cancelled.")
+
+    @field_validator("entrypoint")
+    @classmethod
+    def check_entrypoint(cls, value: str | None) -> str | None:
+        return _check_entrypoint(value, "spec.entrypoint")
+
+    @model_validator(mode="after")
+    def check_one_form(self) -> "FlowRunSpec":
+        deployment = self.deployment_name is not None
+        adhoc = self.entrypoint is not None and self.image is not None
+        partial = (self.entrypoint is None) != (self.image is None)
+        if deployment == adhoc or partial:
+            raise ValueError(_cel.flowrun_form_rule()["message"])
+        return self
+
+
+class WireState(_Model):
+    """A run state as stored in the FlowRun status."""
+
+    type: states.StateType = Field(
+        description="The state type: SCHEDULED, PENDING, RUNNING, PAUSED, CANCELLING (not "
+                    "final) or COMPLETED, FAILED, CRASHED, CANCELLED (final, never left).")
+    name: str = Field(min_length=1, max_length=128,
+                      description="The state name, e.g. Late, AwaitingRetry, Retrying, "
+                                  "TimedOut, Cached; equal to the title-cased type by default.")
+    message: str = Field("", max_length=flowruns.MAX_MESSAGE_LENGTH,
+                         description="Human-readable detail, e.g. the error of a Failed run.")
+    timestamp: datetime = Field(description="When the run entered this state (RFC 3339).")
+
+    def to_state(self) -> states.State:
+        return flowruns.state_from_wire(self.model_dump(mode="json", by_alias=True))
+
+
+class FailedTaskRun(_Model):
+    """A task run (or subflow run) and how it ended."""
+
+    name: str = Field(description="The task run's (or subflow run's) name.")
+    state: str | None = Field(None, description="Its state name, e.g. Failed, TimedOut, "
+                                                "NotReady, Completed.")
+    message: str = Field("", max_length=flowruns.MAX_MESSAGE_LENGTH,
+                         description="Its state's message (for a failure, the error).")
+
+
+class TaskRunSummary(_Model):
+    """Aggregated task runs of the flow run, written by the engine in batches."""
+
+    total: int | None = Field(None, ge=0, description="Number of task runs so far.")
+    counts: dict[str, int] | None = Field(
+        None, description="Number of task runs by state type, e.g. {COMPLETED: 9, FAILED: 1}.")
+    failed: list[FailedTaskRun] | None = Field(
+        None, max_length=MAX_FAILED_TASK_RUNS,
+        description=f"Task runs that failed, crashed or never ran, with their messages (the "
+                    f"first {MAX_FAILED_TASK_RUNS}).")
+    failed_total: int | None = Field(None, ge=0, description="Number of such task runs, "
+                                                             "including those not listed.")
+    subflows: list[FailedTaskRun] | None = Field(
+        None, max_length=MAX_FAILED_TASK_RUNS,
+        description="Child flow runs called by this flow, with their states.")
+
+
+class FlowRunResult(_Model):
+    """The flow's return value: inline when small, otherwise a reference to where it is stored
+    (exactly one of the two)."""
+
+    value: Any = Field(None, description="The return value as JSON, when small.",
+                       json_schema_extra=_PRESERVE)
+    reference: str | None = Field(
+        None, description="Where the persisted result is stored, when too large to inline.")
+
+
+class Condition(_Model):
+    """A metav1.Condition: what kubectl wait and kstatus read."""
+
+    type: str = Field(max_length=316, pattern=_CONDITION_TYPE,
+                      description="Condition type: Succeeded or Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation the condition was computed from.")
+    last_transition_time: datetime = Field(
+        description="When status last changed (not when it was last written).")
+    reason: str = Field(min_length=1, max_length=1024, pattern=_CONDITION_REASON,
+                        description="CamelCase reason: the state name, e.g. Completed, Crashed.")
+    message: str = Field(max_length=32768, description="Human-readable detail.")
+
+
+class FlowRunStatus(_Model):
+    """Observed state of the run, written by the operator and by the engine in the pod."""
+
+    state: WireState | None = Field(
+        None, description="Current state. Transitions are checked by the API server: a final "
+                          "state never changes, CANCELLING only becomes CANCELLED.",
+        json_schema_extra={"x-kubernetes-validations": [_cel.state_transition_rule()]})
+    state_history: list[WireState] | None = Field(
+        None, max_length=flowruns.MAX_STATE_HISTORY,
+        description=f"Previous and current states, newest last (the last "
+                    f"{flowruns.MAX_STATE_HISTORY}).")
+    job_name: str | None = Field(None, description="The Job of the current attempt.")
+    pod_name: str | None = Field(None, description="The pod of the current attempt.")
+    attempt: int | None = Field(None, ge=1, description="Infrastructure attempt, from 1.")
+    start_time: datetime | None = Field(None, description="When the run first became RUNNING.")
+    end_time: datetime | None = Field(None, description="When the run reached a final state.")
+    duration: str | None = Field(None, description="endTime - startTime, e.g. 1.5s or 2m03s.")
+    exit_code: int | None = Field(None, description="Exit code of the flow container, when "
+                                                    "it terminated.")
+    reason: str | None = Field(None, description="Why the pod ended, e.g. OOMKilled, Evicted, "
+                                                 "DeadlineExceeded, ImagePullBackOff.")
+    task_runs: TaskRunSummary | None = Field(None, description="Summary of the task runs.")
+    result: FlowRunResult | None = Field(
+        None, description="The flow's return value (inline JSON or a reference).",
+        # CEL cannot see an untyped (any JSON) field, so "not both" is a property count.
+        json_schema_extra={"maxProperties": 1})
+    flow_run_name: str | None = Field(None, description="The run name the flow rendered "
+                                                        "(flow_run_name template).")
+    observed_generation: int | None = Field(
+        None, description="metadata.generation of the spec this status reflects.")
+    conditions: list[Condition] | None = Field(
+        None, description="Succeeded (True/False once final) and Ready (True when Completed), "
+                          "for kubectl wait --for=condition=Succeeded and kstatus.",
+        json_schema_extra={"x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["type"]})
+
+
+class FlowRun(_Model):
+    """One run of a flow (kind FlowRun)."""
+
+    api_version: str = Field(flowruns.API_VERSION, description="flowpod.io/v1alpha1")
+    kind: str = Field(flowruns.KIND_FLOW_RUN, description="FlowRun")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
+    spec: FlowRunSpec = Field(description="What to run.")
+    status: FlowRunStatus | None = Field(None, description="What happened.")

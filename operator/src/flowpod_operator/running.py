@@ -1,0 +1,141 @@
+"""Running the operator: `python -m flowpod_operator` and the functions behind it.
+
+Role: the public entry. `main(argv)` parses the command line (also what the `flowpod
+operator` CLI command forwards to), `run(options)` blocks until SIGINT/SIGTERM, and
+`serve(options)` is the same as a coroutine. It connects (flowpod_operator._connecting),
+checks that the CRDs are served, then runs kopf's watches (_wiring) next to the
+Reconciler's workers (_reconciling) in one event loop. Callers: flowpod_operator.__main__,
+flowpod_operator.cli (the `flowpod operator` command), tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+import kopf
+from kubernetes_asyncio import client
+
+from flowpod_operator import (_acting, _connecting, _deciding, _eventing, _indexing,
+                              _logging, _manifests, _reconciling, _wiring)
+
+__all__ = ["OperatorOptions", "serve", "run", "main", "build_parser"]
+
+_log = logging.getLogger("flowpod_operator")
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    """How to run the operator. No namespaces means all namespaces (cluster-wide)."""
+
+    namespaces: tuple[str, ...] = ()
+    kubeconfig: str | None = None
+    context: str | None = None
+    health_host: str = "0.0.0.0"
+    health_port: int = 8080
+    workers: int = 32
+    resync_seconds: float = 30.0
+    service_account: str = _manifests.DEFAULT_SERVICE_ACCOUNT
+    log_level: str = "INFO"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or until `stop` is set)."""
+    cfg = await _connecting.load_configuration(options.kubeconfig, options.context)
+    async with client.ApiClient(configuration=cfg) as api_client:
+        api = _acting.KubeApi(api_client)
+        await api.check_crds()
+        events = _eventing.EventRecorder(api.post_event, clock=_utcnow)
+        reconciler = _reconciling.Reconciler(
+            _indexing.Index(), api, events, clock=_utcnow,
+            policy=_deciding.Policy(service_account=options.service_account),
+            workers=options.workers, resync_seconds=options.resync_seconds)
+        registry = _wiring.build_registry(reconciler, lambda: _connecting.connection_info(cfg))
+        endpoint = (f"http://{options.health_host}:{options.health_port}/healthz"
+                    if options.health_port else None)
+        _log.info("operator starting", extra={
+            "namespaces": list(options.namespaces) or "all", "api": cfg.host,
+            "health": endpoint})
+        workers = asyncio.create_task(reconciler.run(), name="flowpod reconciler")
+        try:
+            await kopf.operator(
+                registry=registry, settings=_wiring.build_settings(), standalone=True,
+                clusterwide=not options.namespaces, namespaces=list(options.namespaces),
+                liveness_endpoint=endpoint, stop_flag=stop)
+        finally:
+            workers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await workers
+        _log.info("operator stopped")
+
+
+def run(options: OperatorOptions) -> None:
+    """Blocking form of `serve`."""
+    asyncio.run(serve(options))
+
+
+def build_parser(prog: str = "python -m flowpod_operator") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="flowpod operator: runs FlowRuns as Kubernetes Jobs and "
+                               "keeps their states true.")
+    parser.add_argument("--namespace", "-n", action="append", default=[], metavar="NS",
+                        help="watch this namespace (repeatable); default: all namespaces")
+    parser.add_argument("--kubeconfig", metavar="PATH",
+                        help="kubeconfig to use; default: the in-cluster service account")
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context to use")
+    parser.add_argument("--health-port", type=int, default=8080, metavar="PORT",
+                        help="serve GET /healthz on this port (0 = off; default 8080)")
+    parser.add_argument("--health-host", default="0.0.0.0", metavar="ADDR",
+                        help="address for the health endpoint (default 0.0.0.0)")
+    parser.add_argument("--workers", type=int, default=32,
+                        help="FlowRuns reconciled concurrently (default 32)")
+    parser.add_argument("--resync-seconds", type=float, default=30.0,
+                        help="re-examine every unfinished run this often (default 30)")
+    parser.add_argument("--service-account", default=_manifests.DEFAULT_SERVICE_ACCOUNT,
+                        help="service account of flow-run pods when the Deployment names "
+                             f"none (default {_manifests.DEFAULT_SERVICE_ACCOUNT})")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> OperatorOptions:
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if args.resync_seconds <= 0:
+        raise ValueError("--resync-seconds must be positive")
+    return OperatorOptions(
+        namespaces=tuple(dict.fromkeys(args.namespace)), kubeconfig=args.kubeconfig,
+        context=args.context, health_host=args.health_host, health_port=args.health_port,
+        workers=args.workers, resync_seconds=args.resync_seconds,
+        service_account=args.service_account, log_level=args.log_level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, configure JSON logging, run; 0 on a clean stop, 2 on bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    _logging.configure(options.log_level)
+    try:
+        run(options)
+    except (ValueError, _acting.MissingCrdError) as exc:
+        _log.error(str(exc))
+        print(f"flowpod operator: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0

@@ -1,0 +1,128 @@
+"""Benchmark: flowpod's per-task engine overhead, optionally side by side with Prefect 3.
+
+Role: a plain script (not a test) that prints figures. It measures, in fresh
+subprocesses, a flow calling a trivial task 1,000 times in sequence and a flow
+mapping it over 1,000 items, with every state recorded, and reports microseconds
+per task run: (time(flow with N tasks) - time(empty flow)) / N, median of
+repeats. It also times `python -c "import flowpod"`. When PREFECT_PYTHON points
+at an interpreter with Prefect 3 installed (a separate venv; Prefect is never a
+flowpod dependency), the same workload runs there and the ratio is printed.
+
+    .venv/bin/python tests/bench/engine_overhead.py
+    PREFECT_PYTHON=/work/prefect-bench-venv/bin/python .venv/bin/python tests/bench/engine_overhead.py
+
+Options: --tasks N (default 1000), --repeats R (default 5; Prefect uses min(R, 2)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+# Runs inside the measured interpreter; the same source for both frameworks.
+WORKLOAD = textwrap.dedent('''
+    import json, sys, time
+    framework, tasks, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if framework == "prefect":
+        from prefect import flow, task
+    else:
+        from flowpod import flow, task
+
+    @task
+    def inc(x):
+        return x + 1
+
+    @flow
+    def sequential(n):
+        for i in range(n):
+            inc(i)
+
+    @flow
+    def mapped(n):
+        inc.map(range(n)).result()
+
+    def timed(fn, n):
+        started = time.perf_counter()
+        fn(n)
+        return time.perf_counter() - started
+
+    figures = {}
+    for name, fn in (("sequential", sequential), ("map", mapped)):
+        timed(fn, 10)  # warm-up: imports, first-run setup (Prefect starts its server here)
+        full = [timed(fn, tasks) for _ in range(repeats)]
+        empty = [timed(fn, 0) for _ in range(repeats)]
+        figures[name] = {"full_s": sorted(full)[len(full) // 2],  # medians
+                         "empty_s": sorted(empty)[len(empty) // 2]}
+    print("BENCH " + json.dumps(figures))
+''')
+
+
+def run_workload(python: str, framework: str, tasks: int, repeats: int,
+                 env: dict[str, str] | None = None) -> dict[str, float]:
+    """Per-task overhead in µs for each workload, measured in a fresh `python`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
+        script.write(WORKLOAD)
+    try:
+        done = subprocess.run([python, script.name, framework, str(tasks), str(repeats)],
+                              capture_output=True, text=True, env={**os.environ, **(env or {})},
+                              timeout=3600)
+    finally:
+        os.unlink(script.name)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"{framework} workload failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    figures = json.loads(line[len("BENCH "):])
+    return {name: (f["full_s"] - f["empty_s"]) / tasks * 1e6 for name, f in figures.items()} | {
+        f"{name}_total_ms": f["full_s"] * 1e3 for name, f in figures.items()}
+
+
+def import_time(python: str, module: str, repeats: int = 7) -> float:
+    """Median wall time in seconds of `python -c "import module"` (process included)."""
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([python, "-c", f"import {module}"], check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5)
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as results:
+        ours = run_workload(sys.executable, "flowpod", options.tasks, options.repeats,
+                            env={"FLOWPOD_RESULT_DIR": results})
+    print(f"flowpod  sequential: {ours['sequential']:8.1f} µs/task  "
+          f"(flow total {ours['sequential_total_ms']:.1f} ms for {options.tasks} tasks)")
+    print(f"flowpod  map:        {ours['map']:8.1f} µs/task  "
+          f"(flow total {ours['map_total_ms']:.1f} ms for {options.tasks} tasks)")
+    print(f"python -c 'import flowpod': {import_time(sys.executable, 'flowpod'):.3f} s "
+          f"(bare interpreter: {import_time(sys.executable, 'sys'):.3f} s)")
+
+    prefect_python = os.environ.get("PREFECT_PYTHON")
+    if not prefect_python:
+        print("(set PREFECT_PYTHON=/path/to/venv/bin/python to compare with Prefect 3)")
+        return
+    with tempfile.TemporaryDirectory() as prefect_home:
+        theirs = run_workload(prefect_python, "prefect", options.tasks, min(options.repeats, 2),
+                              env={"PREFECT_HOME": prefect_home})
+    version = subprocess.run([prefect_python, "-c", "import prefect; print(prefect.__version__)"],
+                             capture_output=True, text=True).stdout.strip()
+    for name in ("sequential", "map"):
+        print(f"prefect {version} {name + ':':11} {theirs[name]:8.1f} µs/task  "
+              f"(flow total {theirs[name + '_total_ms']:.1f} ms)  ->  flowpod is "
+              f"{theirs[name] / ours[name]:.0f}x faster (ratio 1/{theirs[name] / ours[name]:.0f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Fixtures of the operator tests.
+
+- `k8s`: builders of plain-dict Kubernetes objects (FlowRun, Deployment, Job, Pod) as the API
+  server returns them, for the pure decision-function tests (test_deciding*.py). They are
+  built through the operator's own Job builder where that matters, so a test's Job looks
+  like the one the operator would have made.
+- `flow_cluster` and `operator_proc` (module tests/operator/operating.py holds the logic):
+  CRDs applied, flow-run RBAC in a namespace, and the operator as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from flowpod import flowruns
+from flowpod_operator import _manifests
+from flowpod_operator import _observations as obs
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def ts(offset: float = 0.0) -> str:
+    """An API timestamp `offset` seconds from NOW (whole seconds, as metav1.Time)."""
+    return flowruns.format_time(NOW + timedelta(seconds=offset), fraction=False)
+
+
+def wire_state(kind: str, name: str | None = None, message: str = "",
+               offset: float = -1.0) -> dict[str, str]:
+    return {"type": kind, "name": name or kind.title(), "message": message,
+            "timestamp": flowruns.format_time(NOW + timedelta(seconds=offset))}
+
+
+class Objects:
+    """Builders; every argument has a sensible default so a test states only what matters."""
+
+    now = NOW
+    ts = staticmethod(ts)
+    state = staticmethod(wire_state)
+
+    @staticmethod
+    def flowrun(name: str = "run", ns: str = "ns", *, deployment: str | None = "hello",
+                state: dict[str, str] | None = None, attempt: int | None = None,
+                cancel: bool = False, scheduled: float | None = None,
+                parameters: dict[str, Any] | None = None, entrypoint: str | None = None,
+                image: str | None = None, history: list[dict[str, str]] | None = None,
+                **status: Any) -> dict[str, Any]:
+        spec: dict[str, Any] = {"cancel": cancel}
+        if deployment:
+            spec["deploymentName"] = deployment
+        else:
+            spec["entrypoint"] = entrypoint or "flows/x.py:hello"
+            spec["image"] = image or "flowpod/engine:dev"
+        if parameters is not None:
+            spec["parameters"] = parameters
+        if scheduled is not None:
+            spec["scheduledTime"] = ts(scheduled)
+        full: dict[str, Any] = dict(status)
+        if state is not None:
+            full["state"] = state
+            full["stateHistory"] = history if history is not None else [state]
+        if attempt is not None:
+            full["attempt"] = attempt
+            full.setdefault("jobName", _manifests.job_name(name, attempt))
+        body: dict[str, Any] = {
+            "apiVersion": flowruns.API_VERSION, "kind": "FlowRun",
+            "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}",
+                         "resourceVersion": "100", "generation": 1,
+                         "creationTimestamp": ts(-60)},
+            "spec": spec,
+        }
+        if full:
+            body["status"] = full
+        return body
+
+    @staticmethod
+    def deployment(name: str = "hello", ns: str = "ns", *, retries: int = 0,
+                   pending: int = 300, grace: int = 30, timeout: int | None = None,
+                   schema: dict[str, Any] | None = None,
+                   parameters: dict[str, Any] | None = None,
+                   template: dict[str, Any] | None = None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"entrypoint": "flows/hello.py:hello",
+                                "image": "flowpod/engine:dev", "retries": retries,
+                                "pendingTimeoutSeconds": pending,
+                                "cancellationGracePeriodSeconds": grace}
+        if timeout is not None:
+            spec["timeoutSeconds"] = timeout
+        if schema is not None:
+            spec["parameterSchema"] = schema
+        if parameters is not None:
+            spec["parameters"] = parameters
+        if template is not None:
+            spec["podTemplate"] = template
+        return {"apiVersion": flowruns.API_VERSION, "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns, "uid": f"uid-d-{name}"},
+                "spec": spec}
+
+    @staticmethod
+    def job(run: dict[str, Any] | None = None, attempt: int = 1, *, created: float = -5,
+            retries: int = 0, pending: int = 300, grace: int = 30,
+            timeout: int | None = None, conditions: list[dict[str, Any]] | None = None,
+            **status: Any) -> dict[str, Any]:
+        run = run or Objects.flowrun()
+        settings = obs.RunSettings(retries, pending, grace, timeout)
+        job = _manifests.build_job(run, Objects.deployment(), attempt, parameters={},
+                                   settings=settings)
+        job["metadata"].update(uid=f"uid-job-{attempt}", resourceVersion="50",
+                               creationTimestamp=ts(created))
+        job["status"] = dict(status)
+        if conditions:
+            job["status"]["conditions"] = [{"status": "True", **c} for c in conditions]
+        return job
+
+    @staticmethod
+    def pod(run: dict[str, Any] | None = None, attempt: int = 1, *, name: str | None = None,
+            created: float = -5, phase: str = "Running", running: bool = True,
+            waiting: str | None = None, waiting_message: str = "",
+            exit_code: int | None = None, term_reason: str | None = None,
+            term_message: str = "", deleting: float | None = None,
+            conditions: list[dict[str, Any]] | None = None, reason: str | None = None,
+            message: str | None = None, memory: str | None = None) -> dict[str, Any]:
+        run = run or Objects.flowrun()
+        job = Objects.job(run, attempt)
+        template = job["spec"]["template"]
+        spec = json.loads(json.dumps(template["spec"]))
+        spec["nodeName"] = "flowpod-node"
+        if memory:
+            spec["containers"][0]["resources"] = {"limits": {"memory": memory}}
+        state: dict[str, Any]
+        if exit_code is not None:
+            phase = "Succeeded" if exit_code == 0 else "Failed"
+            state = {"terminated": {"exitCode": exit_code,
+                                    "reason": term_reason or ("Completed" if exit_code == 0
+                                                              else "Error"),
+                                    "message": term_message}}
+        elif waiting is not None or not running:
+            phase = "Pending"
+            state = {"waiting": {"reason": waiting or "ContainerCreating",
+                                 "message": waiting_message}}
+        else:
+            state = {"running": {"startedAt": ts(created + 1)}}
+        status: dict[str, Any] = {"phase": phase,
+                                  "containerStatuses": [{"name": "flow", "state": state}],
+                                  "conditions": conditions or []}
+        if reason:
+            status["reason"] = reason
+        if message:
+            status["message"] = message
+        meta = {"name": name or f"{job['metadata']['name']}-abcde",
+                "namespace": run["metadata"]["namespace"],
+                "uid": f"uid-pod-{attempt}-{name}", "resourceVersion": "60",
+                "creationTimestamp": ts(created),
+                "labels": template["metadata"]["labels"],
+                "annotations": template["metadata"]["annotations"]}
+        if deleting is not None:
+            meta["deletionTimestamp"] = ts(deleting)
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec,
+                "status": status}
+
+
+@pytest.fixture
+def k8s() -> type[Objects]:
+    return Objects

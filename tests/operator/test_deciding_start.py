@@ -1,0 +1,189 @@
+"""The decision function, starting a run: Deployment resolution, parameter checks,
+Scheduled/Late, the Job of attempt 1 and its exact shape, and restarts between steps."""
+
+from __future__ import annotations
+
+import json
+
+from flowpod import flowruns
+
+from flowpod_operator import _actions as act
+from flowpod_operator import _deciding
+from flowpod_operator import _observations as obs
+
+
+def decide(k8s, flowrun, deployment="default", **kw):
+    if deployment == "default":
+        deployment = k8s.deployment()
+    return _deciding.decide(obs.Observation(flowrun, deployment, **kw), k8s.now)
+
+
+def names(write: act.WriteStatus) -> list[str]:
+    return [s.name for s in write.states]
+
+
+def test_new_run_creates_job_then_records_scheduled_and_pending(k8s):
+    actions = decide(k8s, k8s.flowrun())
+    assert [type(a) for a in actions] == [act.CreateJob, act.WriteStatus]
+    create, write = actions
+    assert create.name == "run-1"
+    assert names(write) == ["Scheduled", "Pending"]
+    assert write.states[-1].message == "Job run-1 created (attempt 1 of 1)"
+    assert write.fields == {"attempt": 1, "jobName": "run-1"}
+
+
+def test_job_shape(k8s):
+    deployment = k8s.deployment(timeout=600, grace=7, retries=2, pending=45,
+                                parameters={"n": 1, "who": "x"},
+                                template={"env": [{"name": "EXTRA", "value": "1"},
+                                                  {"name": flowruns.ENV_ATTEMPT,
+                                                   "value": "99"}],
+                                          "resources": {"limits": {"memory": "64Mi"}},
+                                          "nodeSelector": {"disk": "ssd"}})
+    create = decide(k8s, k8s.flowrun(parameters={"n": 2}), deployment)[0]
+    job = create.manifest
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["labels"] == {flowruns.LABEL_FLOW_RUN: "run", flowruns.LABEL_DEPLOYMENT: "hello",
+                              obs.LABEL_ATTEMPT: "1"}
+    assert meta["ownerReferences"] == [{"apiVersion": "flowpod.io/v1alpha1", "kind": "FlowRun",
+                                        "name": "run", "uid": "uid-run", "controller": True,
+                                        "blockOwnerDeletion": True}]
+    assert meta["annotations"][obs.ANNOTATION_RETRIES] == "2"
+    assert meta["annotations"][obs.ANNOTATION_PENDING_TIMEOUT] == "45"
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 600
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["terminationGracePeriodSeconds"] == 7
+    assert pod["serviceAccountName"] == "flowpod-flow-run"
+    assert pod["nodeSelector"] == {"disk": "ssd"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["name"] == "flow" and container["image"] == "flowpod/engine:dev"
+    assert container["command"] == ["python", "-m", "flowpod.engine"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"] == {"limits": {"memory": "64Mi"}}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env[flowruns.ENV_FLOW_RUN_NAME] == "run"
+    assert env[flowruns.ENV_FLOW_RUN_NAMESPACE] == {"fieldRef": {"fieldPath":
+                                                                 "metadata.namespace"}}
+    assert env[flowruns.ENV_ENTRYPOINT] == "flows/hello.py:hello"
+    assert json.loads(env[flowruns.ENV_PARAMETERS]) == {"n": 2, "who": "x"}
+    assert env[flowruns.ENV_ATTEMPT] == "1"  # a template cannot override the engine's env
+    assert env["EXTRA"] == "1"
+
+
+def test_long_names_stay_valid_and_deterministic(k8s):
+    long = "a" * 70
+    first = decide(k8s, k8s.flowrun(long))[0]
+    again = decide(k8s, k8s.flowrun(long))[0]
+    assert first.name == again.name and len(first.name) <= 63 and first.name.endswith("-1")
+    assert len(first.manifest["metadata"]["labels"][flowruns.LABEL_FLOW_RUN]) <= 63
+    assert first.manifest["metadata"]["annotations"][obs.ANNOTATION_FLOW_RUN] == long
+
+
+def test_adhoc_run_uses_its_own_entrypoint_and_image(k8s):
+    run = k8s.flowrun(deployment=None, entrypoint="a/b.py:f", image="python:3.12")
+    create, write = decide(k8s, run, deployment=None)
+    container = create.manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "python:3.12"
+    assert flowruns.LABEL_DEPLOYMENT not in create.manifest["metadata"]["labels"]
+    assert names(write) == ["Scheduled", "Pending"]
+
+
+def test_deployment_not_cached_is_read_before_concluding(k8s):
+    assert decide(k8s, k8s.flowrun(), deployment=None) == [act.Refresh(deployment=True)]
+
+
+def test_missing_deployment_fails_with_exact_message(k8s):
+    (write,) = decide(k8s, k8s.flowrun(deployment="x", ns="y"), deployment=None,
+                      deployment_fresh=True)
+    assert names(write) == ["Failed"]
+    assert write.states[0].message == "Deployment 'x' not found in namespace 'y'"
+
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"},
+                                           "who": {"type": "string"}},
+          "required": ["n"], "additionalProperties": False}
+
+
+def test_invalid_parameter_type_fails_naming_the_field(k8s):
+    (write,) = decide(k8s, k8s.flowrun(parameters={"n": "three"}),
+                      k8s.deployment(schema=SCHEMA))
+    assert names(write) == ["Failed"]
+    message = write.states[0].message
+    assert message.startswith("Validation of the flow parameters failed: parameter 'n'")
+    assert "'three' is not of type 'integer'" in message and "spec.parameters.n" in message
+
+
+def test_missing_and_unexpected_parameters_are_named(k8s):
+    (write,) = decide(k8s, k8s.flowrun(parameters={"nope": 1}),
+                      k8s.deployment(schema=SCHEMA))
+    message = write.states[0].message
+    assert "parameter 'n' is required but missing" in message
+    assert "unexpected parameter(s) 'nope'" in message
+
+
+def test_deployment_defaults_satisfy_the_schema(k8s):
+    actions = decide(k8s, k8s.flowrun(), k8s.deployment(schema=SCHEMA, parameters={"n": 1}))
+    assert isinstance(actions[0], act.CreateJob)
+
+
+def test_invalid_schema_is_reported(k8s):
+    (write,) = decide(k8s, k8s.flowrun(), k8s.deployment(schema={"type": "nonsense"}))
+    assert "parameterSchema is not a valid JSON schema" in write.states[0].message
+
+
+def test_future_run_is_scheduled_and_rechecked_at_its_time(k8s):
+    requeue, write = decide(k8s, k8s.flowrun(scheduled=90))
+    assert requeue == act.Requeue(90.0)
+    assert names(write) == ["Scheduled"]
+    assert write.states[0].message == f"Scheduled to start at {flowruns.format_time(k8s.now.replace(minute=1, second=30))}"
+    # Already Scheduled: only wait.
+    run = k8s.flowrun(scheduled=30, state=k8s.state("SCHEDULED"))
+    assert decide(k8s, run) == [act.Requeue(30.0)]
+
+
+def test_due_run_starts_on_time_without_late(k8s):
+    run = k8s.flowrun(scheduled=-2, state=k8s.state("SCHEDULED"))
+    create, write = decide(k8s, run)
+    assert create.name == "run-1" and names(write) == ["Pending"]
+
+
+def test_overdue_run_goes_late_then_pending(k8s):
+    run = k8s.flowrun(scheduled=-120, state=k8s.state("SCHEDULED", offset=-300))
+    create, write = decide(k8s, run)
+    assert names(write) == ["Late", "Pending"]
+    assert write.states[0].message.startswith("Starting 120s after its scheduled time")
+    assert create.name == "run-1"
+
+
+def test_refused_job_fails_the_run_with_the_api_message(k8s):
+    (write,) = decide(k8s, k8s.flowrun(), job_error="spec.template...: Invalid value: \"x\"")
+    assert names(write) == ["Failed"]
+    assert write.states[0].message.startswith("Job run-1 could not be created: spec.template")
+
+
+def test_job_made_before_a_restart_is_recorded_not_recreated(k8s):
+    run = k8s.flowrun()
+    (write,) = decide(k8s, run, jobs=[k8s.job(run)])
+    assert names(write) == ["Scheduled", "Pending"]
+    assert write.fields == {"attempt": 1, "jobName": "run-1"}
+
+
+def test_engine_already_running_gets_only_the_attempt_recorded(k8s):
+    run = k8s.flowrun(state=k8s.state("RUNNING"))
+    (write,) = decide(k8s, run, jobs=[k8s.job(run)], pods=[k8s.pod(run)])
+    assert write.states == () and write.fields == {"attempt": 1, "jobName": "run-1"}
+
+
+def test_run_started_elsewhere_is_left_alone(k8s):
+    assert decide(k8s, k8s.flowrun(state=k8s.state("RUNNING"))) == []
+
+
+def test_composite_write_keeps_history_in_order(k8s):
+    (_, write) = decide(k8s, k8s.flowrun())
+    patch = act.status_patch_for(write, None, generation=1, now=k8s.now)
+    assert [h["name"] for h in patch["stateHistory"]] == ["Scheduled", "Pending"]
+    assert patch["state"]["name"] == "Pending" and patch["attempt"] == 1
+    conditions = {c["type"]: c["status"] for c in patch["conditions"]}
+    assert conditions == {"Succeeded": "Unknown", "Ready": "False"}

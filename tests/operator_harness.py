@@ -24,14 +24,16 @@ import httpx
 
 from cluster import plane
 from flowpod import flowruns
+from flowpod_operator import _observations
 
 __all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "flow_run_rbac", "apply_crds",
-           "prepare_namespace", "Api", "OperatorProcess", "state_type", "free_port"]
+           "prepare_namespace", "Api", "LABEL_ATTEMPT", "FINAL", "OperatorProcess", "state_type", "free_port"]
 
 REPO = plane.REPO_ROOT
 CRDS = REPO / "crds"
 IMAGE = "flowpod/engine:dev"
 FLOW_RUN_ACCOUNT = "flowpod-flow-run"
+LABEL_ATTEMPT = _observations.LABEL_ATTEMPT
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 

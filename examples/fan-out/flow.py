@@ -27,11 +27,11 @@ def total(values: list[int]) -> int:
 
 
 @flow
-def fan_out(n: int = 10, offset: int = 0) -> dict:
-    """Square 0..n-1 in parallel (one task run each), then reduce two ways at once."""
-    squares = square.map(range(n), offset=unmapped(offset))  # fan out: n task runs
+def fan_out(count: int = 10, offset: int = 0) -> dict:
+    """Square 0..count-1 in parallel (one task run each), then reduce two ways at once."""
+    squares = square.map(range(count), offset=unmapped(offset))  # fan out: count task runs
     values = squares.result()  # fan in
     summed = total.submit(values)  # two independent branches run concurrently
     described = describe.submit(values)
-    get_run_logger().info("mapped %d task runs", n)
+    get_run_logger().info("mapped %d task runs", count)
     return {"total": summed.result(), "description": described.result()}

@@ -26,6 +26,12 @@ class ProcessRecord:
     log: str
 
 
+# The Popen objects of processes started by this interpreter. Dropping one while its process
+# runs (as the plane's are meant to) makes Popen.__del__ warn "subprocess N is still running",
+# an error under pytest's filterwarnings=error; holding them until _reap() avoids that.
+_children: dict[int, subprocess.Popen] = {}
+
+
 def _start_ticks(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -73,6 +79,7 @@ def spawn(state_dir: Path, name: str, argv: list[str], *, env: dict[str, str] | 
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=cwd,
         )
+    _children[proc.pid] = proc
     ticks = _start_ticks(proc.pid)
     if ticks is None:
         raise RuntimeError(f"{name} exited at once; see {log_path}")
@@ -108,6 +115,11 @@ def stop_all(state_dir: Path, *, grace: float = 10.0) -> list[str]:
 def _reap(pid: int) -> None:
     # Only our own children can be reaped; for processes started by an earlier `up` this is a
     # harmless ChildProcessError.
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _children[pid]
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:

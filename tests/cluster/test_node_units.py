@@ -166,7 +166,7 @@ def test_watch_expiry_relists() -> None:
                            known=lambda: known)
 
     async def main() -> None:
-        with anyio.move_on_after(1):
+        with anyio.move_on_after(0.3):
             await sync.run()
     anyio.run(main)
     assert api.lists == ["spec.nodeName=node-a"] * 2

@@ -282,3 +282,13 @@ def test_operator_forwards_its_flags(invoke, api):
     result = invoke("operator", "--namespace", "a", "--health-port", "0")
     assert result.exit_code == 0
     assert api.requests == [["--namespace", "a", "--health-port", "0"]]
+
+
+def test_dry_run_yaml_quotes_keys_kubectl_would_read_as_booleans(invoke, flow_dir):
+    # kubectl parses YAML 1.1: a bare `n:` key would reach the API server as `false`.
+    (flow_dir / "flows" / "yn.py").write_text(
+        "from flowpod import flow\n\n@flow\ndef yn(n: int = 1, y: str = 'N'):\n    return n\n")
+    result = invoke("deploy", "flows/yn.py:yn", "--name", "yn", "--image", "i", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "\n      'n':\n" in result.stdout and "\n      'y':\n" in result.stdout
+    assert "default: 'N'" in result.stdout

@@ -91,7 +91,8 @@ def test_python_m_flowpod_engine_runs_a_flow(flow_file: Path, tmp_path: Path) ->
                         "--journal", str(journal))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["type"] == "COMPLETED"
-    names = [json.loads(line).get("state", {}).get("name") for line in journal.read_text().splitlines()]
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    names = [e.get("state", {}).get("name") for e in events]
     assert [n for n in names if n] == ["Pending", "Running", "Completed"]
 
 

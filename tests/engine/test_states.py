@@ -71,7 +71,8 @@ def test_every_state_has_aware_utc_timestamp_and_message() -> None:
 def test_wire_round_trip() -> None:
     state = states.TimedOut("too slow")
     wire = state.to_wire()
-    assert wire["type"] == "FAILED" and wire["name"] == "TimedOut" and wire["timestamp"].endswith("Z")
+    assert (wire["type"], wire["name"]) == ("FAILED", "TimedOut")
+    assert wire["timestamp"].endswith("Z")
     back = states.State.from_wire(wire)
     assert (back.type, back.name, back.message, back.timestamp) == (
         state.type, state.name, state.message, state.timestamp)

@@ -4,18 +4,22 @@
   server returns them, for the pure decision-function tests (test_deciding*.py). They are
   built through the operator's own Job builder where that matters, so a test's Job looks
   like the one the operator would have made.
-- `flow_cluster` and `operator_proc` (module tests/operator/operating.py holds the logic):
-  CRDs applied, flow-run RBAC in a namespace, and the operator as a real subprocess.
+- `flow_namespace`, `operator_proc`, `api` (module scope; the logic is in
+  tests/operator_harness.py, shared with the benchmarks): the CRDs applied, a namespace
+  with the flow-run ServiceAccount and RBAC, the operator as a real subprocess watching
+  that namespace (its log in .cluster/logs/), and a direct API client.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+import operator_harness as harness
 from flowpod import flowruns
 from flowpod_operator import _manifests
 from flowpod_operator import _observations as obs
@@ -164,3 +168,32 @@ class Objects:
 @pytest.fixture
 def k8s() -> type[Objects]:
     return Objects
+
+
+@pytest.fixture(scope="module")
+def flow_namespace(cluster, request: pytest.FixtureRequest) -> str:
+    """A namespace for one test module, ready for flow-run pods; deleted afterwards."""
+    stem = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "").replace("_", "-")
+    name = f"{stem[:40]}-{uuid.uuid4().hex[:5]}"
+    harness.apply_crds(cluster)
+    harness.prepare_namespace(cluster, name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def api(cluster) -> harness.Api:
+    client = harness.Api(cluster)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def operator_proc(cluster, flow_namespace: str) -> harness.OperatorProcess:
+    """The operator, watching only `flow_namespace`; it must stop cleanly at the end."""
+    log = cluster.state_dir / "logs" / f"operator-{flow_namespace}.log"
+    proc = harness.OperatorProcess(cluster.kubeconfig, log, (flow_namespace,)).start()
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"operator exit code {code}\n{proc.log_tail()}"
+    assert '"level": "ERROR"' not in proc.log_text(), proc.log_tail(needle="ERROR")

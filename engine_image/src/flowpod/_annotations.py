@@ -7,7 +7,7 @@ flowpod._tasks (map expansion) and flowpod._futures (input resolution) unwrap th
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 __all__ = ["unmapped", "allow_failure"]
 

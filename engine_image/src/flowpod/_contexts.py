@@ -194,6 +194,7 @@ def ensure_console_logging() -> None:
     if logger.handlers or logging.getLogger().handlers:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

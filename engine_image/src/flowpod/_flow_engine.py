@@ -25,13 +25,19 @@ import anyio
 import anyio.lowlevel
 
 from flowpod import states
-from flowpod._contexts import FlowRunContext, RunDeps, enable_log_prints, flow_run_var, print_logger_var
+from flowpod._contexts import (
+    FlowRunContext,
+    RunDeps,
+    enable_log_prints,
+    flow_run_var,
+    print_logger_var,
+)
 from flowpod._futures import TaskRunFuture
 from flowpod._limits import TagLimits
 from flowpod._ops import BlockingOps
 from flowpod._records import RunRecord
-from flowpod._signals import can_watch_signals, interrupt_run, watch_sigterm
 from flowpod._pool import TaskPool
+from flowpod._signals import can_watch_signals, interrupt_run, watch_sigterm
 from flowpod._task_engine import Stores, run_pooled
 from flowpod._threads import ThreadCall
 from flowpod.errors import Abort, Pause, ParameterValidationError, TerminationSignal
@@ -39,7 +45,6 @@ from flowpod.reporting import CancellationCheck, InMemoryReporter, Reporter
 
 __all__ = ["run_flow", "propose"]
 
-logger = logging.getLogger("flowpod.flow_runs")
 _FINAL_HOOKS = {
     states.StateType.COMPLETED: "on_completion",
     states.StateType.FAILED: "on_failure",
@@ -98,7 +103,8 @@ def _new_context(flow: Any, parameters: Mapping[str, Any], reporter: Reporter | 
     ctx = FlowRunContext(
         flow=flow, run_id=run_id, name=f"{flow.name}-{run_id[:8]}", parameters=dict(parameters),
         parent=parent, record=RunRecord(), deps=deps, reporter=reporter,
-        tag_limits=parent.tag_limits if inherit else TagLimits({**flow.tag_limits, **(tag_limits or {})}),
+        tag_limits=parent.tag_limits if inherit else TagLimits(
+            {**flow.tag_limits, **(tag_limits or {})}),
         token=anyio.lowlevel.current_token(),
         task_limiter=parent.task_limiter if inherit else anyio.CapacityLimiter(flow.task_workers),
         stores=parent.stores if inherit else Stores.from_deps(deps),
@@ -114,7 +120,8 @@ async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
     """Propose a flow-run state; Abort propagates when the backend refuses."""
     accepted = await ctx.reporter.propose_state(state)
     ctx.state = accepted
-    level = logging.ERROR if accepted.type in (states.StateType.FAILED, states.StateType.CRASHED) else logging.INFO
+    bad = accepted.type in (states.StateType.FAILED, states.StateType.CRASHED)
+    level = logging.ERROR if bad else logging.INFO
     ctx.logger.log(level, "Flow run %r entered state %r", ctx.name, accepted)
     return accepted
 
@@ -170,7 +177,8 @@ async def _execute(ctx: FlowRunContext) -> states.State:
             with anyio.move_on_after(ctx.flow.timeout_seconds) as timeout_scope:
                 async with anyio.create_task_group() as task_group:
                     ctx.task_group = task_group
-                    ctx.pool = TaskPool(ctx, ctx.flow.task_workers, functools.partial(run_pooled, ctx))
+                    ctx.pool = TaskPool(ctx, ctx.flow.task_workers,
+                                        functools.partial(run_pooled, ctx))
                     await _call_body(ctx, outcome)
         ctx.cancel_scopes.discard(termination_scope)
     finally:

@@ -38,7 +38,8 @@ class ParameterSpec:
         """Parameters of a direct call `flow(*args, **kwargs)` (TypeError if they don't fit)."""
         return dict(self.signature.bind_partial(*args, **kwargs).arguments)
 
-    def validate(self, parameters: Mapping[str, Any], validate_types: bool = True) -> dict[str, Any]:
+    def validate(self, parameters: Mapping[str, Any],
+                 validate_types: bool = True) -> dict[str, Any]:
         """Checked parameters with defaults filled in; raises ParameterValidationError."""
         known = {p.name for p in self.named}
         extra = {k: v for k, v in parameters.items() if k not in known}

@@ -18,7 +18,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from flowpod import states
-from flowpod._contexts import FlowRunContext, RunDeps, TaskRunContext, print_logger_var, task_run_var
+from flowpod._contexts import (
+    FlowRunContext,
+    RunDeps,
+    TaskRunContext,
+    print_logger_var,
+    task_run_var,
+)
 from flowpod._futures import TaskRunFuture, check_wait_for, find_upstreams, resolve_inputs
 from flowpod._limits import TagLimits
 from flowpod._ops import AsyncOps, TaskTimedOut, run_blocking
@@ -32,7 +38,8 @@ if TYPE_CHECKING:
     from flowpod._tasks import Task
 
 __all__ = [
-    "Stores", "new_record", "run_task", "submit_tasks", "run_pooled", "retry_delay", "async_ops_for",
+    "Stores", "new_record", "run_task", "submit_tasks", "run_pooled", "retry_delay",
+    "async_ops_for",
 ]
 
 logger = logging.getLogger("flowpod.task_runs")
@@ -70,7 +77,8 @@ def async_ops_for(flow_run: FlowRunContext | None) -> AsyncOps:
     return ops
 
 
-def retry_delay(task: "Task", retry_index: int, rand: Callable[[], float] = random.random) -> float:
+def retry_delay(task: "Task", retry_index: int,
+                rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait before retry number retry_index + 1, jitter included."""
     delays = task.retry_delay_seconds
     if callable(delays):

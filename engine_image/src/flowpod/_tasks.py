@@ -48,7 +48,8 @@ def _check_options(opts: dict[str, Any]) -> None:
     _check(isinstance(retries, int) and retries >= 0, "retries", retries, "use an int >= 0")
     _check(_is_number(delays) or callable(delays) or (
         isinstance(delays, (list, tuple)) and all(_is_number(d) for d in delays)),
-        "retry_delay_seconds", delays, "use seconds >= 0, a list of them, or exponential_backoff(...)")
+        "retry_delay_seconds", delays,
+        "use seconds >= 0, a list of them, or exponential_backoff(...)")
     jitter = opts["retry_jitter_factor"]
     _check(jitter is None or _is_number(jitter), "retry_jitter_factor", jitter, "use a number >= 0")
     timeout = opts["timeout_seconds"]
@@ -71,7 +72,8 @@ class Task:
                  description: str | None = None, tags: Iterable[str] = (), retries: int = 0,
                  retry_delay_seconds: Any = 0, retry_jitter_factor: float | None = None,
                  retry_condition_fn: Callable[..., bool] | None = None,
-                 timeout_seconds: float | None = None, cache_key_fn: Callable[..., Any] | None = None,
+                 timeout_seconds: float | None = None,
+                 cache_key_fn: Callable[..., Any] | None = None,
                  cache_expiration: timedelta | None = None, refresh_cache: bool = False,
                  persist_result: bool | None = None, task_run_name: Any = None,
                  log_prints: bool | None = None) -> None:
@@ -174,11 +176,12 @@ class Task:
 
         futures = FutureList(TaskRunFuture(_task_engine.new_record(self, flow_run), flow_run)
                              for _ in calls)
-        batch = [(self, f, a, k, wait_for) for f, (a, k) in zip(futures, calls)]
+        batch = [(self, f, a, k, wait_for) for f, (a, k) in zip(futures, calls, strict=True)]
         _task_engine.submit_tasks(flow_run, batch)
         return futures
 
-    def _expand(self, flow_run: FlowRunContext, args: tuple, kwargs: dict) -> list[tuple[tuple, dict]]:
+    def _expand(self, flow_run: FlowRunContext, args: tuple,
+                kwargs: dict) -> list[tuple[tuple, dict]]:
         bound = self.signature.bind(*args, **kwargs)
         mapped: dict[str, list[Any]] = {}
         for name, value in bound.arguments.items():
@@ -220,7 +223,8 @@ def _unwrap(value: Any) -> Any:
 
 
 def _describe(arguments: Mapping[str, Any]) -> str:
-    return ", ".join(f"{name}={type(value).__name__}" for name, value in arguments.items()) or "none"
+    shown = (f"{name}={type(value).__name__}" for name, value in arguments.items())
+    return ", ".join(shown) or "none"
 
 
 def _upstream_value(flow_run: FlowRunContext, future: TaskRunFuture, task_name: str) -> Any:

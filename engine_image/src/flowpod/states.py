@@ -59,7 +59,8 @@ class StateType(str, enum.Enum):
 
 
 _S = StateType
-TERMINAL_TYPES: frozenset[StateType] = frozenset({_S.COMPLETED, _S.FAILED, _S.CRASHED, _S.CANCELLED})
+TERMINAL_TYPES: frozenset[StateType] = frozenset(
+    {_S.COMPLETED, _S.FAILED, _S.CRASHED, _S.CANCELLED})
 
 # THE transition table. Everything else (engine checks, the CRD's CEL rule) is derived
 # from it, so edit only here. Rules it encodes:
@@ -196,7 +197,8 @@ class State:
             state_type = StateType(wire["type"])
         except (KeyError, ValueError):
             raise ValueError(
-                f"state.type must be one of {[t.value for t in StateType]}, got {wire.get('type')!r}"
+                f"state.type must be one of {[t.value for t in StateType]}, "
+                f"got {wire.get('type')!r}"
             ) from None
         stamp = wire.get("timestamp")
         try:
@@ -208,7 +210,8 @@ class State:
 
 def _factory(state_type: StateType, name: str, doc: str) -> Callable[..., State]:
     def make(message: str = "", *, timestamp: datetime | None = None, data: Any = None,
-             scheduled_time: datetime | None = None, pause_timeout: datetime | None = None) -> State:
+             scheduled_time: datetime | None = None,
+             pause_timeout: datetime | None = None) -> State:
         return State(state_type, name, message, timestamp, data, scheduled_time, pause_timeout)
 
     make.__name__ = make.__qualname__ = name

@@ -127,11 +127,10 @@ class EventRecorder:
     def pending(self) -> int:
         return self._queue.qsize()
 
-    async def run(self) -> None:
-        """Post queued Events until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            for _ in range(self._workers):
-                group.create_task(self._drain())
+    def start(self) -> list[asyncio.Task[None]]:
+        """Start the posting tasks (the caller cancels them when done)."""
+        return [asyncio.create_task(self._drain(), name=f"flowpod events {n}")
+                for n in range(self._workers)]
 
     async def _drain(self) -> None:
         while True:

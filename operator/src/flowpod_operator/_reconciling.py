@@ -88,13 +88,14 @@ class Reconciler:
             self.queue.add(key)
 
     # --- running -----------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Run the workers, the resync timer and the Event poster until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            for _ in range(self.workers):
-                group.create_task(self._work())
-            group.create_task(self._resync())
-            group.create_task(self.events.run())
+    def start(self) -> list[asyncio.Task[None]]:
+        """Start the workers, the resync timer and the Event posters; the caller cancels
+        them. Created synchronously, before kopf starts, so kopf never takes them for
+        tasks of its own left hanging at shutdown."""
+        tasks = [asyncio.create_task(self._work(), name=f"flowpod worker {n}")
+                 for n in range(self.workers)]
+        tasks.append(asyncio.create_task(self._resync(), name="flowpod resync"))
+        return tasks + self.events.start()
 
     async def _resync(self) -> None:
         while True:
@@ -194,8 +195,7 @@ class Reconciler:
                           action: act.CreateJob) -> tuple[_Outcome, str | None]:
         reply = await self.api.create_job(key[0], action.manifest)
         if reply.ok:
-            self.index.put_job(reply.body)
-            self.events.record(flowrun, "Normal", "JobCreated", f"Created Job {action.name}")
+            self.index.put_job(reply.body)  # the Pending state's Event names the Job
             _log.info("created Job", extra=_fields(key, job=action.name))
             return _Outcome.DONE, None
         if reply.status == 409:

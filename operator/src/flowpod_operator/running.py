@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -66,16 +65,16 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
         _log.info("operator starting", extra={
             "namespaces": list(options.namespaces) or "all", "api": cfg.host,
             "health": endpoint})
-        workers = asyncio.create_task(reconciler.run(), name="flowpod reconciler")
+        tasks = reconciler.start()
         try:
             await kopf.operator(
                 registry=registry, settings=_wiring.build_settings(), standalone=True,
                 clusterwide=not options.namespaces, namespaces=list(options.namespaces),
                 liveness_endpoint=endpoint, stop_flag=stop)
         finally:
-            workers.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await workers
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         _log.info("operator stopped")
 
 

@@ -44,13 +44,13 @@ def _build(args: argparse.Namespace) -> tuple[kubelet.Kubelet, kubeapi.Api]:
     server = urlsplit(credentials.server)
     api_port = server.port or json.loads((state / "cluster.json").read_text())["api_port"]
     ctx = contexts.NodeContext(
-        api=api, images=images.load(args.image_map, workdir=Path.cwd()),
-        cgroups=cgroups.discover(args.node_name), node_name=args.node_name,
+        api=api, image_map=images.load(args.image_map, workdir=Path.cwd()),
+        memory_cgroups=cgroups.discover(args.node_name), node_name=args.node_name,
         node_ip=args.node_ip, api_host=server.hostname or "127.0.0.1", api_port=api_port,
         pods_dir=state / "pods", allocatable_cpu=capacity.cpu,
         allocatable_memory=capacity.memory)
-    if not ctx.cgroups.available:
-        logging.warning("memory limits cannot be enforced: %s", ctx.cgroups.problem)
+    if not ctx.memory_cgroups.available:
+        logging.warning("memory limits cannot be enforced: %s", ctx.memory_cgroups.problem)
     pki = state / "pki"
     context = serving.server_context(pki / "kubelet-serving.crt", pki / "kubelet-serving.key",
                                      pki / "ca.crt")

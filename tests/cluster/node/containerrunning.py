@@ -68,7 +68,7 @@ async def _unpullable(ctx: contexts.NodeContext, spec: dict, rt: statuses.Contai
                       hooks: PodHooks) -> None:
     image = spec.get("image", "")
     why = (f'failed to pull and unpack image "{image}": not in the flowpod test node\'s image '
-           f"map (known: {', '.join(ctx.images.patterns)})")
+           f"map (known: {', '.join(ctx.image_map.patterns)})")
     backoff = _PULL_BACKOFF[0]
     while True:
         rt.set_waiting("ErrImagePull", why)
@@ -150,7 +150,7 @@ async def run_once(ctx: contexts.NodeContext, pod: dict, spec: dict,
     """Run ``spec`` once. None means it never started and the pod is being stopped."""
     if hooks.stop_reason is not None:
         return None
-    image = ctx.images.resolve(spec.get("image", ""))
+    image = ctx.image_map.resolve(spec.get("image", ""))
     if image is None:
         await _unpullable(ctx, spec, rt, hooks)
         return None
@@ -164,8 +164,8 @@ async def run_once(ctx: contexts.NodeContext, pod: dict, spec: dict,
         limit, problem = None, str(exc)
     else:
         problem = None
-        if limit is not None and not ctx.cgroups.available:
-            problem = f"cannot enforce resources.limits.memory: {ctx.cgroups.problem}"
+        if limit is not None and not ctx.memory_cgroups.available:
+            problem = f"cannot enforce resources.limits.memory: {ctx.memory_cgroups.problem}"
     if problem is not None:
         rt.set_waiting("CreateContainerError", problem)
         hooks.changed()
@@ -190,8 +190,8 @@ async def _run_process(ctx, pod, spec, rt, sandbox, hooks, prepared: _Prepared,
                                    started_at=started_at, finished_at=ctx.clock(),
                                    container_id=container_id)
     cgroup: cgroups.Cgroup | None = None
-    if ctx.cgroups.available:
-        cgroup = ctx.cgroups.create(f"{pod['metadata']['uid']}-{spec['name']}-"
+    if ctx.memory_cgroups.available:
+        cgroup = ctx.memory_cgroups.create(f"{pod['metadata']['uid']}-{spec['name']}-"
                                     f"{rt.restart_count}", limit)
     handles: list[launching.ProcessHandle] = []
 

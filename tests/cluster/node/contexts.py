@@ -22,8 +22,8 @@ def utc_now() -> datetime.datetime:
 @dataclass(frozen=True)
 class NodeContext:
     api: kubeapi.Api
-    images: images.ImageMap
-    cgroups: cgroups.MemoryCgroups
+    image_map: images.ImageMap
+    memory_cgroups: cgroups.MemoryCgroups
     node_name: str
     node_ip: str
     api_host: str

@@ -56,7 +56,7 @@ class Kubelet:
                 tg.start_soon(sync.run)
         finally:
             # Cancelled workers SIGKILL their processes on the way out; the subtree goes last.
-            self.ctx.cgroups.close()
+            self.ctx.memory_cgroups.close()
 
     async def stop(self) -> None:
         """Graceful node stop: SIGTERM every container, SIGKILL after a short grace, return."""

@@ -28,6 +28,11 @@ def exit3() -> None:
 
 
 @flow
+def hard_exit3() -> None:
+    os._exit(3)  # no engine code runs: nothing reports a final state
+
+
+@flow
 def sigkill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(30)

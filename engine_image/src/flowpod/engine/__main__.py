@@ -25,8 +25,10 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--entrypoint", required=True,
                         help="path/to/file.py:flow_function or package.module:flow_function")
     parser.add_argument("--parameters", default="{}", help="flow parameters as a JSON object")
-    parser.add_argument("--journal", help="append states and task-run summaries to this JSON-lines file")
-    parser.add_argument("--flow-run-id", help="stable run id (re-runs reuse persisted task results)")
+    parser.add_argument("--journal",
+                        help="append states and task-run summaries to this JSON-lines file")
+    parser.add_argument("--flow-run-id",
+                        help="stable run id (re-runs reuse persisted task results)")
     return parser.parse_args(argv)
 
 

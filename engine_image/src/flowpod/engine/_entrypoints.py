@@ -29,7 +29,10 @@ def load_flow_from_entrypoint(entrypoint: str) -> Flow:
         raise EntrypointError(
             f"Entrypoint {entrypoint!r} is malformed: use 'path/to/file.py:function' or "
             "'package.module:function'.")
-    module = _load_file(entrypoint, source) if source.endswith(".py") else _load_module(entrypoint, source)
+    if source.endswith(".py"):
+        module = _load_file(entrypoint, source)
+    else:
+        module = _load_module(entrypoint, source)
     obj: Any = module
     for part in attribute.split("."):
         try:
@@ -54,7 +57,8 @@ def _load_file(entrypoint: str, source: str) -> Any:
     name = f"flowpod_entrypoint_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise EntrypointError(f"Entrypoint {entrypoint!r}: {str(path)!r} is not importable Python.")
+        raise EntrypointError(
+            f"Entrypoint {entrypoint!r}: {str(path)!r} is not importable Python.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up here
     try:
@@ -62,7 +66,8 @@ def _load_file(entrypoint: str, source: str) -> Any:
     except Exception as exc:
         sys.modules.pop(name, None)
         raise EntrypointError(
-            f"Entrypoint {entrypoint!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
+            f"Entrypoint {entrypoint!r}: importing {str(path)!r} failed: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     return module
 

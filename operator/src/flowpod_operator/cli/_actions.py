@@ -54,8 +54,23 @@ class Deps:
     operator_main: Callable[[list[str]], int | None] = _operator_main
 
 
+class _Yaml11SafeDumper(yaml.SafeDumper):
+    """Quotes the strings YAML 1.1 readers take for booleans. PyYAML leaves `y` and `n` bare,
+    but kubectl (go-yaml, YAML 1.1) reads a bare `n:` key as false: a flow parameter named
+    `n` would silently become `false` in the cluster."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "'" if value in {"y", "Y", "n", "N"} else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Yaml11SafeDumper.add_representer(str, _represent_str)
+
+
 def dump(deps: Deps, obj: Any, fmt: str) -> None:
-    text = json.dumps(obj, indent=2) if fmt == "json" else yaml.safe_dump(obj, sort_keys=False)
+    text = (json.dumps(obj, indent=2) if fmt == "json"
+            else yaml.dump(obj, Dumper=_Yaml11SafeDumper, sort_keys=False))
     deps.out.print(text.rstrip(), markup=False)
 
 

@@ -1,0 +1,104 @@
+"""Shared set-up of the operator benchmarks (tests/bench/operator_*.py).
+
+Role: start (or reuse) the local plane, make a namespace for flow-run pods, run the
+operator as a real subprocess watching it, and watch Jobs / FlowRuns as they appear,
+time-stamping each on arrival (time.perf_counter). Used only by the benchmark scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+import operator_harness as harness
+from cluster import plane
+from flowpod import flowruns
+
+__all__ = ["Bench", "bench_env", "async_client", "watch"]
+
+# Pods of "parked" runs match no node: the scheduler keeps them Pending, so a benchmark of
+# the operator's own latency is not also a benchmark of 1,000 Python processes starting.
+PARKED = {"nodeSelector": {"flowpod.io/benchmark": "parked"}}
+
+
+class Bench:
+    def __init__(self, cluster: plane.Cluster, namespace: str,
+                 operator: harness.OperatorProcess) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.operator = operator
+        self.api = harness.Api(cluster)
+
+
+@contextmanager
+def bench_env(stem: str, *operator_args: str) -> Iterator[Bench]:
+    state_dir = (plane.REPO_ROOT / ".cluster").resolve()
+    cluster = plane.load(state_dir)
+    if cluster is None or not cluster.is_ready():
+        cluster = plane.up(state_dir)
+    harness.apply_crds(cluster)
+    namespace = f"bench-{stem}-{uuid.uuid4().hex[:5]}"
+    harness.prepare_namespace(cluster, namespace)
+    log = cluster.state_dir / "logs" / f"operator-{namespace}.log"
+    operator = harness.OperatorProcess(cluster.kubeconfig, log, (namespace,),
+                                       ("--log-level", "WARNING", *operator_args)).start()
+    bench = Bench(cluster, namespace, operator)
+    try:
+        yield bench
+    finally:
+        operator.stop()
+        bench.api.close()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        print(f"(operator log: {log})")
+
+
+def async_client(cluster: plane.Cluster, connections: int = 64) -> httpx.AsyncClient:
+    pki = cluster.pki
+    context = ssl.create_default_context(cafile=pki["ca.crt"])
+    context.load_cert_chain(pki["admin.crt"], pki["admin.key"])
+    return httpx.AsyncClient(base_url=cluster.api_url, verify=context, timeout=60,
+                             limits=httpx.Limits(max_connections=connections))
+
+
+async def watch(client: httpx.AsyncClient, path: str, seen: dict[str, float],
+                changed: asyncio.Event, *, key: str = "name",
+                ready: Any = None) -> None:
+    """Record the arrival time of each object (by `key` = name or flow-run label) whose
+    watch event satisfies `ready(object)` (default: any), until cancelled."""
+    listing = (await client.get(path)).json()
+    version = listing["metadata"]["resourceVersion"]
+    params = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "false"}
+    async with client.stream("GET", path, params=params, timeout=None) as response:
+        async for line in response.aiter_lines():
+            if not line:
+                continue
+            obj = json.loads(line)["object"]
+            meta = obj.get("metadata") or {}
+            name = (meta.get("labels") or {}).get(flowruns.LABEL_FLOW_RUN) \
+                if key == "label" else meta.get("name")
+            if name and name not in seen and (ready is None or ready(obj)):
+                seen[name] = time.perf_counter()
+                changed.set()
+
+
+def flowrun_body(name: str, deployment: str) -> dict[str, Any]:
+    return {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+            "metadata": {"name": name}, "spec": {"deploymentName": deployment}}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def repo_path(*parts: str) -> Path:
+    return plane.REPO_ROOT.joinpath(*parts)

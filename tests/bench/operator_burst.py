@@ -1,0 +1,75 @@
+"""Benchmark: a burst of N FlowRuns (default 1,000) -> all their Jobs created.
+
+Role: a plain script that prints figures (goal: <= 30 s on this 2-core machine, one
+operator replica). It starts the operator as a subprocess watching a fresh namespace,
+creates the FlowRuns as fast as the API server takes them (many POSTs in flight), and
+times from the first POST to the arrival of the last Job on a watch of Jobs. The runs'
+pods are "parked" (a nodeSelector no node matches): the Job controller still creates
+every pod and the scheduler still tries each, but no Python process starts for them.
+
+    PYTHONPATH=tests .venv/bin/python tests/bench/operator_burst.py [--runs 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import _operator_bench as ob
+from flowpod import flowruns
+
+
+async def burst(bench: ob.Bench, runs: int, in_flight: int) -> dict[str, float]:
+    ns = bench.namespace
+    bench.api.create_deployment(ns, "parked", entrypoint="examples/hello/flow.py:hello",
+                                podTemplate=ob.PARKED, pendingTimeoutSeconds=3600)
+    async with ob.async_client(bench.cluster, connections=in_flight) as client:
+        jobs: dict[str, float] = {}
+        changed = asyncio.Event()
+        watcher = asyncio.create_task(ob.watch(
+            client, f"/apis/batch/v1/namespaces/{ns}/jobs", jobs, changed, key="label"))
+        await asyncio.sleep(0.5)
+        path = flowruns.flowrun_path(ns)
+        names = [f"burst-{index:04d}" for index in range(runs)]
+        gate = asyncio.Semaphore(in_flight)
+
+        async def create(name: str) -> None:
+            async with gate:
+                response = await client.post(path, json=ob.flowrun_body(name, "parked"))
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(create(name) for name in names))
+        created = time.perf_counter()
+        deadline = started + 300
+        while len(jobs) < runs and time.perf_counter() < deadline:
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=5)
+            except TimeoutError:
+                pass
+        watcher.cancel()
+    last = max(jobs.values()) if jobs else float("nan")
+    return {"runs": runs, "jobs": len(jobs), "posted": created - started,
+            "all_jobs": last - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=32,
+                        help="concurrent FlowRun POSTs (default 32)")
+    args = parser.parse_args()
+    with ob.bench_env("burst") as bench:
+        figures = asyncio.run(burst(bench, args.runs, args.in_flight))
+        writes = bench.operator.log_text().count('"level": "WARNING"')
+    print(f"Burst of {figures['runs']} FlowRuns, one operator replica:")
+    print(f"  FlowRuns posted in      {figures['posted']:6.1f} s")
+    print(f"  Jobs created            {figures['jobs']} / {figures['runs']}")
+    print(f"  all Jobs created after  {figures['all_jobs']:6.1f} s   (goal <= 30 s)")
+    print(f"  operator warnings       {writes}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Every example under examples/ runs end to end on the local control plane, plus static checks.
+
+Role: hermetic checks that each example is well formed (a Deployment and a FlowRun that the
+operator's models accept, an entrypoint the engine's loader resolves, a deployment.yaml equal
+to what `flowpod deploy --dry-run -o yaml` writes for it) and that examples/flow-run-rbac.yaml
+grants what the chart grants; then, per example, the kubectl path for real: CRDs + flow-run RBAC
+applied, the operator running as a subprocess for that namespace, `kubectl apply -f
+examples/NAME/`, and the expected terminal state (the cancellation demo is cancelled with
+`flowpod cancel` while Running). Called by pytest; the cluster part uses the `cluster` and
+`namespace` fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from delivery import _helm, _operating
+from flowpod import engine
+from flowpod_operator import resources
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+# name -> (expected final state type, extra check of the final FlowRun)
+EXPECTED = {
+    "hello": "COMPLETED",
+    "retries": "COMPLETED",
+    "fan-out": "COMPLETED",
+    "failing": "FAILED",
+    "cancellation": "CANCELLED",
+}
+
+
+def _docs(name: str, kind: str) -> dict:
+    path = EXAMPLES / name / f"{kind}.yaml"
+    (doc,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return doc
+
+
+def test_every_example_directory_is_listed_and_complete() -> None:
+    found = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
+    assert found == sorted(EXPECTED)
+    for name in found:
+        assert (EXAMPLES / name / "deployment.yaml").is_file(), name
+        assert (EXAMPLES / name / "flowrun.yaml").is_file(), name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_objects_are_valid_and_resolve(name: str, monkeypatch) -> None:
+    deployment = resources.Deployment.model_validate(_docs(name, "deployment"))
+    run = resources.FlowRun.model_validate(_docs(name, "flowrun"))
+    assert run.spec.deployment_name == deployment.metadata["name"]
+    assert deployment.spec.image == "flowpod/engine:dev"
+    # Repo-relative, as the image's WORKDIR /opt/flowpod (and the test node) resolve it.
+    assert deployment.spec.entrypoint.startswith(f"examples/{name}/")
+    monkeypatch.chdir(REPO)
+    flow = engine.load_flow_from_entrypoint(deployment.spec.entrypoint)
+    flow.validate_parameters({**(deployment.spec.parameters or {}),
+                              **(run.spec.parameters or {})})
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(EXPECTED) if n != "hello"])
+def test_deployment_yaml_is_what_flowpod_deploy_dry_run_writes(name: str) -> None:
+    text = (EXAMPLES / name / "deployment.yaml").read_text()
+    command = next(line for line in text.splitlines() if line.startswith("#   flowpod deploy"))
+    argv = shlex.split(command.removeprefix("#   "))[1:]
+    out = subprocess.run([sys.executable, "-m", "flowpod_operator.cli", *argv],
+                         cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert yaml.safe_load(out.stdout) == yaml.safe_load(text), (
+        f"examples/{name}/deployment.yaml drifted from `{command[4:]}`; regenerate it")
+
+
+def test_flow_run_rbac_equals_the_charts_flow_run_role() -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all((EXAMPLES / "flow-run-rbac.yaml")
+                                                    .read_text()) if d}
+    rendered = _helm.template()
+    (chart_role,) = [o for o in rendered.of_kind("Role") if o["metadata"]["name"].endswith(
+        "-flow-run")]
+    assert docs["Role"]["rules"] == chart_role["rules"]
+    assert docs["ServiceAccount"]["metadata"]["name"] == "flowpod-flow-run"
+    assert docs["RoleBinding"]["subjects"][0]["name"] == "flowpod-flow-run"
+
+
+def _check_result(name: str, run: dict) -> None:
+    status = run["status"]
+    if name == "fan-out":
+        assert status["result"]["value"] == {"total": 4900, "description": "25 values, max 576"}
+        assert status["taskRuns"]["counts"]["COMPLETED"] == 25 + 2
+    elif name == "retries":
+        value = status["result"]["value"]
+        assert value["attempts"] == {"orders": 3, "users": 3}
+    elif name == "failing":
+        failed = status["taskRuns"]["failed"]
+        assert any(f["name"].startswith("parse") and "ValueError" in f["message"]
+                   for f in failed), failed
+        assert "ValueError" in status["state"]["message"] or "parse" in status["state"]["message"]
+    elif name == "cancellation":
+        names = [s["name"] for s in status["stateHistory"]]
+        assert "Running" in names and "Cancelling" in names
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_to_its_expected_state(cluster, namespace, name: str,
+                                            tmp_path: Path) -> None:
+    _operating.setup_namespace(cluster, namespace)
+    run_name = _docs(name, "flowrun")["metadata"]["name"]
+    with _operating.running_operator(cluster, [namespace], tmp_path):
+        cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
+        if name == "cancellation":
+            _operating.wait_state(cluster, namespace, run_name, {"RUNNING"})
+            cancel = subprocess.run(
+                [sys.executable, "-m", "flowpod_operator.cli", "cancel", run_name,
+                 "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
+                capture_output=True, text=True, timeout=60)
+            assert cancel.returncode == 0, cancel.stderr
+        final = _operating.wait_final(cluster, namespace, run_name, timeout=120)
+    log = (tmp_path / "operator.log").read_text(errors="replace")
+    assert final["status"]["state"]["type"] == EXPECTED[name], (
+        f"{name}: {final['status']}\n--- operator log tail ---\n{log[-3000:]}")
+    _check_result(name, final)
+    succeeded = {c["type"]: c for c in final["status"]["conditions"]}["Succeeded"]
+    assert succeeded["status"] == ("True" if EXPECTED[name] == "COMPLETED" else "False")

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import httpx
+import yaml
 
 from cluster import plane
 from flowpod import flowruns
-from flowpod_operator import _observations
+from flowpod_operator import _acting, _observations
 
-__all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "flow_run_rbac", "apply_crds",
-           "prepare_namespace", "Api", "LABEL_ATTEMPT", "FINAL", "OperatorProcess", "state_type", "free_port"]
+__all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "LABEL_ATTEMPT", "FINAL",
+           "flow_run_rbac", "apply_crds", "prepare_namespace", "operator_kubeconfig", "Api",
+           "OperatorProcess", "state_type", "free_port"]
 
 REPO = plane.REPO_ROOT
 CRDS = REPO / "crds"
@@ -64,10 +66,23 @@ subjects:
 """
 
 
-def apply_crds(cluster: plane.Cluster) -> None:
+def apply_crds(cluster: plane.Cluster, timeout: float = 60) -> None:
+    """Apply crds/ and wait until both kinds can really be listed: right after a CRD is
+    Established its storage may still answer 429 "storage is (re)initializing"."""
     cluster.kubectl("apply", "-f", str(CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+    cluster.kubectl("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s",
                     "crd/flowruns.flowpod.io", "crd/deployments.flowpod.io")
+    api = Api(cluster)
+    try:
+        deadline = time.monotonic() + timeout
+        for plural in (flowruns.FLOWRUNS, flowruns.DEPLOYMENTS):
+            path = f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/{plural}"
+            while api.request("GET", path, limit=1).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{plural} could not be listed within {timeout}s")
+                time.sleep(0.1)
+    finally:
+        api.close()
 
 
 def prepare_namespace(cluster: plane.Cluster, namespace: str) -> None:
@@ -75,6 +90,39 @@ def prepare_namespace(cluster: plane.Cluster, namespace: str) -> None:
     if cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0:
         cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=flow_run_rbac())
+
+
+def operator_kubeconfig(cluster: plane.Cluster, namespace: str, path: Path,
+                        account: str = "flowpod-operator") -> Path:
+    """A kubeconfig for a ServiceAccount holding exactly the operator's RBAC
+    (flowpod_operator._acting.RBAC_RULES) in `namespace`, written to `path`. Running the
+    operator with it proves the documented permissions are enough."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": account}, "rules": [dict(r) for r in _acting.RBAC_RULES]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": account},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                           "name": account},
+               "subjects": [{"kind": "ServiceAccount", "name": account,
+                             "namespace": namespace}]}
+    account_obj = {"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": account}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-",
+                    input=yaml.safe_dump_all([account_obj, role, binding]))
+    token = cluster.kubectl("create", "token", account, "-n", namespace,
+                            "--duration=2h").stdout.strip()
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [{"name": "plane", "cluster": {
+            "server": cluster.api_url, "certificate-authority": str(cluster.pki["ca.crt"])}}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "plane", "user": account,
+                                                      "namespace": namespace}}],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
 
 
 def state_type(flowrun: Mapping[str, Any] | None) -> str | None:

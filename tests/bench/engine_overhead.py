@@ -3,8 +3,8 @@
 Role: a plain script (not a test) that prints figures. It measures, in fresh
 subprocesses, a flow calling a trivial task 1,000 times in sequence and a flow
 mapping it over 1,000 items, with every state recorded, and reports microseconds
-per task run: the flow body's own time / N (flow start-up excluded), median of
-repeats. It also times `python -c "import flowpod"`. When PREFECT_PYTHON points
+per task run: the flow body's own time / N (flow start-up excluded), best of
+the repeats (like timeit: on a shared machine other load only adds time). It also times `python -c "import flowpod"`. When PREFECT_PYTHON points
 at an interpreter with Prefect 3 installed (a separate venv; Prefect is never a
 flowpod dependency), the same workload runs there and the ratio is printed.
 
@@ -12,7 +12,7 @@ flowpod dependency), the same workload runs there and the ratio is printed.
     PREFECT_PYTHON=/work/prefect-bench-venv/bin/python \
         .venv/bin/python tests/bench/engine_overhead.py
 
-Options: --tasks N (default 1000), --repeats R (default 5; Prefect uses min(R, 2)).
+Options: --tasks N (default 1000), --repeats R (default 7; Prefect uses min(R, 3)).
 """
 
 from __future__ import annotations
@@ -63,14 +63,15 @@ WORKLOAD = textwrap.dedent('''
             started = time.perf_counter()
             body.append(fn(tasks))
             flow_total = time.perf_counter() - started
-        figures[name] = {"body_s": sorted(body)[len(body) // 2], "flow_total_s": flow_total}
+        # Best of the repeats, as timeit does: noise from other processes only adds time.
+        figures[name] = {"body_s": min(body), "flow_total_s": flow_total}
     print("BENCH " + json.dumps(figures))
 ''')
 
 
 def run_workload(python: str, framework: str, tasks: int, repeats: int,
                  env: dict[str, str] | None = None) -> dict[str, float]:
-    """µs per task run for each workload (median body time / tasks), in a fresh `python`."""
+    """µs per task run for each workload (best body time / tasks), in a fresh `python`."""
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
         script.write(WORKLOAD)
     try:
@@ -100,7 +101,7 @@ def import_time(python: str, module: str, repeats: int = 7) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as results:
@@ -110,7 +111,7 @@ def main() -> None:
           f"(whole flow run {ours['sequential_total_ms']:.1f} ms for {options.tasks} tasks)")
     print(f"flowpod  map:        {ours['map']:8.1f} µs/task  "
           f"(whole flow run {ours['map_total_ms']:.1f} ms for {options.tasks} tasks)")
-    print(f"python -c 'import flowpod': {import_time(sys.executable, 'flowpod'):.3f} s "
+    print(f"python -c 'import flowpod': {import_time(sys.executable, 'flowpod'):.3f} s median "
           f"(bare interpreter: {import_time(sys.executable, 'sys'):.3f} s)")
 
     prefect_python = os.environ.get("PREFECT_PYTHON")
@@ -118,7 +119,7 @@ def main() -> None:
         print("(set PREFECT_PYTHON=/path/to/venv/bin/python to compare with Prefect 3)")
         return
     with tempfile.TemporaryDirectory() as prefect_home:
-        theirs = run_workload(prefect_python, "prefect", options.tasks, min(options.repeats, 2),
+        theirs = run_workload(prefect_python, "prefect", options.tasks, min(options.repeats, 3),
                               env={"PREFECT_HOME": prefect_home, "DO_NOT_TRACK": "1",
                                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
     version = subprocess.run([prefect_python, "-c", "import prefect; print(prefect.__version__)"],

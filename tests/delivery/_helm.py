@@ -7,6 +7,7 @@ a clear failure message. Callers: tests/delivery/test_helm_chart.py and test_hel
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ CHART = plane.REPO_ROOT / "charts" / "flowpod"
 KUBE_VERSION = "1.36.3"
 
 
+@functools.cache
 def helm_path() -> Path:
     """The cached helm (a warm cache returns at once; a cold one builds everything)."""
     return plane.binaries_dir() / "helm"

@@ -292,3 +292,38 @@ def test_dry_run_yaml_quotes_keys_kubectl_would_read_as_booleans(invoke, flow_di
     assert result.exit_code == 0, result.output
     assert "\n      'n':\n" in result.stdout and "\n      'y':\n" in result.stdout
     assert "default: 'N'" in result.stdout
+
+
+def test_run_watch_shows_every_transition_even_when_one_write_carries_two(invoke, api):
+    # The operator writes Scheduled and Pending in one status patch; the watch sees only the
+    # result, so the CLI must read the transitions from stateHistory.
+    api.add({"apiVersion": "flowpod.io/v1alpha1", "kind": "Deployment",
+             "metadata": {"name": "hello", "namespace": "team"}, "spec": {}})
+    scheduled = status_of("SCHEDULED", "Scheduled", "Scheduled to start now")["state"]
+    pending = status_of("PENDING", "Pending", "Job created")["state"]
+    done = status_of("COMPLETED", "Completed")["state"]
+    api.watch_script["hello-x1y2z"] = [
+        {"state": pending, "stateHistory": [scheduled, pending]},
+        {"state": done, "stateHistory": [scheduled, pending, done]},
+    ]
+    result = invoke("run", "hello", "--watch", "--no-logs")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("00:01:00")]
+    assert lines == ["00:01:00 Scheduled  Scheduled to start now",
+                     "00:01:00 Pending  Job created", "00:01:00 Completed"]
+
+
+def test_deploy_handles_clashing_names_kwargs_and_plain_class_parameters(invoke, flow_dir):
+    (flow_dir / "flows" / "odd.py").write_text(
+        "from flowpod import flow\n\nclass Conn:\n    pass\n\n@flow\n"
+        "def odd(json: dict, schema: str = 's', conn: Conn = Conn(), **extra):\n"
+        "    return json\n")
+    result = invoke("deploy", "flows/odd.py:odd", "--name", "odd", "--image", "i", "--dry-run",
+                    "-p", 'json={"a": 1}', "-p", "free=1", "-o", "json")
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["spec"]
+    assert spec["parameters"] == {"json": {"a": 1}, "free": 1}  # **extra takes `free`
+    props = spec["parameterSchema"]["properties"]
+    assert list(props) == ["json", "schema", "conn"] and props["json"]["type"] == "object"
+    assert "type" not in props["conn"], "a plain class has no JSON schema: any value"
+    assert spec["parameterSchema"]["required"] == ["json"]

@@ -91,7 +91,9 @@ def test_flow_run_rbac_equals_the_charts_flow_run_role() -> None:
 
 def _check_result(name: str, run: dict) -> None:
     status = run["status"]
-    if name == "fan-out":
+    if name == "hello":
+        assert status["result"]["value"] == "HELLO, FLOWPOD!"
+    elif name == "fan-out":
         assert status["result"]["value"] == {"total": 4900, "description": "25 values, max 576"}
         assert status["taskRuns"]["counts"]["COMPLETED"] == 25 + 2
     elif name == "retries":

@@ -20,19 +20,12 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from delivery import _helm
+from flowpod_operator import _acting
 
 REPO = _helm.CHART.parents[1]
 OPERATOR_NAME = "rel-flowpod-operator"
-# Exactly the table in flowpod_operator/_acting.py's docstring (the operator's own account).
-OPERATOR_RULES = [
-    {"apiGroups": ["flowpod.io"], "resources": ["flowruns"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["flowpod.io"], "resources": ["flowruns/status"], "verbs": ["patch"]},
-    {"apiGroups": ["flowpod.io"], "resources": ["flowruns/finalizers"], "verbs": ["update"]},
-    {"apiGroups": ["flowpod.io"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-]
+# The operator's own account of what it calls (flowpod_operator._acting.RBAC_RULES), as data.
+OPERATOR_RULES = [dict(rule) for rule in _acting.RBAC_RULES]
 FLOW_RUN_RULES = [
     {"apiGroups": ["flowpod.io"], "resources": ["flowruns"],
      "verbs": ["get", "patch", "watch", "create"]},

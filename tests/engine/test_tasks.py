@@ -364,3 +364,18 @@ async def _run(flow_obj, reporter):
 
     state = await run_flow_run(flow_obj, {}, reporter)
     return state.result()
+
+
+def test_a_broken_cache_key_fn_fails_the_task_run() -> None:
+    def broken_key(context, parameters) -> str:
+        raise LookupError("no key")
+
+    @task(cache_key_fn=broken_key)
+    def cached() -> int:
+        return 1
+
+    @flow
+    def f() -> str:
+        return cached(return_state=True).message
+
+    assert "could not run" in f() and "no key" in f()

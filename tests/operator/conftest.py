@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,10 +190,20 @@ def api(cluster) -> harness.Api:
 
 
 @pytest.fixture(scope="module")
-def operator_proc(cluster, flow_namespace: str) -> harness.OperatorProcess:
-    """The operator, watching only `flow_namespace`; it must stop cleanly at the end."""
+def operator_kubeconfig(cluster, flow_namespace: str) -> Path:
+    """Credentials holding only the operator's documented RBAC, in `flow_namespace`."""
+    path = cluster.state_dir / "logs" / f"operator-{flow_namespace}.kubeconfig"
+    yield harness.operator_kubeconfig(cluster, flow_namespace, path)
+    path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def operator_proc(cluster, flow_namespace: str, operator_kubeconfig: Path
+                  ) -> harness.OperatorProcess:
+    """The operator, watching only `flow_namespace` with least privilege; it must stop
+    cleanly at the end, with no error in its log."""
     log = cluster.state_dir / "logs" / f"operator-{flow_namespace}.log"
-    proc = harness.OperatorProcess(cluster.kubeconfig, log, (flow_namespace,)).start()
+    proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,)).start()
     yield proc
     code = proc.stop()
     assert code == 0, f"operator exit code {code}\n{proc.log_tail()}"

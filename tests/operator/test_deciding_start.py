@@ -137,7 +137,7 @@ def test_future_run_is_scheduled_and_rechecked_at_its_time(k8s):
     requeue, write = decide(k8s, k8s.flowrun(scheduled=90))
     assert requeue == act.Requeue(90.0)
     assert names(write) == ["Scheduled"]
-    assert write.states[0].message == f"Scheduled to start at {flowruns.format_time(k8s.now.replace(minute=1, second=30))}"
+    assert write.states[0].message == "Scheduled to start at 2026-03-01T12:01:30.000Z"
     # Already Scheduled: only wait.
     run = k8s.flowrun(scheduled=30, state=k8s.state("SCHEDULED"))
     assert decide(k8s, run) == [act.Requeue(30.0)]
@@ -187,3 +187,14 @@ def test_composite_write_keeps_history_in_order(k8s):
     assert patch["state"]["name"] == "Pending" and patch["attempt"] == 1
     conditions = {c["type"]: c["status"] for c in patch["conditions"]}
     assert conditions == {"Succeeded": "Unknown", "Ready": "False"}
+
+
+def test_job_left_by_an_earlier_flowrun_of_the_same_name_is_not_adopted(k8s):
+    old_run = k8s.flowrun()
+    old_run["metadata"]["uid"] = "uid-of-a-deleted-run"
+    stale_job, stale_pod = k8s.job(old_run), k8s.pod(old_run, exit_code=0)
+    actions = decide(k8s, k8s.flowrun(), jobs=[stale_job], pods=[stale_pod],
+                     gone_pods=[stale_pod])
+    assert [type(a) for a in actions] == [act.CreateJob, act.WriteStatus]
+    notes = actions[0].manifest["metadata"]["annotations"]
+    assert notes[obs.ANNOTATION_FLOW_RUN_UID] == "uid-run"

@@ -16,13 +16,13 @@ GRACE = 3
 
 
 @pytest.fixture
-def operators(cluster, flow_namespace):
+def operators(cluster, flow_namespace, operator_kubeconfig):
     """Start operators on demand; all are stopped (or already dead) at the end."""
     started: list[harness.OperatorProcess] = []
 
     def start() -> harness.OperatorProcess:
         log = cluster.state_dir / "logs" / f"operator-{flow_namespace}-{len(started)}.log"
-        proc = harness.OperatorProcess(cluster.kubeconfig, log, (flow_namespace,)).start()
+        proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,)).start()
         started.append(proc)
         return proc
 

@@ -82,8 +82,8 @@ namespaces and any extra ones, without duplicates. Rendered as a JSON list for f
 {{- end -}}
 
 {{/*
-The operator's permissions, shared by its ClusterRole and its per-namespace Roles: exactly the
-table in flowpod_operator/_acting.py's docstring, verb for verb.
+The operator's permissions, shared by its ClusterRole and its per-namespace Roles: exactly
+flowpod_operator._acting.RBAC_RULES, verb for verb (tests/delivery/test_helm_chart.py checks).
 */}}
 {{- define "flowpod.operatorRules" -}}
 # Watch runs; re-read one after a 409 conflict.
@@ -103,10 +103,10 @@ table in flowpod_operator/_acting.py's docstring, verb for verb.
 - apiGroups: ["flowpod.io"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch"]
-# One Job per attempt; a cancelled run's Job is deleted.
+# One Job per attempt (read back when it already exists); a cancelled run's Job is deleted.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 # Pods are followed to map exits, OOM, evictions and image errors; cancelling deletes them.
 - apiGroups: [""]
   resources: ["pods"]

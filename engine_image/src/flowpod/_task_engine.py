@@ -98,6 +98,10 @@ async def run_task(ops: Any, task: "Task", flow_run: FlowRunContext | None,
     """Run one task run to a final (or NotReady) state; record it in the flow run."""
     try:
         await _orchestrate(ops, task, flow_run, record, args, kwargs, wait_for)
+    except Exception as exc:  # from cache_key_fn, task_run_name, stored results: not user code
+        if not record.state.is_final():
+            record.set_state(states.Failed(
+                f"Task run could not run: {type(exc).__name__}: {exc}", data=exc))
     except BaseException as exc:  # KeyboardInterrupt, cancellation, interruption: a crash
         if not record.state.is_final():
             record.set_state(states.Crashed(f"Task run crashed: {type(exc).__name__}: {exc}",
@@ -116,42 +120,61 @@ def _finish(flow_run: FlowRunContext | None, record: TaskRunRecord) -> None:
 async def _orchestrate(ops: Any, task: "Task", flow_run: FlowRunContext | None,
                        record: TaskRunRecord, args: tuple, kwargs: dict[str, Any],
                        wait_for: Iterable[Any] | None) -> None:
-    deps = flow_run.deps if flow_run is not None else None
     persist = task.persist_result if task.persist_result is not None else (
         flow_run is not None and flow_run.persist_result)
     if flow_run is not None and _reuse_earlier(flow_run, record, persist):
         return
-    upstreams = find_upstreams((*args, *kwargs.values(), *(wait_for or ())))
-    if upstreams:
-        await ops.wait(upstreams)
-        try:
-            args, kwargs = resolve_inputs(args, kwargs)
-            check_wait_for(wait_for or ())
-        except UpstreamTaskError as exc:
-            record.set_state(states.NotReady(str(exc), data=exc))
-            return
+    resolved = await _resolve_upstreams(ops, record, args, kwargs, wait_for)
+    if resolved is None:
+        return
+    args, kwargs = resolved
     parameters = task.bind_parameters(args, kwargs) if task.needs_parameters else {}
     context = TaskRunContext(task, record, flow_run, parameters)
     if task.task_run_name is not None:
         record.name = task.render_run_name(parameters)
-    stores = (flow_run.stores if flow_run is not None else Stores.from_deps(RunDeps()))
-    cache_key = _cache_key(task, context, parameters)
+    stores = flow_run.stores if flow_run is not None else Stores.from_deps(RunDeps())
+    cache_key = task.cache_key_fn(context, parameters) if task.cache_key_fn else None
     if cache_key is not None and not task.refresh_cache:
         hit, value = stores.cache.get(cache_key)
         if hit:
             record.set_state(states.Cached(f"Cache hit for key {cache_key[:12]}", data=value))
             return
+    state = await _attempts_with_slots(ops, task, flow_run, record, context, args, kwargs)
+    if state.is_completed():
+        _store(task, flow_run, record, stores, state, cache_key, persist)
+
+
+async def _resolve_upstreams(ops: Any, record: TaskRunRecord, args: tuple,
+                             kwargs: dict[str, Any], wait_for: Iterable[Any] | None
+                             ) -> tuple[tuple, dict[str, Any]] | None:
+    """Arguments with upstream values filled in; None (and NotReady) if one did not complete."""
+    upstreams = find_upstreams((*args, *kwargs.values(), *(wait_for or ())))
+    if not upstreams:
+        return args, kwargs
+    await ops.wait(upstreams)
+    try:
+        resolved = resolve_inputs(args, kwargs)
+        check_wait_for(wait_for or ())
+    except UpstreamTaskError as exc:
+        record.set_state(states.NotReady(str(exc), data=exc))
+        return None
+    return resolved
+
+
+async def _attempts_with_slots(ops: Any, task: "Task", flow_run: FlowRunContext | None,
+                               record: TaskRunRecord, context: TaskRunContext, args: tuple,
+                               kwargs: dict[str, Any]) -> states.State:
+    """The attempts, holding a concurrency slot for each limited tag of the task."""
     limits = flow_run.tag_limits if flow_run is not None else _NO_LIMITS
     semaphores = limits.limited(task.tags)
     if semaphores and not limits.try_acquire(semaphores):
         record.set_state(states.AwaitingConcurrencySlot(f"Waiting for tags {sorted(task.tags)}"))
         await ops.acquire(limits, semaphores)
     try:
-        state = await _attempts(ops, task, record, context, args, kwargs, deps)
+        deps = flow_run.deps if flow_run is not None else None
+        return await _attempts(ops, task, record, context, args, kwargs, deps)
     finally:
         limits.release(semaphores)
-    if state.is_completed():
-        _store(task, flow_run, record, stores, state, cache_key, persist)
 
 
 def _reuse_earlier(flow_run: FlowRunContext, record: TaskRunRecord, persist: bool) -> bool:
@@ -172,12 +195,6 @@ def _reuse_earlier(flow_run: FlowRunContext, record: TaskRunRecord, persist: boo
 
 def _result_path(flow_run: FlowRunContext, record: TaskRunRecord):
     return flow_run.stores.results.path_for("runs", flow_run.id, record.key)
-
-
-def _cache_key(task: "Task", context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    if task.cache_key_fn is None:
-        return None
-    return task.cache_key_fn(context, parameters)
 
 
 async def _attempts(ops: Any, task: "Task", record: TaskRunRecord, context: TaskRunContext,

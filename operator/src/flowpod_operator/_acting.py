@@ -18,8 +18,9 @@ RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
                                                                   PermissionEnforcement
                                                                   admission plugin is on)
   flowpod.io    deployments            get, list, watch           resolve a run's Deployment
-  batch         jobs                   list, watch, create,       one Job per attempt; delete
-                                       delete                     a cancelled run's Job
+  batch         jobs                   get, list, watch, create,  one Job per attempt; delete
+                                       delete                     a cancelled run's Job; get
+                                                                  one that already exists
   ""            pods                   list, watch, delete        follow pods; cancel = delete
   ""            events                 create                     Events on FlowRuns
   apiextensions.k8s.io                                            (none needed: the CRDs are
@@ -28,11 +29,14 @@ RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
                                                                   read)
 
 Watching all namespaces needs these in a ClusterRole; `--namespace` lets a Role per
-watched namespace do. No access to Secrets, ConfigMaps or Nodes is needed.
+watched namespace do. No access to Secrets, ConfigMaps or Nodes is needed. `RBAC_RULES`
+below is the same list as data (PolicyRule shape), for the chart's tests and the
+integration tests, which run the operator with exactly these permissions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -42,9 +46,24 @@ from kubernetes_asyncio import client
 
 from flowpod import flowruns
 
-__all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError"]
+__all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError", "RBAC_RULES"]
 
 _log = logging.getLogger("flowpod_operator.api")
+
+RBAC_RULES: tuple[dict[str, list[str]], ...] = (
+    {"apiGroups": [flowruns.GROUP], "resources": [flowruns.FLOWRUNS],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [flowruns.GROUP], "resources": [f"{flowruns.FLOWRUNS}/status"],
+     "verbs": ["patch"]},
+    {"apiGroups": [flowruns.GROUP], "resources": [f"{flowruns.FLOWRUNS}/finalizers"],
+     "verbs": ["update"]},
+    {"apiGroups": [flowruns.GROUP], "resources": [flowruns.DEPLOYMENTS],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"],
+     "verbs": ["get", "list", "watch", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+)
 _JSON = "application/json"
 
 
@@ -131,6 +150,14 @@ class KubeApi:
         return await self._call("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs",
                                 body=manifest)
 
+    async def get_job(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        reply = await self._call("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+        if reply.status == 404:
+            return None
+        if not reply.ok:
+            raise ApiError(f"GET Job {namespace}/{name}", reply)
+        return reply.body
+
     async def delete_job(self, namespace: str, name: str) -> Reply:
         reply = await self._call(
             "DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
@@ -170,12 +197,24 @@ class KubeApi:
                 "namespace": namespace, "reason": event.get("reason"), "status": reply.status,
                 "error": reply.message})
 
-    async def check_crds(self) -> None:
-        """Fail clearly when the FlowRun and Deployment CRDs are not served."""
-        reply = await self._call("GET", f"/apis/{flowruns.GROUP}/{flowruns.VERSION}")
-        served = {r.get("name") for r in reply.body.get("resources") or []} if reply.ok else set()
-        missing = {flowruns.FLOWRUNS, flowruns.DEPLOYMENTS} - served
-        if missing:
-            raise MissingCrdError(
-                f"the API server does not serve {sorted(missing)} in {flowruns.API_VERSION}: "
-                "install the CRDs first (kubectl apply -f crds/, or the Helm chart)")
+    async def check_crds(self, *, wait: float = 60.0, interval: float = 1.0) -> None:
+        """Wait (up to `wait` s) until the FlowRun and Deployment CRDs are served, then
+        return; fail clearly if they never are. kopf discovers resources once, at start,
+        so starting it before the CRDs (e.g. in the same `helm install`) would never
+        watch them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            reply = await self._call("GET", f"/apis/{flowruns.GROUP}/{flowruns.VERSION}")
+            served = {r.get("name") for r in reply.body.get("resources") or []} \
+                if reply.ok else set()
+            missing = {flowruns.FLOWRUNS, flowruns.DEPLOYMENTS} - served
+            if not missing:
+                return
+            if loop.time() >= deadline:
+                raise MissingCrdError(
+                    f"the API server does not serve {sorted(missing)} in "
+                    f"{flowruns.API_VERSION}: install the CRDs first (kubectl apply -f "
+                    "crds/, or the Helm chart)")
+            _log.warning("waiting for the flowpod CRDs", extra={"missing": sorted(missing)})
+            await asyncio.sleep(interval)

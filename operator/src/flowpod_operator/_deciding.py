@@ -82,15 +82,19 @@ class _Run:
 
 def _group(o: obs.Observation) -> dict[int, _Attempt]:
     attempts: dict[int, _Attempt] = {}
-    for job in o.jobs:
-        if number := obs.attempt_of(job):
-            attempts.setdefault(number, _Attempt()).job = job
-    for pod in o.pods:
-        if number := obs.attempt_of(pod):
-            attempts.setdefault(number, _Attempt()).pods.append(pod)
-    for pod in o.gone_pods:
-        if number := obs.attempt_of(pod):
-            attempts.setdefault(number, _Attempt()).gone.append(pod)
+
+    def ours(objs: Any) -> Any:
+        for obj in objs:
+            number = obs.attempt_of(obj)
+            if number and obs.belongs_to(obj, o.flowrun):
+                yield number, obj
+
+    for number, job in ours(o.jobs):
+        attempts.setdefault(number, _Attempt()).job = job
+    for number, pod in ours(o.pods):
+        attempts.setdefault(number, _Attempt()).pods.append(pod)
+    for number, pod in ours(o.gone_pods):
+        attempts.setdefault(number, _Attempt()).gone.append(pod)
     return attempts
 
 

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from flowpod import flowruns, states
 
+from flowpod_operator import _diagnosing
 from flowpod_operator import _observations as obs
 
 __all__ = ["Key", "Index", "key_of_flowrun", "key_of_child"]
@@ -88,12 +89,12 @@ class Index:
         return list(self._flowruns)
 
     def unfinished_keys(self) -> list[Key]:
-        """FlowRuns not yet final (or final with a pod still around): the resync set."""
+        """FlowRuns not yet final, or final with a pod still alive: the resync set."""
         out = []
         for key, body in self._flowruns.items():
             state = ((body.get("status") or {}).get("state") or {}).get("type")
-            final = state in _TERMINAL_WIRE
-            if not final or self._pods.get(key):
+            pods = self._pods.get(key, {}).values()
+            if state not in _TERMINAL_WIRE or not all(map(_diagnosing.is_terminated, pods)):
                 out.append(key)
         return out
 

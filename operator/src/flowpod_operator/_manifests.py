@@ -122,7 +122,7 @@ def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, 
     image = dspec.get("image") or spec.get("image") or ""
     template = dspec.get("podTemplate") or {}
     labels = run_labels(flowrun, attempt)
-    notes = {obs.ANNOTATION_FLOW_RUN: meta["name"]}
+    notes = {obs.ANNOTATION_FLOW_RUN: meta["name"], obs.ANNOTATION_FLOW_RUN_UID: meta["uid"]}
     env = _env(flowrun, entrypoint, parameters, attempt, list(template.get("env") or ()))
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",

@@ -21,11 +21,13 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "LABEL_ATTEMPT",
     "ANNOTATION_FLOW_RUN",
+    "ANNOTATION_FLOW_RUN_UID",
     "ANNOTATION_RETRIES",
     "ANNOTATION_PENDING_TIMEOUT",
     "ANNOTATION_GRACE",
     "parse_time",
     "attempt_of",
+    "belongs_to",
     "settings_from_deployment",
     "settings_from_job",
 ]
@@ -36,6 +38,9 @@ LABEL_ATTEMPT = "flowpod.io/attempt"
 # Label values stop at 63 characters; FlowRun names may be longer, so the full name is kept
 # in an annotation too and is what maps a Job or Pod back to its FlowRun.
 ANNOTATION_FLOW_RUN = "flowpod.io/flow-run"
+# A FlowRun deleted and re-created under the same name must not inherit the old one's Job
+# (same deterministic name) or pods: objects carry the uid of the FlowRun they were made for.
+ANNOTATION_FLOW_RUN_UID = "flowpod.io/flow-run-uid"
 # The run settings are copied onto each Job when it is created, so later decisions about
 # that attempt never depend on a Deployment that may since have been edited or deleted.
 ANNOTATION_RETRIES = "flowpod.io/retries"
@@ -102,6 +107,12 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def belongs_to(obj: Mapping[str, Any], flowrun: Mapping[str, Any]) -> bool:
+    """False for a Job or Pod made for another FlowRun of the same name."""
+    uid = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_FLOW_RUN_UID)
+    return uid is None or uid == (flowrun.get("metadata") or {}).get("uid")
 
 
 def attempt_of(obj: Mapping[str, Any]) -> int:

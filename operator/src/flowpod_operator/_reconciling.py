@@ -20,6 +20,7 @@ from flowpod import flowruns
 
 from flowpod_operator import _acting, _deciding, _eventing, _indexing, _manifests
 from flowpod_operator import _actions as act
+from flowpod_operator import _observations
 from flowpod_operator import _queueing
 
 __all__ = ["Reconciler"]
@@ -30,7 +31,7 @@ _log = logging.getLogger("flowpod_operator.reconciler")
 class _Outcome(enum.Enum):
     DONE = "done"            # carried out; go on with the next action
     REDECIDE = "redecide"    # the world differs from what was decided on: decide again
-    GONE = "gone"            # the FlowRun no longer exists
+    GONE = "gone"            # stop here: the FlowRun is gone, or it must wait
 
 
 class Reconciler:
@@ -39,7 +40,8 @@ class Reconciler:
     def __init__(self, index: _indexing.Index, api: _acting.KubeApi,
                  events: _eventing.EventRecorder, *, clock: Callable[[], datetime],
                  policy: _deciding.Policy = _deciding.Policy(), workers: int = 32,
-                 resync_seconds: float = 30.0, max_steps: int = 8) -> None:
+                 resync_seconds: float = 30.0, deep_every: int = 10,
+                 max_steps: int = 8) -> None:
         self.index = index
         self.api = api
         self.events = events
@@ -48,6 +50,8 @@ class Reconciler:
         self.policy = policy
         self.workers = workers
         self.resync_seconds = resync_seconds
+        self.deep_every = deep_every
+        self._deep: set[_indexing.Key] = set()
         self.max_steps = max_steps
         self._failures: dict[_indexing.Key, int] = {}
         self.reconciles = 0
@@ -98,9 +102,16 @@ class Reconciler:
         return tasks + self.events.start()
 
     async def _resync(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(self.resync_seconds)
-            for key in self.index.unfinished_keys():
+            rounds += 1
+            keys = self.index.unfinished_keys()
+            if rounds % self.deep_every == 0:
+                # A watch that reconnects re-lists, but does not replay the deletions it
+                # missed; now and then, look at each unfinished run from the API itself.
+                self._deep.update(keys)
+            for key in keys:
                 self.queue.add(key)
 
     async def _work(self) -> None:
@@ -127,6 +138,14 @@ class Reconciler:
         """Decide and act for one FlowRun until it needs nothing more right now."""
         self.reconciles += 1
         children = None
+        if key in self._deep:
+            self._deep.discard(key)
+            fresh = await self.api.get_flowrun(*key)
+            if fresh is None:
+                self.on_flowrun("DELETED", self.index.flowrun(key) or _stub(key))
+                return
+            self._store(fresh)
+            children = await self.api.list_children(key[0], _selector(key[1]))
         deployment_fresh = False
         job_error: str | None = None
         for _ in range(self.max_steps):
@@ -199,8 +218,15 @@ class Reconciler:
             _log.info("created Job", extra=_fields(key, job=action.name))
             return _Outcome.DONE, None
         if reply.status == 409:
-            # Deterministic names: it is this attempt's Job, made before a restart or a
-            # conflict. Recording it is all that is left to do.
+            # Deterministic names: normally this attempt's Job, made before a restart.
+            existing = await self.api.get_job(key[0], action.name)
+            if existing is None or not _observations.belongs_to(existing, flowrun):
+                # Left by a deleted FlowRun of the same name, on its way out.
+                _log.info("waiting for the Job of an earlier FlowRun of this name to go",
+                          extra=_fields(key, job=action.name))
+                self.queue.add_after(key, 1.0)
+                return _Outcome.GONE, None
+            self.index.put_job(existing)
             _log.info("Job already exists", extra=_fields(key, job=action.name))
             return _Outcome.DONE, None
         if reply.status in (400, 422):
@@ -270,6 +296,10 @@ class Reconciler:
         return {**self.index.sizes(), **self.queue.stats(), "reconciles": self.reconciles,
                 "statusWrites": self.writes, "eventsPending": self.events.pending(),
                 "eventsDropped": self.events.dropped}
+
+
+def _stub(key: _indexing.Key) -> dict[str, Any]:
+    return {"metadata": {"namespace": key[0], "name": key[1]}}
 
 
 def _selector(flowrun_name: str) -> str:

@@ -12,7 +12,6 @@ and Pod. Callers: flowpod_operator.running.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Awaitable, Callable
 
 import kopf
@@ -92,5 +91,4 @@ def build_settings() -> kopf.OperatorSettings:
     settings.networking.connect_timeout = 10
     # Per-object kopf workers hand events over at once; a short idle time keeps few alive.
     settings.queueing.idle_timeout = 2.0
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     return settings

@@ -16,6 +16,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Sequence
 
 import kopf
@@ -24,7 +25,7 @@ from kubernetes_asyncio import client
 from flowpod_operator import (_acting, _connecting, _deciding, _eventing, _indexing,
                               _logging, _manifests, _reconciling, _wiring)
 
-__all__ = ["OperatorOptions", "serve", "run", "main", "build_parser"]
+__all__ = ["OperatorOptions", "serve", "run", "main", "build_parser", "options_from_args"]
 
 _log = logging.getLogger("flowpod_operator")
 
@@ -52,6 +53,7 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
     """Run until SIGINT/SIGTERM (or until `stop` is set)."""
     cfg = await _connecting.load_configuration(options.kubeconfig, options.context)
     async with client.ApiClient(configuration=cfg) as api_client:
+        api_client.user_agent = "flowpod-operator"  # how managedFields name our writes
         api = _acting.KubeApi(api_client)
         await api.check_crds()
         events = _eventing.EventRecorder(api.post_event, clock=_utcnow)
@@ -113,6 +115,9 @@ def options_from_args(args: argparse.Namespace) -> OperatorOptions:
         raise ValueError("--workers must be at least 1")
     if args.resync_seconds <= 0:
         raise ValueError("--resync-seconds must be positive")
+    if args.kubeconfig and not Path(args.kubeconfig).expanduser().is_file():
+        raise ValueError(f"--kubeconfig {args.kubeconfig}: no such file; pass the path of a "
+                         "kubeconfig, or omit it to use the in-cluster service account")
     return OperatorOptions(
         namespaces=tuple(dict.fromkeys(args.namespace)), kubeconfig=args.kubeconfig,
         context=args.context, health_host=args.health_host, health_port=args.health_port,

@@ -225,7 +225,7 @@ async def show_runs(kube: Kube, deps: Deps, ns: str, run: str | None, *,
 
 def _output(deps: Deps) -> _watching.Output:
     return _watching.Output(
-        state=lambda run: deps.err.print(_render.state_line(run, deps.clock())),
+        state=lambda wire: deps.err.print(_render.state_line(wire, deps.clock())),
         log=_log_writer(deps), clock=deps.clock)
 
 

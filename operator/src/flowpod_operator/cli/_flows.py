@@ -15,6 +15,7 @@ import warnings
 from typing import Any, Callable
 
 import pydantic
+import pydantic.json_schema
 
 from flowpod import engine, errors
 from flowpod_operator.cli import _errors

@@ -105,13 +105,16 @@ def runs_table(runs: list[Mapping[str, Any]], now: datetime, *,
     return table
 
 
-def state_line(run: Mapping[str, Any], now: datetime) -> Text:
-    """One line of `run --watch`: time, state and its message."""
-    state = _state(run)
+def state_line(wire: Mapping[str, Any], now: datetime) -> Text:
+    """One line of `run --watch`: time, state name (coloured by type) and its message."""
     line = Text(f"{now:%H:%M:%S} ", style="dim")
-    line.append_text(state_text(run))
-    if state is not None and state.message:
-        line.append(f"  {state.message}")
+    try:
+        style = _STYLES.get(states.StateType(wire.get("type")), "")
+    except ValueError:
+        style = ""
+    line.append(str(wire.get("name") or wire.get("type") or "?"), style=style)
+    if wire.get("message"):
+        line.append(f"  {wire['message']}")
     return line
 
 

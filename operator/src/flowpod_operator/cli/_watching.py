@@ -31,7 +31,7 @@ _DRAIN_SECONDS = 5.0
 class Output:
     """Where following writes: state lines (stderr) and log lines (stdout), and the clock."""
 
-    state: Callable[[dict[str, Any]], None]
+    state: Callable[[dict[str, Any]], None]  # gets one wire state {type, name, message, ...}
     log: Callable[[str], None]
     clock: Callable[[], datetime]
     seen: list[str] = field(default_factory=list)  # pods whose logs were tailed
@@ -93,7 +93,7 @@ async def follow_run(kube: Kube, namespace: str, name: str, out: Output, *,
     run = first or await kube.get(flowruns.flowrun_path(namespace, name),
                                   flowrun_ref(namespace, name))
     tails: list[anyio.Event] = []
-    last: tuple[Any, ...] | None = None
+    shown: list[tuple[Any, ...]] = []  # keys of the states already printed
 
     async def tail(pod: str, done: anyio.Event) -> None:
         try:
@@ -105,12 +105,8 @@ async def follow_run(kube: Kube, namespace: str, name: str, out: Output, *,
 
     async with anyio.create_task_group() as tg:
         def observe(obj: dict[str, Any]) -> None:
-            nonlocal last
-            wire = (obj.get("status") or {}).get("state") or {}
-            key = (wire.get("type"), wire.get("name"), wire.get("message"), wire.get("timestamp"))
-            if key != last and wire:
-                last = key
-                out.state(obj)
+            for wire in _new_states(obj, shown):
+                out.state(wire)
             pod = pod_of(obj)
             if logs and pod and pod not in out.seen:
                 out.seen.append(pod)
@@ -131,6 +127,27 @@ async def follow_run(kube: Kube, namespace: str, name: str, out: Output, *,
                 await done.wait()
         tg.cancel_scope.cancel()
     return run
+
+
+def _key(wire: dict[str, Any]) -> tuple[Any, ...]:
+    return (wire.get("type"), wire.get("name"), wire.get("message"), wire.get("timestamp"))
+
+
+def _new_states(run: dict[str, Any], shown: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """States of ``run`` not printed yet, oldest first. Taken from stateHistory, because one
+    status write may carry two transitions (Scheduled and Pending land together) and a watch
+    shows only the object as it is after the write."""
+    status = run.get("status") or {}
+    history = list(status.get("stateHistory") or [])
+    if status.get("state") and (not history or _key(history[-1]) != _key(status["state"])):
+        history.append(status["state"])
+    fresh = []
+    for wire in history:
+        key = _key(wire)
+        if key not in shown:
+            shown.append(key)
+            fresh.append(wire)
+    return fresh
 
 
 async def wait_for_pod(kube: Kube, namespace: str, name: str) -> str | None:

@@ -1,0 +1,151 @@
+"""The operator's plumbing without a cluster: the index (stale events, tombstones), the work
+queue (dedup, one worker per key, delays), JSON logs, the CLI, and each module's exports."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import io
+import json
+import logging
+import pkgutil
+
+import pytest
+
+import flowpod_operator
+from flowpod_operator import _acting, _indexing, _logging, _queueing, running
+
+
+def test_index_keeps_the_newer_body(k8s):
+    index = _indexing.Index()
+    run = k8s.flowrun()
+    newer = {**run, "metadata": {**run["metadata"], "resourceVersion": "200"}}
+    assert index.put_flowrun(newer)
+    assert not index.put_flowrun(run)  # a late watch event of an older version
+    assert index.flowrun(("ns", "run"))["metadata"]["resourceVersion"] == "200"
+
+
+def test_index_maps_children_to_their_run_and_keeps_tombstones(k8s):
+    index = _indexing.Index()
+    run = k8s.flowrun("a" * 70)
+    index.put_flowrun(run)
+    job, pod = k8s.job(run), k8s.pod(run)
+    key = ("ns", "a" * 70)
+    assert index.put_job(job) == key and index.put_pod(pod) == key
+    assert index.remove_pod(pod) == key
+    observation = index.observe(key)
+    assert observation.pods == () and [p["metadata"]["name"] for p in
+                                       observation.gone_pods] == [pod["metadata"]["name"]]
+    assert index.put_pod(pod) == key  # a late MODIFIED after DELETED does not resurrect it
+    assert index.observe(key).pods == ()
+    assert index.put_pod({"metadata": {"name": "x", "namespace": "ns"}}) is None
+
+
+def test_index_resync_set(k8s):
+    index = _indexing.Index()
+    index.put_flowrun(k8s.flowrun("done", state=k8s.state("COMPLETED")))
+    index.put_flowrun(k8s.flowrun("going", state=k8s.state("RUNNING")))
+    assert index.unfinished_keys() == [("ns", "going")]
+
+
+def test_queue_deduplicates_and_never_hands_a_key_to_two_workers():
+    async def scenario() -> list[str]:
+        queue = _queueing.WorkQueue()
+        queue.add("a")
+        queue.add("a")
+        queue.add("b")
+        first = await queue.get()
+        queue.add("a")  # marked again while a worker holds it
+        second = await queue.get()
+        assert {first, second} == {"a", "b"} and queue.stats()["queued"] == 0
+        queue.done("a")  # ...so it comes back once released
+        queue.done("b")
+        again = await asyncio.wait_for(queue.get(), 1)
+        return [first, second, again]
+
+    assert asyncio.run(scenario()) == ["a", "b", "a"]
+
+
+def test_queue_keeps_the_earliest_delay():
+    async def scenario() -> float:
+        queue = _queueing.WorkQueue()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        queue.add_after("k", 5.0)
+        queue.add_after("k", 0.05)
+        queue.add_after("k", 3.0)
+        await asyncio.wait_for(queue.get(), 2)
+        return loop.time() - started
+
+    assert asyncio.run(scenario()) < 1.0
+
+
+def test_logs_are_json_lines_with_extra_fields():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_logging.JsonFormatter())
+    logger = logging.getLogger("flowpod_operator.test")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("wrote %s", "status", extra={"flowRun": "r", "fields": ("a",)})
+    finally:
+        logger.removeHandler(handler)
+    entry = json.loads(stream.getvalue())
+    assert entry["message"] == "wrote status" and entry["level"] == "WARNING"
+    assert entry["flowRun"] == "r" and entry["fields"] == ["a"]
+
+
+def test_cli_options(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("{}")
+    args = running.build_parser().parse_args(["-n", "a", "--namespace", "b", "-n", "a",
+                                              "--kubeconfig", str(kubeconfig),
+                                              "--health-port", "0"])
+    options = running.options_from_args(args)
+    assert options.namespaces == ("a", "b") and options.kubeconfig == str(kubeconfig)
+    assert options.health_port == 0 and options.service_account == "flowpod-flow-run"
+    assert running.options_from_args(running.build_parser().parse_args([])).namespaces == ()
+
+
+def test_bad_cli_input_names_the_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        running.main(["--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_missing_kubeconfig_is_a_clear_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        running.main(["--kubeconfig", str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    assert f"--kubeconfig {tmp_path / 'nope'}: no such file" in capsys.readouterr().err
+
+
+MINE = ["_actions", "_acting", "_connecting", "_deciding", "_diagnosing", "_eventing",
+        "_indexing", "_logging", "_manifests", "_observations", "_queueing", "_reconciling",
+        "_validating", "_wiring", "running"]
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_each_module_exports_what_it_defines(name):
+    module = importlib.import_module(f"flowpod_operator.{name}")
+    assert "Role" in (module.__doc__ or ""), f"{name} has no role in its docstring"
+    for exported in module.__all__:
+        assert hasattr(module, exported), f"{name}.__all__ names missing {exported}"
+    assert name in {m.name for m in pkgutil.iter_modules(flowpod_operator.__path__)}
+
+
+def test_missing_crds_are_named_with_the_fix():
+    api = _acting.KubeApi(None)  # type: ignore[arg-type]
+    calls = []
+
+    async def served(method, path, **_):
+        calls.append(path)
+        return _acting.Reply(200, {"resources": [{"name": "flowruns"}]})
+
+    api._call = served  # type: ignore[method-assign]
+    with pytest.raises(_acting.MissingCrdError) as error:
+        asyncio.run(api.check_crds(wait=0.05, interval=0.01))
+    assert "['deployments']" in str(error.value) and "kubectl apply -f crds/" in str(error.value)
+    assert calls[0] == "/apis/flowpod.io/v1alpha1" and len(calls) >= 2

@@ -44,6 +44,7 @@ cluster-down: ## Stop exactly the processes cluster-up started.
 
 crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models.
 	$(PY) -m flowpod_operator.crdgen
+	cp crds/*.yaml charts/flowpod/crds/
 
 clean: cluster-down
 	rm -rf .cluster

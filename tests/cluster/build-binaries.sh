@@ -80,8 +80,13 @@ build_helm() {
     "$HELM_VERSION" > "$src/go.mod"
   echo 'package helmbuild' > "$src/doc.go"
   log "building helm $HELM_VERSION"
-  (cd "$src" && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    -o "$BIN/helm.tmp" helm.sh/helm/v3/cmd/helm)
+  # Without these, helm assumes Kubernetes 1.20 for `template` and `lint` when offline.
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  (cd "$src" && go build -ldflags "$ld" -o "$BIN/helm.tmp" helm.sh/helm/v3/cmd/helm)
   mv "$BIN/helm.tmp" "$BIN/helm"
 }
 

@@ -17,7 +17,6 @@ import time
 import urllib.request
 import uuid
 
-import pytest
 import yaml
 
 from delivery import _helm

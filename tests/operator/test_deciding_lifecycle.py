@@ -114,6 +114,15 @@ def test_cancel_in_scheduled(k8s):
     assert state_names(decide(k8s, run)) == ["Cancelled"]
 
 
+def test_cancel_while_awaiting_a_retry(k8s):
+    run = k8s.flowrun(cancel=True, state=k8s.state("SCHEDULED", "AwaitingRetry"), attempt=1)
+    actions = decide(k8s, run, jobs=[k8s.job(run, retries=2)],
+                     pods=[k8s.pod(run, exit_code=137)])
+    assert state_names(actions) == ["Cancelled"]
+    assert actions[-1].states[0].message == ("Cancelled by request (spec.cancel) while "
+                                             "awaiting a retry")
+
+
 def test_cancel_in_pending_without_a_pod_deletes_the_job(k8s):
     run = k8s.flowrun(cancel=True, state=k8s.state("PENDING"), attempt=1)
     assert decide(k8s, run, jobs=[k8s.job(run)]) == [act.Refresh(children=True)]

@@ -13,7 +13,7 @@ import pkgutil
 import pytest
 
 import flowpod_operator
-from flowpod_operator import _acting, _indexing, _logging, _queueing, running
+from flowpod_operator import _acting, _indexing, _logging, _observations, _queueing, running
 
 
 def test_index_keeps_the_newer_body(k8s):
@@ -149,3 +149,14 @@ def test_missing_crds_are_named_with_the_fix():
         asyncio.run(api.check_crds(wait=0.05, interval=0.01))
     assert "['deployments']" in str(error.value) and "kubectl apply -f crds/" in str(error.value)
     assert calls[0] == "/apis/flowpod.io/v1alpha1" and len(calls) >= 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-03-01T12:00:00Z", "2026-03-01T12:00:00+00:00"),
+    ("2026-03-01T12:00:00.123456789Z", "2026-03-01T12:00:00.123456+00:00"),
+    ("2026-03-01T14:00:00+02:00", "2026-03-01T14:00:00+02:00"),
+    ("not a time", None), (None, None),
+])
+def test_times_from_the_api(text, expected):
+    parsed = _observations.parse_time(text)
+    assert (parsed.isoformat() if parsed else None) == expected

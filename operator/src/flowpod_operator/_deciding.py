@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from flowpod import flowruns, states
 
@@ -83,7 +83,7 @@ class _Run:
 def _group(o: obs.Observation) -> dict[int, _Attempt]:
     attempts: dict[int, _Attempt] = {}
 
-    def ours(objs: Any) -> Any:
+    def ours(objs: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, Mapping[str, Any]]]:
         for obj in objs:
             number = obs.attempt_of(obj)
             if number and obs.belongs_to(obj, o.flowrun):
@@ -294,7 +294,9 @@ def _cancelled(run: _Run) -> list[act.Action]:
     att = run.attempt()
     fields: dict[str, Any] = {}
     text = "Cancelled by request (spec.cancel) before the run started"
-    if att.pods or att.gone:
+    if run.state is not None and run.state.type is _T.SCHEDULED and run.current:
+        text = "Cancelled by request (spec.cancel) while awaiting a retry"
+    elif att.pods or att.gone:
         d = run.diagnose()
         fields = _outcome_fields(d, run.o.status)
         code = f" (exit code {d.exit_code})" if d.exit_code is not None else ""

@@ -12,7 +12,8 @@ tests write, and parsing each event into models would cost more than the decisio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+import re
+from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 __all__ = [
@@ -103,10 +104,18 @@ class Observation:
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """An RFC 3339 timestamp from the API (always UTC, `Z` suffix) as an aware datetime."""
+    """An RFC 3339 timestamp from the API as an aware datetime (None if absent or unusable:
+    a time the operator cannot read must not stop it from deciding everything else)."""
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    text = text.replace("Z", "+00:00").replace("z", "+00:00")
+    # RFC 3339 allows nanoseconds; Python takes at most microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def belongs_to(obj: Mapping[str, Any], flowrun: Mapping[str, Any]) -> bool:

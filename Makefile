@@ -19,8 +19,12 @@ test: venv binaries lint ## Every test: hermetic unit tests and the real-cluster
 test-unit: venv ## Hermetic tests only (no control plane).
 	$(PY) -m pytest tests -q -m "not cluster"
 
-bench: venv binaries ## Benchmarks; they print their figures.
+bench: venv binaries ## Benchmarks; they print their figures. The burst runs last (see its docstring).
 	$(PY) tests/bench/engine_overhead.py
+	$(PY) -m cluster up
+	$(PY) tests/bench/operator_latency.py
+	$(PY) tests/bench/operator_apply.py
+	$(PY) tests/bench/operator_burst.py
 
 lint: venv ## The engine must never import kopf or the operator.
 	$(VENV)/bin/lint-imports

@@ -3,6 +3,7 @@ in a private mount namespace, in-cluster config works, and RBAC decides what it 
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from cluster import manifests, plane, waiting
@@ -84,3 +85,30 @@ def test_automount_false_mounts_nothing(cluster: plane.Cluster, namespace: str) 
     _, logs = _run_to_end(cluster, namespace, manifests.pod(
         "notoken", manifests.python(code), automountServiceAccountToken=False))
     assert logs.strip() == "False"
+
+
+def test_volume_over_the_checkout_hides_neither_the_image_nor_other_volumes(
+        cluster: plane.Cluster, namespace: str) -> None:
+    # An emptyDir at the checkout's top directory (/work here, /tmp in a CI clone under /tmp)
+    # covers the host paths that stand for the image (venv, WORKDIR) and the node's own
+    # volume sources; in a real container neither lives under the volume.
+    top = "/" + plane.REPO_ROOT.parts[1]
+    waiting.apply(cluster, namespace, {"apiVersion": "v1", "kind": "ConfigMap",
+                                       "metadata": {"name": "settings"},
+                                       "data": {"greeting": "hello"}})
+    code = f"""
+        import os, flowpod
+        print(sorted(os.listdir("{top}")) == ["{plane.REPO_ROOT.parts[2]}"])
+        print(open("/etc/settings/greeting").read())
+        print(os.path.exists("{_SA_DIR}/token"))
+        print(os.path.samefile(os.getcwd(), "{plane.REPO_ROOT}"))
+    """
+    spec = manifests.pod("shadowed", ["python", "-c", textwrap.dedent(code)],
+                         volumes=[{"name": "scratch", "emptyDir": {}},
+                                  {"name": "settings", "configMap": {"name": "settings"}}],
+                         container_extra={"volumeMounts": [
+                             {"name": "scratch", "mountPath": top},
+                             {"name": "settings", "mountPath": "/etc/settings"}]})
+    spec["spec"]["containers"][0]["image"] = "flowpod/engine:dev"
+    _, logs = _run_to_end(cluster, namespace, spec)
+    assert logs.split() == ["True", "hello", "True", "True"]

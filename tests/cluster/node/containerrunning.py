@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +56,7 @@ class _Prepared:
     env: dict[str, str]
     working_dir: str
     mounts: list[volumes.Mount]
+    image_paths: list[str]
 
 
 def memory_limit(spec: dict) -> int | None:
@@ -106,7 +108,17 @@ async def _prepare(ctx: contexts.NodeContext, pod: dict, spec: dict, image: imag
                                       "image map and the container sets no command")
     working_dir = spec.get("workingDir") or image.working_dir or str(sandbox.dir / "workdir")
     return _Prepared(argv=argv, env=env, working_dir=working_dir,
-                     mounts=volumes.mounts_for(spec, sandbox.volumes))
+                     mounts=volumes.mounts_for(spec, sandbox.volumes),
+                     image_paths=_image_paths(image))
+
+
+def _image_paths(image: images.Image) -> list[str]:
+    """The host paths that stand for the image's filesystem: its venv, the interpreter the
+    venv points at, and its WORKDIR."""
+    paths = [str(image.venv), sys.base_prefix, os.path.realpath(sys.base_prefix)]
+    if image.working_dir:
+        paths.append(image.working_dir)
+    return paths
 
 
 async def _prepared_or_stop(ctx, pod, spec, image, sandbox, rt, hooks) -> _Prepared | None:
@@ -202,7 +214,8 @@ async def _run_process(ctx, pod, spec, rt, sandbox, hooks, prepared: _Prepared,
         hooks.changed()
 
     launch = launching.LaunchSpec(argv=prepared.argv, env=prepared.env, cgroup=cgroup,
-                                  working_dir=prepared.working_dir, mounts=prepared.mounts)
+                                  working_dir=prepared.working_dir, mounts=prepared.mounts,
+                                  image_paths=prepared.image_paths)
     try:
         code = await launching.run(launch, writer, on_started)
     finally:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import anyio
 
@@ -35,6 +36,10 @@ class LaunchSpec:
     working_dir: str
     mounts: Sequence[volumes.Mount] = ()
     cgroup: cgroups.Cgroup | None = None
+    # Host paths that are the image's own files (its venv, interpreter, WORKDIR). A volume
+    # mounted over one of their parents (an emptyDir at /tmp with the checkout under /tmp)
+    # must not hide them: in a real container they live in the image, not under the volume.
+    image_paths: Sequence[str] = ()
 
 
 @dataclass
@@ -51,8 +56,52 @@ class ProcessHandle:
             pass
 
 
+# Where a container's mount sources are parked before any volume is mounted: a private tmpfs
+# inside the container's own mount namespace, at the first of these paths no volume covers.
+_STAGE_CANDIDATES = ("/run/flowpod-stage", "/var/lib/flowpod-stage", "/mnt/flowpod-stage")
+
+
+def _covers(outer: str, inner: str) -> bool:
+    outer = outer.rstrip("/") or "/"
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _mount_plan(spec: LaunchSpec) -> list[volumes.Mount]:
+    """The volume mounts plus, for every image path a volume would hide, a bind of that path
+    back onto itself; parents before children so nothing mounted later is hidden."""
+    plan = list(spec.mounts)
+    for path in dict.fromkeys(spec.image_paths):
+        if any(_covers(m.target, path) and m.target.rstrip("/") != path.rstrip("/")
+               for m in spec.mounts):
+            plan.append(volumes.Mount(source=Path(path), target=path, read_only=False))
+    return sorted(plan, key=lambda m: len(PurePosixPath(m.target).parts))
+
+
+def _stage_dir(plan: Sequence[volumes.Mount]) -> str:
+    for candidate in _STAGE_CANDIDATES:
+        if not any(_covers(m.target, candidate) or _covers(candidate, m.target) for m in plan):
+            return candidate
+    raise ValueError("every staging directory for volume sources is covered by a volumeMount")
+
+
+def _staging_lines(plan: Sequence[volumes.Mount]) -> tuple[list[str], list[volumes.Mount]]:
+    """Bind every source into the staging tmpfs *before* any volume is mounted, because a
+    volume at /tmp would otherwise hide a source that lives under /tmp."""
+    stage = _stage_dir(plan)
+    lines = [f"mkdir -p {stage}", f"mount -t tmpfs -o size=1m,mode=700 flowpod-stage {stage}"]
+    staged = []
+    for index, mount in enumerate(plan):
+        parked = f"{stage}/{index}"
+        lines.append(f"mkdir {parked}" if mount.source.is_dir() else f": > {parked}")
+        lines.append(f"mount --bind {shlex.quote(str(mount.source))} {parked}")
+        staged.append(volumes.Mount(source=mount.source, target=mount.target,
+                                    read_only=mount.read_only, staged=parked))
+    return lines, staged
+
+
 def _mount_lines(mount: volumes.Mount) -> list[str]:
-    source, target = shlex.quote(str(mount.source)), shlex.quote(mount.target)
+    source = shlex.quote(mount.staged or str(mount.source))
+    target = shlex.quote(mount.target)
     if mount.source.is_dir():
         lines = [f"mkdir -p {target}"]
     else:
@@ -72,8 +121,13 @@ def wrapper_argv(spec: LaunchSpec) -> list[str]:
     lines = ["set -e"]
     if spec.cgroup is not None:
         lines.append(f"echo $$ > {shlex.quote(str(spec.cgroup.procs_file))}")
-    for mount in spec.mounts:
-        lines += _mount_lines(mount)
+    if spec.mounts:
+        staging, plan = _staging_lines(_mount_plan(spec))
+        lines += staging
+        for mount in plan:
+            lines += _mount_lines(mount)
+        # Detach the staging tmpfs; the binds made from it stay.
+        lines.append(f"umount -l {_stage_dir(plan)}")
     workdir = shlex.quote(spec.working_dir)
     lines += [f"mkdir -p {workdir}", f"cd {workdir}"]
     noise = [name for name in _SHELL_NOISE if name not in spec.env]

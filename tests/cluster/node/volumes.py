@@ -26,6 +26,8 @@ class Mount:
     source: Path
     target: str
     read_only: bool
+    # Where the launcher parked `source` inside the container's mount namespace, if it did.
+    staged: str | None = None
 
 
 def _safe_relative(path: str, where: str) -> PurePosixPath:

@@ -97,12 +97,13 @@ def _signal(record: ProcessRecord, sig: int) -> None:
 
 
 def stop_all(state_dir: Path, *, grace: float = 10.0) -> list[str]:
-    """Stop every recorded process, newest first: SIGTERM, then SIGKILL after ``grace``."""
+    """Stop every recorded process, newest first and one at a time: SIGTERM, then SIGKILL after
+    ``grace``. One at a time because kube-apiserver's graceful shutdown stalls for its whole
+    grace period when etcd vanishes underneath it."""
     records = list(reversed(read_records(state_dir)))
     for record in records:
         _signal(record, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for record in records:
+        deadline = time.monotonic() + grace
         while is_alive(record) and time.monotonic() < deadline:
             _reap(record.pid)
             time.sleep(0.05)

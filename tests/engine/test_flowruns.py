@@ -141,6 +141,13 @@ def test_unsuccessful_terminal_states(factory, reason) -> None:
     assert status["duration"] == "2.5s"
 
 
+def test_sub_second_runs_show_milliseconds() -> None:
+    status = _apply({}, flowruns.status_patch({}, states.Running(), generation=1, now=T0))
+    patch = flowruns.status_patch(status, states.Completed(), generation=1,
+                                  now=T0 + timedelta(milliseconds=17))
+    assert patch["duration"] == "17ms"
+
+
 def test_terminal_without_start_has_end_but_no_duration() -> None:
     patch = flowruns.status_patch({}, states.Failed("no deployment"), generation=1, now=T0)
     assert patch["endTime"] == flowruns.format_time(T0)

@@ -158,7 +158,7 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
         reporter.set_status_fields(flowRunName=name)
     state = await engine.run_flow_run(flow, parameters, reporter, flow_run_id=run_id,
                                       handle_sigterm=handle_sigterm)
-    _log.info("flow run finished %s: %s", state.name, state.message)
+    _log.info("flow run finished %s%s", state.name, f": {state.message}" if state.message else "")
     if isinstance(state.data, TerminationSignal):
         return int(state.data.code)  # type: ignore[arg-type]
     return 0

@@ -43,6 +43,7 @@ __all__ = [
     "COMPUTED_STATUS_FIELDS",
     "MERGE_PATCH",
     "format_time",
+    "human_duration",
     "state_to_wire",
     "state_from_wire",
     "current_state",
@@ -196,14 +197,23 @@ def _history(status: Mapping[str, Any], new_wire: dict[str, str]) -> list[dict[s
     return history[-MAX_STATE_HISTORY:]
 
 
-def _duration(start: datetime, end: datetime) -> str:
-    """A short human duration for the DURATION printer column (JSONPath cannot subtract)."""
-    seconds = max((end - start).total_seconds(), 0.0)
+def human_duration(seconds: float) -> str:
+    """Like kubectl's ages: 17ms, 4.2s, 3m05s, 2h01m, 3d4h. Used for the DURATION printer
+    column (JSONPath cannot subtract) and by the CLI's tables."""
+    seconds = max(seconds, 0.0)
+    if seconds < 1:
+        # Trivial flows finish in milliseconds; "0.0s" would read as "never ran".
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h"
 
 
 def status_patch(
@@ -240,7 +250,7 @@ def status_patch(
     if state.type in states.TERMINAL_TYPES and not status.get("endTime"):
         patch["endTime"] = format_time(now)
         if start_text:
-            patch["duration"] = _duration(_parse_time(start_text), now)
+            patch["duration"] = human_duration((now - _parse_time(start_text)).total_seconds())
     patch.update(fields)
     return patch
 

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from flowpod import flowruns, states
 
-__all__ = ["state_text", "human_duration", "run_duration", "age", "runs_table", "run_detail",
+__all__ = ["state_text", "run_duration", "age", "runs_table", "run_detail",
            "parse_time", "state_line"]
 
 _STYLES = {
@@ -35,23 +35,6 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def human_duration(seconds: float) -> str:
-    """Like kubectl's ages: 850ms, 4.2s, 3m05s, 2h01m, 3d4h."""
-    seconds = max(seconds, 0.0)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours}h"
 
 
 def _state(run: Mapping[str, Any]) -> states.State | None:
@@ -74,12 +57,12 @@ def run_duration(run: Mapping[str, Any], now: datetime) -> str:
     start, end = parse_time(status.get("startTime")), parse_time(status.get("endTime"))
     if start is None:
         return "-"
-    return human_duration(((end or now) - start).total_seconds())
+    return flowruns.human_duration(((end or now) - start).total_seconds())
 
 
 def age(run: Mapping[str, Any], now: datetime) -> str:
     created = parse_time(run.get("metadata", {}).get("creationTimestamp"))
-    return human_duration((now - created).total_seconds()) if created else "-"
+    return flowruns.human_duration((now - created).total_seconds()) if created else "-"
 
 
 def _target(run: Mapping[str, Any]) -> str:

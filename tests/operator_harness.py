@@ -28,42 +28,17 @@ from flowpod import flowruns
 from flowpod_operator import _acting, _observations
 
 __all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "LABEL_ATTEMPT", "FINAL",
-           "flow_run_rbac", "apply_crds", "prepare_namespace", "operator_kubeconfig", "Api",
+           "FLOW_RUN_RBAC", "apply_crds", "prepare_namespace", "operator_kubeconfig", "Api",
            "OperatorProcess", "state_type", "free_port"]
 
 REPO = plane.REPO_ROOT
 CRDS = REPO / "crds"
 IMAGE = "flowpod/engine:dev"
 FLOW_RUN_ACCOUNT = "flowpod-flow-run"
+# What users apply on the kubectl path (the chart grants the same); tests apply the very file.
+FLOW_RUN_RBAC = REPO / "examples" / "flow-run-rbac.yaml"
 LABEL_ATTEMPT = _observations.LABEL_ATTEMPT
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def flow_run_rbac(account: str = FLOW_RUN_ACCOUNT) -> str:
-    """What a flow-run pod may do in its namespace (the Helm chart grants the same)."""
-    return f"""
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: {account}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: {account}}}
-rules:
-- apiGroups: [flowpod.io]
-  resources: [flowruns]
-  verbs: [get, patch, watch, create]
-- apiGroups: [flowpod.io]
-  resources: [flowruns/status]
-  verbs: [patch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: {account}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {account}}}
-subjects:
-- {{kind: ServiceAccount, name: {account}}}
-"""
 
 
 def apply_crds(cluster: plane.Cluster, timeout: float = 60) -> None:
@@ -89,7 +64,7 @@ def prepare_namespace(cluster: plane.Cluster, namespace: str) -> None:
     """Create `namespace` (if needed) with the flow-run ServiceAccount and its RBAC."""
     if cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0:
         cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=flow_run_rbac())
+    cluster.kubectl("apply", "-n", namespace, "-f", str(FLOW_RUN_RBAC))
 
 
 def operator_kubeconfig(cluster: plane.Cluster, namespace: str, path: Path,

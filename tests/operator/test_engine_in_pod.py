@@ -17,43 +17,17 @@ from typing import Any
 
 import pytest
 
+import operator_harness
 from flowpod import flowruns, states
 
-CRDS = Path(__file__).resolve().parents[2] / "crds"
 FLOWS = "tests/operator/flows"
-IMAGE = "flowpod/engine:dev"
-ACCOUNT = "flowpod-engine"
-
-RBAC = f"""
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: {ACCOUNT}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: {ACCOUNT}}}
-rules:
-- apiGroups: [flowpod.io]
-  resources: [flowruns]
-  verbs: [get, patch, watch]
-- apiGroups: [flowpod.io]
-  resources: [flowruns/status]
-  verbs: [patch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: {ACCOUNT}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {ACCOUNT}}}
-subjects:
-- {{kind: ServiceAccount, name: {ACCOUNT}}}
-"""
+IMAGE = operator_harness.IMAGE
+ACCOUNT = operator_harness.FLOW_RUN_ACCOUNT
 
 
 @pytest.fixture(scope="module")
 def node_ready(cluster) -> None:
-    cluster.kubectl("apply", "-f", str(CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/flowruns.flowpod.io")
+    operator_harness.apply_crds(cluster)
     ready = cluster.kubectl("get", "node", "flowpod-node", "-o",
                             "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
                             check=False)
@@ -62,7 +36,7 @@ def node_ready(cluster) -> None:
 
 @pytest.fixture
 def engine_namespace(cluster, namespace, node_ready) -> str:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=RBAC)
+    cluster.kubectl("apply", "-n", namespace, "-f", str(operator_harness.FLOW_RUN_RBAC))
     return namespace
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from flowpod import _kube_api, _kube_reporting, flowruns, reporting, states
-from flowpod.errors import Abort
+from flowpod.errors import Abort, TerminationSignal
 
 from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
 
@@ -307,3 +307,52 @@ def test_exported_names_exist() -> None:
     for module in (_kube_api, _kube_reporting):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def _sigterm_reporter(api: FakeApi, sleeps: Sleeps) -> _kube_reporting.KubeReporter:
+    connection = _kube_api.Connection.explicit("https://api.test", token="sekret")
+    client = _kube_api.FlowRunClient(connection, NS, NAME, transport=httpx.MockTransport(
+        api.handler), asleep=Sleeps())
+    return _kube_reporting.KubeReporter(client, clock=lambda: T0, crash_verdict_wait=2.0,
+                                        asleep=sleeps)
+
+
+def _sigterm_crash() -> states.State:
+    return states.Crashed("Flow run was terminated by SIGTERM without a cancellation request",
+                          data=TerminationSignal(15))
+
+
+def test_an_unrequested_sigterm_lets_the_operators_exact_verdict_stand() -> None:
+    api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
+    verdict = _wire(states.Crashed("Evicted: pod p was evicted", timestamp=T0))
+    gets = []
+
+    def operator_writes_on_third_read(request: httpx.Request) -> None:
+        gets.append(request)
+        if len(gets) == 3:
+            api.write_status(state=verdict)
+        return None
+
+    api.failures = [operator_writes_on_third_read] * 3
+    sleeps = Sleeps()
+    with pytest.raises(Abort) as refused:
+        _run(lambda: _sigterm_reporter(api, sleeps).propose_state(_sigterm_crash()))
+    assert refused.value.state.message == "Evicted: pod p was evicted"
+    assert api.patches() == [] and api.obj["status"]["state"] == verdict
+    assert sleeps.delays == [0.1, 0.1]
+
+
+def test_an_unrequested_sigterm_writes_its_own_crash_when_no_verdict_comes() -> None:
+    api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
+    sleeps = Sleeps()
+    accepted = _run(lambda: _sigterm_reporter(api, sleeps).propose_state(_sigterm_crash()))
+    assert accepted.is_crashed() and api.obj["status"]["state"]["message"].startswith(
+        "Flow run was terminated by SIGTERM")
+    assert sum(sleeps.delays) == pytest.approx(2.0)
+
+
+def test_other_crashes_do_not_wait() -> None:
+    api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
+    sleeps = Sleeps()
+    _run(lambda: _sigterm_reporter(api, sleeps).propose_state(states.Crashed("boom")))
+    assert sleeps.delays == [] and api.obj["status"]["state"]["message"] == "boom"

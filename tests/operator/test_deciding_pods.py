@@ -3,7 +3,11 @@ issue 4, with its exact message, for a run whose engine did not report a final s
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+
+from flowpod import flowruns
 
 from flowpod_operator import _actions as act
 from flowpod_operator import _deciding
@@ -145,12 +149,42 @@ def test_deleted_pod_that_had_exited_reports_its_exit(k8s):
     assert write.states[0].message.startswith("exited with code 143 (SIGTERM")
 
 
+def test_pod_deleted_by_someone_else_gets_its_verdict_at_once(k8s):
+    # The engine sees only a SIGTERM; the operator writes why, before the engine can.
+    run = running_run(k8s)
+    write = crashed(decide(k8s, run, pods=[k8s.pod(run, deleting=5)]))
+    assert write.states[0].message.startswith("pod deleted: pod run-1-abcde")
+    assert write.fields["reason"] == "PodDeleted"
+
+
 def test_terminating_pod_is_given_its_grace_then_force_deleted(k8s):
     run = running_run(k8s)
-    assert decide(k8s, run, pods=[k8s.pod(run, deleting=5)]) == [act.Requeue(15.0)]
     actions = decide(k8s, run, pods=[k8s.pod(run, deleting=-11)])
     assert actions[0] == act.DeletePod("run-1-abcde", 0)
     assert crashed(actions).states[0].message.startswith("pod deleted: pod run-1-abcde")
+    final = running_run(k8s, kind="CRASHED")
+    assert act.Requeue(15.0) in decide(k8s, final, pods=[k8s.pod(final, deleting=5)])
+    assert act.DeletePod("run-1-abcde", 0) in decide(k8s, final,
+                                                     pods=[k8s.pod(final, deleting=-11)])
+
+
+def test_pod_evicted_while_running_gets_the_evicted_verdict_at_once(k8s):
+    run = running_run(k8s)
+    pod = k8s.pod(run, deleting=30, conditions=[
+        {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+         "message": "Eviction API: evicting"}])
+    write = crashed(decide(k8s, run, pods=[pod]))
+    assert write.states[0].message == ("Evicted: pod run-1-abcde was evicted "
+                                       "(Eviction API: evicting)")
+
+
+def test_pod_deleted_by_the_job_past_its_deadline_is_a_deadline_crash(k8s):
+    run = running_run(k8s)
+    job = k8s.job(run, timeout=2,
+                  startTime=flowruns.format_time(k8s.now - timedelta(seconds=3)))
+    assert job["spec"]["activeDeadlineSeconds"] == 2
+    actions = decide(k8s, run, pods=[k8s.pod(run, deleting=30)], job=job)
+    assert crashed(actions).states[0].message.startswith("deadline exceeded")
 
 
 @pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "InvalidImageName",

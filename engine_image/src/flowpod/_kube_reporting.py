@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
+import anyio
 import httpx
 
 from flowpod import flowruns, reporting, states
 from flowpod._kube_api import Conflict, FlowRunClient, KubeApiError, NotFound
-from flowpod.errors import Abort
+from flowpod.errors import Abort, TerminationSignal
 
 __all__ = ["KubeReporter", "decide", "task_runs_wire", "result_field",
            "MAX_INLINE_RESULT_BYTES", "MAX_LISTED"]
@@ -126,13 +127,17 @@ class KubeReporter:
     def __init__(self, client: FlowRunClient, *,
                  clock: Callable[[], datetime] = _utcnow,
                  write_result: Callable[[Any], str | None] | None = None,
-                 cancel_check_deadline: float = 5.0) -> None:
+                 cancel_check_deadline: float = 5.0,
+                 crash_verdict_wait: float = 2.0,
+                 asleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
         self.client = client
         self.flowrun: dict[str, Any] | None = None  # the last FlowRun object seen
         self._clock = clock
         self._write_result = write_result
         self._cancel_check_deadline = cancel_check_deadline
         self._pending_fields: dict[str, Any] = {}
+        self._crash_verdict_wait = crash_verdict_wait
+        self._asleep = asleep
 
     # -- reading ---------------------------------------------------------------------
     async def refresh(self, *, deadline: float | None = None) -> dict[str, Any]:
@@ -163,6 +168,8 @@ class KubeReporter:
         self._pending_fields.update(fields)
 
     async def propose_state(self, state: states.State) -> states.State:
+        if state.is_crashed() and isinstance(state.data, TerminationSignal):
+            await self._await_operator_verdict()
         fields = dict(self._pending_fields)
         if state.is_completed():
             result = result_field(state.data, self._write_result)
@@ -180,6 +187,21 @@ class KubeReporter:
         if late_result is not None:
             await self._put_result(late_result)
         return accepted
+
+    async def _await_operator_verdict(self) -> None:
+        """A SIGTERM nobody asked for means the pod is being deleted, evicted or its node
+        drained. Only the operator can see which, so it writes the exact Crashed state; give
+        it a moment to land before falling back to our own, less specific one."""
+        waited = 0.0
+        while waited < self._crash_verdict_wait:
+            try:
+                current = flowruns.current_state(await self.refresh(deadline=1.0))
+            except (KubeApiError, httpx.HTTPError):
+                return
+            if current is not None and current.is_final():
+                return
+            await self._asleep(0.1)
+            waited += 0.1
 
     async def _write_state(self, state: states.State, fields: dict[str, Any]) -> states.State:
         for _ in range(_CONFLICT_ROUNDS):

@@ -236,6 +236,10 @@ def _follow(run: _Run) -> list[act.Action]:
     d = run.diagnose()
     if d.needs_fresh:
         return [act.Refresh(children=True)]
+    if d.phase is diag.Phase.STOPPING and d.message and not _awaiting_retry(run.state):
+        # Someone else is deleting the pod (a cancellation never reaches _follow): write the
+        # exact verdict now, before the engine's own SIGTERM report of an unknown cause.
+        return _after_end(run, d)
     if d.phase is not diag.Phase.ENDED:
         actions: list[act.Action] = []
         if d.recheck_at is not None:
@@ -249,6 +253,10 @@ def _follow(run: _Run) -> list[act.Action]:
     return _after_end(run, d)
 
 
+def _awaiting_retry(state: states.State | None) -> bool:
+    return state is not None and state.type is _T.SCHEDULED and state.name == "AwaitingRetry"
+
+
 def _after_end(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
     """The current attempt ended without a final state: retry it, or the run Crashed."""
     settings = run.settings()
@@ -257,8 +265,7 @@ def _after_end(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
     if not (d.retryable and run.current < settings.max_attempts):
         return cleanup + [act.WriteStatus((states.Crashed(d.message, timestamp=run.now),),
                                           fields)]
-    state = run.state
-    if state is None or state.type is not _T.SCHEDULED or state.name != "AwaitingRetry":
+    if not _awaiting_retry(run.state):
         text = f"{d.message}; retrying as attempt {run.current + 1} of {settings.max_attempts}"
         return cleanup + [act.WriteStatus((states.AwaitingRetry(text, timestamp=run.now),),
                                           fields)]
@@ -346,7 +353,12 @@ def _settle(run: _Run) -> list[act.Action]:
     linger_until = run.state.timestamp + run.policy.linger
     grace = run.settings().cancellation_grace_period_seconds
     for pod in run.live_pods():
-        if pod["metadata"].get("deletionTimestamp"):
+        deleting = obs.parse_time(pod["metadata"].get("deletionTimestamp"))
+        if deleting is not None:
+            # Stuck terminating (its node gone, say): force it once its grace is long over.
+            stuck_at = deleting + diag.STUCK_AFTER
+            actions.append(act.DeletePod(pod["metadata"]["name"], 0) if run.now >= stuck_at
+                           else act.Requeue(_until(stuck_at, run.now)))
             continue
         if not diag.is_started(pod) or run.now >= linger_until:
             actions.append(act.DeletePod(pod["metadata"]["name"], grace))

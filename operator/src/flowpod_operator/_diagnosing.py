@@ -214,8 +214,11 @@ def _live_pod(pod: Mapping[str, Any], pending: int, now: datetime) -> Diagnosis:
     deleting = obs.parse_time(_meta(pod).get("deletionTimestamp"))
     if deleting is not None:
         if now < deleting + STUCK_AFTER:
-            return Diagnosis(Phase.STOPPING, pod_name=name, settled=False,
-                             recheck_at=deleting + STUCK_AFTER)
+            # Carries the verdict: when nobody asked to cancel, the engine sees only SIGTERM,
+            # so the operator says exactly why the pod is going (see _deciding._follow).
+            verdict = _ended_pod(pod, deleted=True)
+            return Diagnosis(Phase.STOPPING, verdict.reason, verdict.message, None, name,
+                             settled=False, recheck_at=deleting + STUCK_AFTER)
         ended = _ended_pod(pod, deleted=True)
         return Diagnosis(Phase.ENDED, ended.reason, ended.message, None, name, settled=False,
                          stuck_pods=(name,))
@@ -257,14 +260,18 @@ def _finished(job: Mapping[str, Any]) -> bool:
     return False
 
 
-def _deadline(job: Mapping[str, Any] | None) -> bool:
+def _deadline(job: Mapping[str, Any] | None, now: datetime) -> bool:
     if job is None:
         return False
     for kind in ("FailureTarget", "Failed"):
         cond = _condition(job, kind)
         if cond and cond.get("status") == "True" and cond.get("reason") == "DeadlineExceeded":
             return True
-    return False
+    # The Job controller deletes the pod a moment before it records the condition; a Job past
+    # its deadline already explains a pod being deleted.
+    limit = (job.get("spec") or {}).get("activeDeadlineSeconds")
+    started = obs.parse_time(_status(job).get("startTime"))
+    return bool(limit and started and now >= started + timedelta(seconds=int(limit)))
 
 
 def _newest(objs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -291,7 +298,7 @@ def diagnose(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
     else:
         found = Diagnosis(Phase.ENDED, "JobDeleted", f"Job {job_name or '(unknown)'} was "
                           "deleted before the run reported a final state")
-    if found.needs_fresh or not _deadline(job):
+    if found.needs_fresh or not _deadline(job, now):
         return found
     limit = settings.timeout_seconds
     text = "deadline exceeded: the run did not finish within " + (

@@ -18,12 +18,12 @@ from cluster import plane
 
 __all__ = ["running_operator", "wait_final", "wait_state", "setup_namespace", "RBAC"]
 
-RBAC = plane.REPO_ROOT / "examples" / "flow-run-rbac.yaml"
+RBAC = harness.FLOW_RUN_RBAC
 
 
 def setup_namespace(cluster: plane.Cluster, namespace: str) -> None:
     harness.apply_crds(cluster)
-    cluster.kubectl("apply", "-n", namespace, "-f", str(RBAC))
+    harness.prepare_namespace(cluster, namespace)
 
 
 @contextlib.contextmanager

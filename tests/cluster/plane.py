@@ -8,6 +8,7 @@ pki/, kubeconfig, logs/, pids.json and cluster.json (ports, node address).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -15,7 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from cluster import pki, processes
@@ -81,18 +82,14 @@ def _free_port() -> int:
 def _readyz(cluster: Cluster) -> str:
     ctx = ssl.create_default_context(cafile=cluster.pki["ca.crt"])
     ctx.load_cert_chain(cluster.pki["admin.crt"], cluster.pki["admin.key"])
-    conn = None
+    conn = http.client.HTTPSConnection("127.0.0.1", cluster.api_port, context=ctx, timeout=2)
     try:
-        import http.client
-
-        conn = http.client.HTTPSConnection("127.0.0.1", cluster.api_port, context=ctx, timeout=2)
         conn.request("GET", "/readyz")
         return conn.getresponse().read().decode()
     except OSError:
         return ""
     finally:
-        if conn is not None:
-            conn.close()
+        conn.close()
 
 
 def load(state_dir: Path) -> Cluster | None:
@@ -202,6 +199,16 @@ def _start_node(c: Cluster) -> processes.ProcessRecord:
     return processes.spawn(c.state_dir, "node", argv, env=_python_env(), cwd=REPO_ROOT)
 
 
+def _write_credentials(c: Cluster) -> None:
+    """The PKI, and one kubeconfig per component (the admin one is `kubeconfig`)."""
+    certs = pki.make_pki(c.state_dir / "pki", node_name=NODE_NAME, node_ip=c.node_ip)
+    for stem, user in [("admin", "flowpod-admin"), ("controller-manager",
+                       "system:kube-controller-manager"), ("scheduler", "system:kube-scheduler"),
+                       ("node", f"system:node:{NODE_NAME}")]:
+        name = "kubeconfig" if stem == "admin" else f"{stem}.kubeconfig"
+        pki.write_kubeconfig(c.state_dir / name, certs, server=c.api_url, user=user, stem=stem)
+
+
 def up(state_dir: Path, *, progress=print) -> Cluster:
     """Start a fresh plane and test node in ``state_dir`` (or return the live one there)."""
     state_dir = state_dir.resolve()
@@ -219,14 +226,9 @@ def up(state_dir: Path, *, progress=print) -> Cluster:
     node_ip = "127.0.0.1"
     c = Cluster(state_dir=state_dir, api_port=_free_port(), etcd_port=_free_port(),
                 node_ip=node_ip, bin_dir=bin_dir)
-    certs = pki.make_pki(state_dir / "pki", node_name=NODE_NAME, node_ip=node_ip)
-    for stem, user in [("admin", "flowpod-admin"), ("controller-manager",
-                       "system:kube-controller-manager"), ("scheduler", "system:kube-scheduler"),
-                       ("node", f"system:node:{NODE_NAME}")]:
-        name = "kubeconfig" if stem == "admin" else f"{stem}.kubeconfig"
-        pki.write_kubeconfig(state_dir / name, certs, server=c.api_url, user=user, stem=stem)
+    _write_credentials(c)
     (state_dir / "cluster.json").write_text(json.dumps(
-        {**{k: v for k, v in asdict(c).items() if k not in {"state_dir", "bin_dir"}},
+        {"api_port": c.api_port, "etcd_port": c.etcd_port, "node_ip": c.node_ip,
          "bin_dir": str(bin_dir)}, indent=2))
     progress(f"starting etcd on 127.0.0.1:{c.etcd_port}")
     etcd = processes.spawn(state_dir, "etcd", _etcd_argv(c))

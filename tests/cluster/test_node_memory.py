@@ -22,7 +22,7 @@ def _limited(name: str, limit: str, mib: int) -> dict:
 
 def _settled(pod: dict) -> bool:
     state = waiting.container_status(pod).get("state", {})
-    return "terminated" in state or state.get("waiting", {}).get("reason") in (
+    return "terminated" in state or waiting.waiting_reason(pod) in (
         "CreateContainerError", "CreateContainerConfigError")
 
 

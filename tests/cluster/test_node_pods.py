@@ -67,8 +67,7 @@ def test_unknown_image_backs_off(cluster: plane.Cluster, namespace: str) -> None
     waiting.apply(cluster, namespace, manifest)
     pod = waiting.wait_for_pod(
         cluster, namespace, "nopull", what="container waiting with ImagePullBackOff",
-        done=lambda p: waiting.container_status(p).get("state", {}).get("waiting", {}).get(
-            "reason") == "ImagePullBackOff")
+        done=lambda p: waiting.waiting_reason(p) == "ImagePullBackOff")
     assert pod["status"]["phase"] == "Pending"
 
 
@@ -142,8 +141,7 @@ def test_missing_secret_is_a_config_error(cluster: plane.Cluster, namespace: str
                                                     container_extra={"env": env}))
     pod = waiting.wait_for_pod(
         cluster, namespace, "noconf", what="CreateContainerConfigError",
-        done=lambda p: waiting.container_status(p).get("state", {}).get("waiting", {}).get(
-            "reason") == "CreateContainerConfigError")
+        done=lambda p: waiting.waiting_reason(p) == "CreateContainerConfigError")
     assert 'secret "absent" not found' in waiting.container_status(pod)["state"]["waiting"][
         "message"]
     assert pod["status"]["phase"] == "Pending"

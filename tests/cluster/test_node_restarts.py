@@ -54,8 +54,7 @@ def test_on_failure_restarts_after_back_off(cluster: plane.Cluster, namespace: s
     waiting.apply(cluster, namespace, manifest)
     backing_off = waiting.wait_for_pod(
         cluster, namespace, "flaky", what="CrashLoopBackOff after the first failure",
-        done=lambda p: waiting.container_status(p).get("state", {}).get("waiting", {}).get(
-            "reason") == "CrashLoopBackOff")
+        done=lambda p: waiting.waiting_reason(p) == "CrashLoopBackOff")
     assert backing_off["status"]["phase"] == "Running"
     # The kubelet's first back-off is 10 s.
     pod = waiting.wait_for_pod(cluster, namespace, "flaky",

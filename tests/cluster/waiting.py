@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from cluster import plane
 
-__all__ = ["apply", "container_status", "get", "wait_for", "wait_for_pod"]
+__all__ = ["apply", "container_status", "waiting_reason", "get", "wait_for", "wait_for_pod"]
 
 T = TypeVar("T")
 
@@ -60,6 +60,11 @@ def container_status(pod: dict | None, name: str | None = None) -> dict:
         if name is None or status["name"] == name:
             return status
     return {}
+
+
+def waiting_reason(pod: dict | None, name: str | None = None) -> str | None:
+    """Why container ``name`` (default: the first) is waiting, or None if it is not."""
+    return ((container_status(pod, name).get("state") or {}).get("waiting") or {}).get("reason")
 
 
 def wait_for_pod(cluster: plane.Cluster, namespace: str, name: str,

@@ -84,9 +84,11 @@ def _stage_dir(plan: Sequence[volumes.Mount]) -> str:
     raise ValueError("every staging directory for volume sources is covered by a volumeMount")
 
 
-def _staging_lines(plan: Sequence[volumes.Mount]) -> tuple[list[str], list[volumes.Mount]]:
-    """Bind every source into the staging tmpfs *before* any volume is mounted, because a
-    volume at /tmp would otherwise hide a source that lives under /tmp."""
+def _mount_script(spec: LaunchSpec) -> list[str]:
+    """Bind every source into a staging tmpfs *before* any volume is mounted (a volume at
+    /tmp would otherwise hide a source under /tmp), mount from there, then detach the stage;
+    the binds made from it stay."""
+    plan = _mount_plan(spec)
     stage = _stage_dir(plan)
     lines = [f"mkdir -p {stage}", f"mount -t tmpfs -o size=1m,mode=700 flowpod-stage {stage}"]
     staged = []
@@ -96,7 +98,9 @@ def _staging_lines(plan: Sequence[volumes.Mount]) -> tuple[list[str], list[volum
         lines.append(f"mount --bind {shlex.quote(str(mount.source))} {parked}")
         staged.append(volumes.Mount(source=mount.source, target=mount.target,
                                     read_only=mount.read_only, staged=parked))
-    return lines, staged
+    for mount in staged:
+        lines += _mount_lines(mount)
+    return lines + [f"umount -l {stage}"]
 
 
 def _mount_lines(mount: volumes.Mount) -> list[str]:
@@ -122,12 +126,7 @@ def wrapper_argv(spec: LaunchSpec) -> list[str]:
     if spec.cgroup is not None:
         lines.append(f"echo $$ > {shlex.quote(str(spec.cgroup.procs_file))}")
     if spec.mounts:
-        staging, plan = _staging_lines(_mount_plan(spec))
-        lines += staging
-        for mount in plan:
-            lines += _mount_lines(mount)
-        # Detach the staging tmpfs; the binds made from it stay.
-        lines.append(f"umount -l {_stage_dir(plan)}")
+        lines += _mount_script(spec)
     workdir = shlex.quote(spec.working_dir)
     lines += [f"mkdir -p {workdir}", f"cd {workdir}"]
     noise = [name for name in _SHELL_NOISE if name not in spec.env]

@@ -24,8 +24,8 @@ import httpx
 import yaml
 
 from cluster import plane
-from flowpod import flowruns
-from flowpod_operator import _acting, _observations
+from flowpod import contract, flowruns
+from flowpod_operator import _acting
 
 __all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "LABEL_ATTEMPT", "FINAL",
            "FLOW_RUN_RBAC", "apply_crds", "prepare_namespace", "operator_kubeconfig", "Api",
@@ -34,10 +34,10 @@ __all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "LABEL_ATTEMPT", "FINAL"
 REPO = plane.REPO_ROOT
 CRDS = REPO / "crds"
 IMAGE = "flowpod/engine:dev"
-FLOW_RUN_ACCOUNT = "flowpod-flow-run"
+FLOW_RUN_ACCOUNT = contract.DEFAULT_SERVICE_ACCOUNT
 # What users apply on the kubectl path (the chart grants the same); tests apply the very file.
 FLOW_RUN_RBAC = REPO / "examples" / "flow-run-rbac.yaml"
-LABEL_ATTEMPT = _observations.LABEL_ATTEMPT
+LABEL_ATTEMPT = contract.LABEL_ATTEMPT
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -51,7 +51,7 @@ def apply_crds(cluster: plane.Cluster, timeout: float = 60) -> None:
     try:
         deadline = time.monotonic() + timeout
         for plural in (flowruns.FLOWRUNS, flowruns.DEPLOYMENTS):
-            path = f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/{plural}"
+            path = contract.resource_path(plural)
             while api.request("GET", path, limit=1).status_code != 200:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{plural} could not be listed within {timeout}s")
@@ -138,8 +138,7 @@ class Api:
     # --- flowpod objects -------------------------------------------------------------------
     def create_deployment(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
         spec.setdefault("image", IMAGE)
-        path = f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/namespaces/{namespace}/deployments"
-        return self.create(path, {"apiVersion": flowruns.API_VERSION, "kind": "Deployment",
+        return self.create(contract.deployment_path(namespace), {"apiVersion": flowruns.API_VERSION, "kind": "Deployment",
                                   "metadata": {"name": name}, "spec": spec})
 
     def create_flowrun(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:

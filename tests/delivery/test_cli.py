@@ -20,6 +20,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import flowpod_operator.cli as cli
+from flowpod import contract
 from delivery._fakeapi import FakeApi, run_object, status_of
 from flowpod_operator import crdgen
 from flowpod_operator.cli import _kubeconfig
@@ -208,7 +209,7 @@ def test_logs_prints_the_pod_log_or_says_why_there_is_none(invoke, api):
     result = invoke("logs", "r1")
     assert result.exit_code == 0 and result.stdout == "line one\nline two\n"
     log_call = [r for r in api.requests if r.url.path.endswith("/log")][0]
-    assert log_call.url.params["container"] == "flow" and "follow" not in log_call.url.params
+    assert log_call.url.params["container"] == contract.CONTAINER_NAME and "follow" not in log_call.url.params
     api.add(run_object("team", "r2", status_of("FAILED", "Failed", "Deployment 'x' not found")))
     none = invoke("logs", "r2")
     assert none.exit_code == 1

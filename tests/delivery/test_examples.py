@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from delivery import _helm, _operating
-from flowpod import engine
+from flowpod import contract, engine
 from flowpod_operator import resources
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,8 +85,8 @@ def test_flow_run_rbac_equals_the_charts_flow_run_role() -> None:
     (chart_role,) = [o for o in rendered.of_kind("Role") if o["metadata"]["name"].endswith(
         "-flow-run")]
     assert docs["Role"]["rules"] == chart_role["rules"]
-    assert docs["ServiceAccount"]["metadata"]["name"] == "flowpod-flow-run"
-    assert docs["RoleBinding"]["subjects"][0]["name"] == "flowpod-flow-run"
+    assert docs["ServiceAccount"]["metadata"]["name"] == contract.DEFAULT_SERVICE_ACCOUNT
+    assert docs["RoleBinding"]["subjects"][0]["name"] == contract.DEFAULT_SERVICE_ACCOUNT
 
 
 def _check_result(name: str, run: dict) -> None:

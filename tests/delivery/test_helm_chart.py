@@ -20,6 +20,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from delivery import _helm
+from flowpod import contract
 from flowpod_operator import _acting
 
 REPO = _helm.CHART.parents[1]
@@ -116,13 +117,14 @@ def test_flow_run_pods_get_their_flow_runs_and_nothing_else(name: str) -> None:
     for role in roles:
         assert role["rules"] == FLOW_RUN_RULES
     accounts = {o["metadata"]["namespace"] for o in r.of_kind("ServiceAccount")
-                if o["metadata"]["name"] == "flowpod-flow-run"}
+                if o["metadata"]["name"] == contract.DEFAULT_SERVICE_ACCOUNT}
     assert accounts == expected
     for binding in r.of_kind("RoleBinding"):
         if binding["metadata"]["name"].endswith("-flow-run"):
             ns = binding["metadata"]["namespace"]
             assert binding["subjects"] == [{"kind": "ServiceAccount",
-                                            "name": "flowpod-flow-run", "namespace": ns}]
+                                            "name": contract.DEFAULT_SERVICE_ACCOUNT,
+                                            "namespace": ns}]
     text = json.dumps([o for o in r.objects if o["kind"] in {"Role", "ClusterRole"}])
     assert "secrets" not in text and '"*"' not in text, "no Secrets, no wildcards"
 
@@ -152,7 +154,7 @@ def test_operator_pod_is_locked_down_and_probed_on_healthz() -> None:
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     port = {p["name"]: p["containerPort"] for p in c["ports"]}["health"]
     assert f"--health-port={port}" in c["args"]
-    assert "--service-account=flowpod-flow-run" in c["args"]
+    assert f"--service-account={contract.DEFAULT_SERVICE_ACCOUNT}" in c["args"]
     assert "--log-level=INFO" in c["args"]
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -167,7 +169,7 @@ def test_operator_flags_parse_with_the_operators_own_parser(name: str) -> None:
     port = {p["name"]: p["containerPort"] for p in c["ports"]}["health"]
     assert options.health_port == port
     assert list(options.namespaces) == {"namespaced": ["team-a", "team-b"]}.get(name, [])
-    assert options.service_account == "flowpod-flow-run"
+    assert options.service_account == contract.DEFAULT_SERVICE_ACCOUNT
 
 
 def test_operator_command_is_the_operator_image_entrypoint() -> None:

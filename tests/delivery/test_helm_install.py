@@ -20,6 +20,7 @@ import uuid
 import yaml
 
 from delivery import _helm
+from flowpod import contract
 
 REPO = _helm.CHART.parents[1]
 LABEL = "app.kubernetes.io/instance"
@@ -115,7 +116,7 @@ def test_cluster_wide_install_grants_exactly_the_chart_rbac(cluster, namespace) 
     release = _release()
     _install(cluster, release, namespace, "operator.replicas=0")
     operator = f"system:serviceaccount:{namespace}:{release}-flowpod-operator"
-    flow_run = f"system:serviceaccount:{namespace}:flowpod-flow-run"
+    flow_run = f"system:serviceaccount:{namespace}:{contract.DEFAULT_SERVICE_ACCOUNT}"
     try:
         role = json.loads(cluster.kubectl("get", "clusterrole", f"{release}-flowpod-operator",
                                           "-o", "json").stdout)

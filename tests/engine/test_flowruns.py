@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
 
@@ -26,19 +26,6 @@ def _cond(status: dict, cond_type: str) -> dict:
     matches = [c for c in status["conditions"] if c["type"] == cond_type]
     assert len(matches) == 1, status["conditions"]
     return matches[0]
-
-
-def test_constants_match_the_contract() -> None:
-    assert (flowruns.GROUP, flowruns.VERSION) == ("flowpod.io", "v1alpha1")
-    assert flowruns.API_VERSION == "flowpod.io/v1alpha1"
-    assert (flowruns.FLOWRUNS, flowruns.DEPLOYMENTS) == ("flowruns", "deployments")
-    assert flowruns.LABEL_FLOW_RUN == "flowpod.io/flow-run"
-    assert flowruns.LABEL_DEPLOYMENT == "flowpod.io/deployment"
-    assert flowruns.ENV_FLOW_RUN_NAME == "FLOWPOD_FLOW_RUN_NAME"
-    assert flowruns.ENV_FLOW_RUN_NAMESPACE == "FLOWPOD_FLOW_RUN_NAMESPACE"
-    assert flowruns.ENV_ENTRYPOINT == "FLOWPOD_ENTRYPOINT"
-    assert flowruns.ENV_PARAMETERS == "FLOWPOD_PARAMETERS"
-    assert flowruns.ENV_ATTEMPT == "FLOWPOD_ATTEMPT"
 
 
 def test_exported_names_exist() -> None:
@@ -63,15 +50,8 @@ def test_state_from_wire_names_the_bad_field() -> None:
 
 def test_long_messages_are_truncated_to_the_schema_bound() -> None:
     wire = flowruns.state_to_wire(states.Failed("x" * 10_000, timestamp=T0))
-    assert len(wire["message"]) == flowruns.MAX_MESSAGE_LENGTH
+    assert len(wire["message"]) == contract.MAX_MESSAGE_LENGTH
     assert wire["message"].endswith("(truncated)")
-
-
-def test_format_time_refuses_naive_datetimes() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        flowruns.format_time(datetime(2025, 1, 1))
-    offset = datetime(2025, 1, 1, 2, 0, tzinfo=timezone(timedelta(hours=2)))
-    assert flowruns.format_time(offset, fraction=False) == "2025-01-01T00:00:00Z"
 
 
 def test_first_patch_sets_state_history_conditions_and_generation() -> None:
@@ -103,7 +83,7 @@ def test_a_run_to_completion() -> None:
                                   result={"value": 42})
     status = _apply(status, patch)
     assert status["result"] == {"value": 42}
-    assert status["endTime"] == flowruns.format_time(t)
+    assert status["endTime"] == contract.format_time(t)
     assert status["duration"] == "1m15s"
     assert [h["name"] for h in status["stateHistory"]] == [
         "Scheduled", "Pending", "Running", "Completed"]
@@ -111,7 +91,7 @@ def test_a_run_to_completion() -> None:
         cond = _cond(status, cond_type)
         assert cond["status"] == "True"
         assert cond["reason"] == "Completed" and cond["message"] == "done"
-        assert cond["lastTransitionTime"] == flowruns.format_time(t, fraction=False)
+        assert cond["lastTransitionTime"] == contract.format_time(t, fraction=False)
     # Ready was False from the start and only flipped now.
 
 
@@ -150,7 +130,7 @@ def test_sub_second_runs_show_milliseconds() -> None:
 
 def test_terminal_without_start_has_end_but_no_duration() -> None:
     patch = flowruns.status_patch({}, states.Failed("no deployment"), generation=1, now=T0)
-    assert patch["endTime"] == flowruns.format_time(T0)
+    assert patch["endTime"] == contract.format_time(T0)
     assert "duration" not in patch and "startTime" not in patch
 
 
@@ -160,7 +140,7 @@ def test_start_time_is_kept_across_retries() -> None:
                                                   generation=1, now=T0 + timedelta(1)))
     patch = flowruns.status_patch(status, states.Running(), generation=1, now=T0 + timedelta(2))
     assert "startTime" not in patch
-    assert status["startTime"] == flowruns.format_time(T0)
+    assert status["startTime"] == contract.format_time(T0)
 
 
 def test_history_is_bounded_newest_last() -> None:
@@ -169,7 +149,7 @@ def test_history_is_bounded_newest_last() -> None:
         state = states.Scheduled(f"tick {i}") if i % 2 else states.Late(f"tick {i}")
         status = _apply(status, flowruns.status_patch(status, state, generation=1, now=T0))
     history = status["stateHistory"]
-    assert len(history) == flowruns.MAX_STATE_HISTORY
+    assert len(history) == contract.MAX_STATE_HISTORY
     assert history[-1]["message"] == "tick 29" and history[0]["message"] == "tick 10"
 
 
@@ -206,15 +186,10 @@ def test_extra_fields_pass_through_and_computed_ones_are_refused() -> None:
         flowruns.status_patch({}, states.Pending(), generation=1, now=T0, stateHistory=[])
 
 
-def test_patch_body_and_paths() -> None:
+def test_patch_body() -> None:
     body = flowruns.patch_body("123", {"state": {"type": "RUNNING"}})
     assert body == {"metadata": {"resourceVersion": "123"}, "status": {"state": {"type": "RUNNING"}}}
     assert "metadata" not in flowruns.patch_body(None, {})
-    assert flowruns.flowrun_path("ns", "fr", "status") == (
-        "/apis/flowpod.io/v1alpha1/namespaces/ns/flowruns/fr/status")
-    assert flowruns.flowrun_path("ns") == "/apis/flowpod.io/v1alpha1/namespaces/ns/flowruns"
-    with pytest.raises(ValueError, match="subresource"):
-        flowruns.flowrun_path("ns", subresource="status")
 
 
 def test_current_state() -> None:

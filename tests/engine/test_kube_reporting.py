@@ -12,7 +12,7 @@ import anyio
 import httpx
 import pytest
 
-from flowpod import _kube_api, _kube_reporting, flowruns, reporting, states
+from flowpod import _kube_api, _kube_reporting, contract, flowruns, reporting, states
 from flowpod.errors import Abort, TerminationSignal
 
 from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
@@ -173,7 +173,7 @@ def test_small_results_are_inline_large_ones_referenced() -> None:
 
     stored: list[Any] = []
     api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
-    big = "x" * (_kube_reporting.MAX_INLINE_RESULT_BYTES + 1)
+    big = "x" * (contract.MAX_INLINE_RESULT_BYTES + 1)
     writer = lambda value: stored.append(value) or "file:///results/run-1"  # noqa: E731
     _run(lambda: _reporter(api, write_result=writer).propose_state(states.Completed(data=big)))
     assert api.obj["status"]["result"] == {"reference": "file:///results/run-1"}
@@ -217,8 +217,8 @@ def test_task_runs_are_one_patch_per_flush_and_stale_counts_are_deleted() -> Non
 
 
 def test_task_run_lists_are_bounded() -> None:
-    wire = _kube_reporting.task_runs_wire(_summary({"FAILED": 80}, failed=80))
-    assert len(wire["failed"]) == _kube_reporting.MAX_LISTED and wire["failedTotal"] == 80
+    wire = _kube_reporting.task_runs_patch(_summary({"FAILED": 80}, failed=80))
+    assert len(wire["failed"]) == contract.MAX_LISTED_RUNS and wire["failedTotal"] == 80
 
 
 def test_task_runs_flush_survives_a_conflict() -> None:

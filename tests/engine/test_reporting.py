@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 from flowpod import Abort, flow, states, task
+from flowpod.contract import MAX_LISTED_RUNS
 from flowpod.reporting import (
-    MAX_FAILED_LISTED,
     InMemoryReporter,
     JsonJournalReporter,
     Reporter,
@@ -51,6 +51,15 @@ def test_in_memory_reporter_enforces_the_table() -> None:
         anyio.run(pending.propose_state, states.Paused())
 
 
+def test_in_memory_reporter_follows_the_one_acceptance_rule() -> None:
+    # As on a FlowRun: the engine's own Cancelling is a no-op on top of an earlier one.
+    reporter = InMemoryReporter(states.Cancelling("user asked"))
+    assert anyio.run(reporter.propose_state, states.Cancelling()).message == "user asked"
+    assert len(reporter.history) == 1
+    with pytest.raises(Abort, match="being cancelled"):
+        anyio.run(reporter.propose_state, states.Running())
+
+
 def test_summaries_are_flushed_in_batches_not_per_task(run, deps) -> None:
     reporter = InMemoryReporter()
 
@@ -60,16 +69,16 @@ def test_summaries_are_flushed_in_batches_not_per_task(run, deps) -> None:
             ok(i)
             if i % 100 == 0:
                 time.sleep(0.06)  # a flush interval (0.05 s) passes now and then
-        bad.map(range(MAX_FAILED_LISTED + 5))
+        bad.map(range(MAX_LISTED_RUNS + 5))
 
     state = run(many, reporter=reporter, deps=deps)
     assert state.is_failed()  # unhandled task failures
-    assert 2 <= len(reporter.summaries) <= 20  # a few flushes for 325 task runs
+    assert 2 <= len(reporter.summaries) <= 20  # a few flushes for 355 task runs
     final = reporter.summaries[-1]
-    assert final.total == 325
-    assert final.counts == {"COMPLETED": 300, "FAILED": MAX_FAILED_LISTED + 5}
-    assert final.failed_total == MAX_FAILED_LISTED + 5
-    assert len(final.failed) == MAX_FAILED_LISTED
+    assert final.total == 300 + MAX_LISTED_RUNS + 5
+    assert final.counts == {"COMPLETED": 300, "FAILED": MAX_LISTED_RUNS + 5}
+    assert final.failed_total == MAX_LISTED_RUNS + 5
+    assert len(final.failed) == MAX_LISTED_RUNS
     assert all("bad" in f.state.message for f in final.failed)
     totals = [s.total for s in reporter.summaries]
     assert totals == sorted(totals)  # cumulative

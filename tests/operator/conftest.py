@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import operator_harness as harness
-from flowpod import flowruns
+from flowpod import contract, flowruns
 from flowpod_operator import _manifests
 from flowpod_operator import _observations as obs
 
@@ -148,7 +148,8 @@ class Objects:
         else:
             state = {"running": {"startedAt": ts(created + 1)}}
         status: dict[str, Any] = {"phase": phase,
-                                  "containerStatuses": [{"name": "flow", "state": state}],
+                                  "containerStatuses": [{"name": contract.CONTAINER_NAME,
+                                                         "state": state}],
                                   "conditions": conditions or []}
         if reason:
             status["reason"] = reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from flowpod import flowruns
+from flowpod import contract, flowruns
 
 from flowpod_operator import _actions as act
 from flowpod_operator import _deciding
@@ -54,12 +54,12 @@ def test_job_shape(k8s):
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["terminationGracePeriodSeconds"] == 7
-    assert pod["serviceAccountName"] == "flowpod-flow-run"
+    assert pod["serviceAccountName"] == contract.DEFAULT_SERVICE_ACCOUNT
     assert pod["nodeSelector"] == {"disk": "ssd"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
-    assert container["name"] == "flow" and container["image"] == "flowpod/engine:dev"
-    assert container["command"] == ["python", "-m", "flowpod.engine"]
+    assert container["name"] == contract.CONTAINER_NAME and container["image"] == "flowpod/engine:dev"
+    assert container["command"] == list(contract.ENGINE_COMMAND)
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["resources"] == {"limits": {"memory": "64Mi"}}
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}

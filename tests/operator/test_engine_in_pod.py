@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import operator_harness
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 
 FLOWS = "tests/operator/flows"
 IMAGE = operator_harness.IMAGE
@@ -41,7 +41,8 @@ def engine_namespace(cluster, namespace, node_ready) -> str:
 
 
 def _job(flowrun: dict, entrypoint: str, parameters: dict[str, Any]) -> dict:
-    """The Job the operator would create for attempt 1 (DESIGN.md, "Job shape")."""
+    """The Job the operator would create for attempt 1 (ARCHITECTURE.md, "One FlowRun, end
+    to end")."""
     name = flowrun["metadata"]["name"]
     labels = {flowruns.LABEL_FLOW_RUN: name}
     env = [
@@ -54,7 +55,8 @@ def _job(flowrun: dict, entrypoint: str, parameters: dict[str, Any]) -> dict:
     ]
     owner = {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN, "name": name,
              "uid": flowrun["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
-    container = {"name": "flow", "image": IMAGE, "command": ["python", "-m", "flowpod.engine"],
+    container = {"name": contract.CONTAINER_NAME, "image": IMAGE,
+                 "command": list(contract.ENGINE_COMMAND),
                  "env": env,
                  "securityContext": {"allowPrivilegeEscalation": False,
                                      "capabilities": {"drop": ["ALL"]}}}

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import operator_harness as harness
-from flowpod import flowruns
+from flowpod import contract, flowruns
 
 CASES = "tests/operator/flows/operator_cases.py"
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}}
@@ -112,8 +112,8 @@ def test_a_scheduled_run_waits_for_its_time(final, api, flow_namespace, runs):
     assert history[0]["name"] == "Scheduled"
     assert history[0]["message"].startswith("Scheduled to start at ")
     (job,) = api.jobs(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=scheduled")
-    created = datetime.fromisoformat(job["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
-    scheduled = datetime.fromisoformat(flowrun["spec"]["scheduledTime"].replace("Z", "+00:00"))
+    created = contract.parse_time(job["metadata"]["creationTimestamp"])
+    scheduled = contract.parse_time(flowrun["spec"]["scheduledTime"])
     assert created >= scheduled
 
 

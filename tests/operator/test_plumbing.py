@@ -13,6 +13,7 @@ import pkgutil
 import pytest
 
 import flowpod_operator
+from flowpod import contract
 from flowpod_operator import _acting, _indexing, _logging, _observations, _queueing, running
 
 
@@ -104,7 +105,7 @@ def test_cli_options(tmp_path):
                                               "--health-port", "0"])
     options = running.options_from_args(args)
     assert options.namespaces == ("a", "b") and options.kubeconfig == str(kubeconfig)
-    assert options.health_port == 0 and options.service_account == "flowpod-flow-run"
+    assert options.health_port == 0 and options.service_account == contract.DEFAULT_SERVICE_ACCOUNT
     assert running.options_from_args(running.build_parser().parse_args([])).namespaces == ()
 
 

@@ -49,7 +49,9 @@ def default_result_dir() -> Path:
     """Where results and cache entries go unless a run says otherwise."""
     import os
 
-    return Path(os.environ.get("FLOWPOD_RESULT_DIR") or Path.home() / ".flowpod" / "results")
+    from flowpod.contract import ENV_RESULT_DIR
+
+    return Path(os.environ.get(ENV_RESULT_DIR) or Path.home() / ".flowpod" / "results")
 
 
 @dataclass(frozen=True, slots=True)

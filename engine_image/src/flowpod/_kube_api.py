@@ -23,7 +23,8 @@ from typing import Any, Awaitable, Callable, Mapping
 import anyio
 import httpx
 
-from flowpod import flowruns
+from flowpod import contract
+from flowpod.contract import SERVICE_ACCOUNT_DIR
 
 __all__ = [
     "SERVICE_ACCOUNT_DIR",
@@ -35,7 +36,6 @@ __all__ = [
     "FlowRunClient",
 ]
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch on flowruns and patch on "
               "flowruns/status in this namespace")
 
@@ -144,7 +144,7 @@ class FlowRunClient:
         self._log = log or (lambda message: None)
         self._client: httpx.AsyncClient | None = None
         self._client_loop: object | None = None
-        self.path = flowruns.flowrun_path(namespace, name)
+        self.path = contract.flowrun_path(namespace, name)
 
     def _http(self) -> httpx.AsyncClient:
         try:
@@ -173,12 +173,12 @@ class FlowRunClient:
         Raises Conflict when `body`'s metadata.resourceVersion is stale.
         """
         return await self._request("PATCH", f"{self.path}/status", json=dict(body),
-                                   headers={"Content-Type": flowruns.MERGE_PATCH})
+                                   headers={"Content-Type": contract.MERGE_PATCH})
 
     async def patch_status_json(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         """A JSON Patch of the status subresource (keeps nulls inside values)."""
         return await self._request("PATCH", f"{self.path}/status", json=operations,
-                                   headers={"Content-Type": "application/json-patch+json"})
+                                   headers={"Content-Type": contract.JSON_PATCH})
 
     async def _request(self, method: str, path: str, *, deadline: float | None = None,
                        **kwargs: Any) -> Any:

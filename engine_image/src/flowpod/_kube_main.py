@@ -1,7 +1,7 @@
 """The in-pod main: `python -m flowpod.engine` with FLOWPOD_FLOW_RUN_NAME set.
 
 Role: runs the one flow run a FlowRun describes, inside the pod of the Job the operator
-created (env per DESIGN.md's Job shape, flowpod.flowruns.ENV_*). It reads the FlowRun
+created (env per DESIGN.md's Job shape, flowpod.contract.ENV_*). It reads the FlowRun
 through the in-cluster API (flowpod._kube_reporting), leaves at once without importing
 user code when the run already ended or is being cancelled, loads the entrypoint (failure
 ends the run Failed with the cause), and hands the flow to flowpod.engine.run_flow_run with
@@ -27,8 +27,9 @@ from typing import Any, Callable, Mapping
 import anyio
 import httpx
 
-from flowpod import flowruns, states
-from flowpod._kube_api import SERVICE_ACCOUNT_DIR, Connection, FlowRunClient, KubeApiError
+from flowpod import contract, flowruns, states
+from flowpod._kube_api import Connection, FlowRunClient, KubeApiError
+from flowpod.contract import SERVICE_ACCOUNT_DIR
 from flowpod._kube_reporting import KubeReporter
 from flowpod.errors import Abort, EntrypointError, TerminationSignal
 
@@ -39,7 +40,7 @@ _log = logging.getLogger("flowpod.kube")
 
 @dataclass(frozen=True)
 class PodSettings:
-    """What the Job's env says about the run (see flowpod.flowruns.ENV_*)."""
+    """What the Job's env says about the run (see flowpod.contract.ENV_*)."""
 
     name: str
     namespace: str
@@ -49,30 +50,30 @@ class PodSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str],
                  sa_dir: Path = SERVICE_ACCOUNT_DIR) -> "PodSettings":
-        namespace = env.get(flowruns.ENV_FLOW_RUN_NAMESPACE)
+        namespace = env.get(contract.ENV_FLOW_RUN_NAMESPACE)
         if not namespace and (sa_dir / "namespace").is_file():
             namespace = (sa_dir / "namespace").read_text().strip()
-        missing = [key for key, value in ((flowruns.ENV_FLOW_RUN_NAME,
-                                           env.get(flowruns.ENV_FLOW_RUN_NAME)),
-                                          (flowruns.ENV_FLOW_RUN_NAMESPACE, namespace),
-                                          (flowruns.ENV_ENTRYPOINT,
-                                           env.get(flowruns.ENV_ENTRYPOINT)))
+        missing = [key for key, value in ((contract.ENV_FLOW_RUN_NAME,
+                                           env.get(contract.ENV_FLOW_RUN_NAME)),
+                                          (contract.ENV_FLOW_RUN_NAMESPACE, namespace),
+                                          (contract.ENV_ENTRYPOINT,
+                                           env.get(contract.ENV_ENTRYPOINT)))
                    if not value]
         if missing:
             raise ValueError(f"{', '.join(missing)} must be set in the flow container's env "
                              f"(the operator's Job sets them)")
-        return cls(env[flowruns.ENV_FLOW_RUN_NAME], str(namespace),
-                   env[flowruns.ENV_ENTRYPOINT], env.get(flowruns.ENV_PARAMETERS) or "{}")
+        return cls(env[contract.ENV_FLOW_RUN_NAME], str(namespace),
+                   env[contract.ENV_ENTRYPOINT], env.get(contract.ENV_PARAMETERS) or "{}")
 
     def parameters(self) -> dict[str, Any]:
         """FLOWPOD_PARAMETERS as a dict; ValueError names the variable and the fix."""
         try:
             value = json.loads(self.parameters_json)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{flowruns.ENV_PARAMETERS} is not valid JSON ({exc}); it must "
+            raise ValueError(f"{contract.ENV_PARAMETERS} is not valid JSON ({exc}); it must "
                              f"be a JSON object like {{\"x\": 1}}") from None
         if not isinstance(value, dict):
-            raise ValueError(f"{flowruns.ENV_PARAMETERS} must be a JSON object like "
+            raise ValueError(f"{contract.ENV_PARAMETERS} must be a JSON object like "
                              f"{{\"x\": 1}}, got {type(value).__name__}")
         return value
 

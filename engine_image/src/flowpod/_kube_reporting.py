@@ -22,15 +22,12 @@ from typing import Any, Awaitable, Callable, Mapping
 import anyio
 import httpx
 
-from flowpod import flowruns, reporting, states
+from flowpod import contract, flowruns, reporting, states
 from flowpod._kube_api import Conflict, FlowRunClient, KubeApiError, NotFound
 from flowpod.errors import Abort, TerminationSignal
 
-__all__ = ["KubeReporter", "decide", "task_runs_wire", "result_field",
-           "MAX_INLINE_RESULT_BYTES", "MAX_LISTED"]
+__all__ = ["KubeReporter", "task_runs_patch", "result_field"]
 
-MAX_INLINE_RESULT_BYTES = flowruns.MAX_INLINE_RESULT_BYTES
-MAX_LISTED = flowruns.MAX_LISTED_RUNS  # the CRD's maxItems for the lists in status.taskRuns
 _CONFLICT_ROUNDS = 20  # re-decisions after 409s before giving up (a write storm, not a race)
 
 _log = logging.getLogger("flowpod.kube")
@@ -40,57 +37,18 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def decide(current: states.State | None, proposed: states.State, *,
-           cancel_requested: bool = False) -> bool:
-    """Whether `proposed` must still be written over `current` (False: it already is).
-
-    Raises Abort, carrying the current state, when the backend must refuse the proposal.
-    """
-    if current is not None and flowruns.state_to_wire(current) == flowruns.state_to_wire(proposed):
-        return False  # an earlier attempt of this very write landed (its reply was lost)
-    if current is not None and current.is_final():
-        raise Abort(f"The run already ended {current.name}; refusing {proposed.name}",
-                    state=current)
-    if current is not None and current.is_cancelling() and proposed.is_cancelling():
-        return False  # the operator already wrote Cancelling; the engine goes on to Cancelled
-    if current is not None and current.is_cancelling() and not proposed.is_cancelled():
-        raise Abort(f"The run is being cancelled; refusing {proposed.name}", state=current)
-    if cancel_requested and not (proposed.is_final() or proposed.is_cancelling()):
-        # spec.cancel is set but the operator has not written Cancelling yet: starting or
-        # continuing work now would only race the cancellation.
-        raise Abort(f"Cancellation was requested (spec.cancel); refusing {proposed.name}",
-                    state=current)
-    if not states.is_transition_allowed(current.type if current else None, proposed.type):
-        raise Abort(f"Transition {current.type.value} -> {proposed.type.value} is not allowed",
-                    state=current)
-    return True
-
-
-def _listed(items: Any, wire: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
-    return [wire(item) for item in list(items)[:MAX_LISTED]]
-
-
-def _run_entry(item: Any) -> dict[str, Any]:
-    return {"name": str(item.name), "state": item.state.name,
-            "message": flowruns.state_to_wire(item.state)["message"]}
-
-
-def task_runs_wire(summary: reporting.TaskRunSummary,
-                   previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def task_runs_patch(summary: reporting.TaskRunSummary,
+                    previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """status.taskRuns for `summary`, as a merge patch over the `previous` status.taskRuns.
 
     Merge patches merge maps, so a count that disappeared (e.g. RUNNING back to none) is
     sent as null to delete it rather than left stale.
     """
+    wire = summary.to_wire()
     counts: dict[str, int | None] = {k: None for k in (previous or {}).get("counts") or {}}
-    counts.update(summary.counts)
-    return {
-        "total": summary.total,
-        "counts": counts,
-        "failed": _listed(summary.failed, _run_entry),
-        "failedTotal": summary.failed_total,
-        "subflows": _listed(summary.subflows, _run_entry),
-    }
+    counts.update(wire["counts"])
+    wire["counts"] = counts
+    return wire
 
 
 def _has_nested_null(value: Any) -> bool:
@@ -102,7 +60,7 @@ def _has_nested_null(value: Any) -> bool:
 
 
 def result_field(value: Any, write_elsewhere: Callable[[Any], str | None] | None,
-                 max_inline: int = MAX_INLINE_RESULT_BYTES) -> dict[str, Any] | None:
+                 max_inline: int = contract.MAX_INLINE_RESULT_BYTES) -> dict[str, Any] | None:
     """status.result for a flow's return value: {value} when small JSON, else {reference}."""
     if value is None:
         return None
@@ -210,8 +168,11 @@ class KubeReporter:
             except NotFound as exc:
                 raise Abort(f"The FlowRun is gone ({exc.message}); refusing {state.name}") from None
             current = flowruns.current_state(flowrun)
-            if not decide(current, state, cancel_requested=_cancel_requested(flowrun)):
-                return current or state  # already written (decide() said so)
+            decision = states.accept(current, state, cancel_requested=_cancel_requested(flowrun))
+            if decision.verdict is states.Verdict.REFUSE:
+                raise Abort(decision.reason, state=current)
+            if decision.verdict is states.Verdict.ALREADY_THERE:
+                return current or state
             patch = flowruns.status_patch(
                 flowrun.get("status"), state, now=self._clock(),
                 generation=int(flowrun["metadata"].get("generation") or 0), **fields)
@@ -244,7 +205,7 @@ class KubeReporter:
         for _ in range(_CONFLICT_ROUNDS):
             flowrun = await self._current()
             previous = (flowrun.get("status") or {}).get("taskRuns")
-            patch = {"taskRuns": task_runs_wire(summary, previous)}
+            patch = {"taskRuns": task_runs_patch(summary, previous)}
             body = flowruns.patch_body(flowrun["metadata"].get("resourceVersion"), patch)
             try:
                 self.flowrun = await self.client.patch_status(body)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flowpod import states
-from flowpod.reporting import MAX_FAILED_LISTED, FailedTaskRun, SubflowRun, TaskRunSummary
+from flowpod import contract, states
+from flowpod.reporting import FailedTaskRun, SubflowRun, TaskRunSummary
 
 __all__ = ["TaskRunRecord", "RunRecord"]
 
@@ -82,7 +82,7 @@ class RunRecord:
             self.counts[type_name] = self.counts.get(type_name, 0) + 1
             if state.type in _FAILED_TYPES:
                 self._failed_total += 1
-                if len(self._failed) < MAX_FAILED_LISTED:
+                if len(self._failed) < contract.MAX_LISTED_RUNS:  # the status lists no more
                     self._failed.append(record)
             elif state.type is states.StateType.COMPLETED:
                 self.completed_by_key[record.key] = state

@@ -1,48 +1,54 @@
-"""The FlowRun wire contract: names, env vars, and the one status-patch builder.
+"""The one FlowRun status-patch builder, shared by both writers of `.status`.
 
-Role: the single implementation of how a FlowRun's `.status` is written. Both writers use
-it: the operator (flowpod_operator, for Scheduled/Pending/Crashed/Cancelled) and the in-pod
-Kubernetes reporter (flowpod._kube_reporting, for Running/Completed/Failed/...). The CRD
-generator (flowpod_operator.crdgen) imports the constants and bounds from here, so the
-schema and the writer cannot disagree.
+Role: how a FlowRun's `.status` is written. Both writers use it: the operator
+(flowpod_operator, for Scheduled/Pending/Crashed/Cancelled) and the in-pod Kubernetes
+reporter (flowpod.engine._kubereporter, for Running/Completed/Failed/...). Names, bounds and
+timestamp formats come from flowpod.contract; see ARCHITECTURE.md, "Who writes which state".
 
 Everything here is a pure function of its arguments (the clock is the `now` argument), so
 both writers can re-decide a patch after a 409 simply by calling it again on the fresh
-status. Stdlib + flowpod.states only: this module is imported inside every flow-run pod.
+status. Stdlib + flowpod.states/contract only: this module is imported inside every
+flow-run pod.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping
 
-from flowpod import states
+from flowpod import contract, states
+
+# The wire names used to live here; existing callers (the operator, the CLI, benchmarks) may
+# still read them from this module. They are defined once, in flowpod.contract.
+from flowpod.contract import (  # noqa: F401
+    API_VERSION,
+    CONDITION_READY,
+    CONDITION_SUCCEEDED,
+    DEPLOYMENTS,
+    ENV_ATTEMPT,
+    ENV_ENTRYPOINT,
+    ENV_FLOW_RUN_NAME,
+    ENV_FLOW_RUN_NAMESPACE,
+    ENV_PARAMETERS,
+    FLOWRUNS,
+    GROUP,
+    KIND_DEPLOYMENT,
+    KIND_FLOW_RUN,
+    LABEL_DEPLOYMENT,
+    LABEL_FLOW_RUN,
+    MAX_INLINE_RESULT_BYTES,
+    MAX_LISTED_RUNS,
+    MAX_MESSAGE_LENGTH,
+    MAX_STATE_HISTORY,
+    MERGE_PATCH,
+    VERSION,
+    flowrun_path,
+    format_time,
+)
 
 __all__ = [
-    "GROUP",
-    "VERSION",
-    "API_VERSION",
-    "FLOWRUNS",
-    "DEPLOYMENTS",
-    "KIND_FLOW_RUN",
-    "KIND_DEPLOYMENT",
-    "LABEL_FLOW_RUN",
-    "LABEL_DEPLOYMENT",
-    "ENV_FLOW_RUN_NAME",
-    "ENV_FLOW_RUN_NAMESPACE",
-    "ENV_ENTRYPOINT",
-    "ENV_PARAMETERS",
-    "ENV_ATTEMPT",
-    "MAX_STATE_HISTORY",
-    "MAX_MESSAGE_LENGTH",
-    "MAX_LISTED_RUNS",
-    "MAX_INLINE_RESULT_BYTES",
-    "CONDITION_SUCCEEDED",
-    "CONDITION_READY",
     "COMPUTED_STATUS_FIELDS",
-    "MERGE_PATCH",
-    "format_time",
     "human_duration",
     "state_to_wire",
     "state_from_wire",
@@ -50,37 +56,7 @@ __all__ = [
     "conditions_for",
     "status_patch",
     "patch_body",
-    "flowrun_path",
 ]
-
-GROUP = "flowpod.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-FLOWRUNS = "flowruns"
-DEPLOYMENTS = "deployments"
-KIND_FLOW_RUN = "FlowRun"
-KIND_DEPLOYMENT = "Deployment"
-
-LABEL_FLOW_RUN = "flowpod.io/flow-run"
-LABEL_DEPLOYMENT = "flowpod.io/deployment"
-
-ENV_FLOW_RUN_NAME = "FLOWPOD_FLOW_RUN_NAME"
-ENV_FLOW_RUN_NAMESPACE = "FLOWPOD_FLOW_RUN_NAMESPACE"
-ENV_ENTRYPOINT = "FLOWPOD_ENTRYPOINT"
-ENV_PARAMETERS = "FLOWPOD_PARAMETERS"
-ENV_ATTEMPT = "FLOWPOD_ATTEMPT"
-
-# The CRD schema uses the same bounds (maxItems / maxLength), so a patch built here always
-# validates. Bounded strings also keep the CEL cost estimate of the state rules small.
-MAX_STATE_HISTORY = 20
-MAX_MESSAGE_LENGTH = 4096
-MAX_LISTED_RUNS = 50  # failed task runs / subflow runs listed in status.taskRuns
-# Larger results are stored elsewhere and referenced: the FlowRun must stay far below
-# etcd's 1.5 MiB object limit, and `kubectl get -o yaml` readable.
-MAX_INLINE_RESULT_BYTES = 4096
-
-CONDITION_SUCCEEDED = "Succeeded"
-CONDITION_READY = "Ready"
 
 # Keys status_patch computes itself; passing them as **fields would silently fight it.
 COMPUTED_STATUS_FIELDS = frozenset(
@@ -88,39 +64,17 @@ COMPUTED_STATUS_FIELDS = frozenset(
      "duration"}
 )
 
-MERGE_PATCH = "application/merge-patch+json"
-
-_TRUNCATED = "… (truncated)"
 # metav1.Condition.reason must match this; state names normally do, foreign ones are cleaned.
 _REASON_OK = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
 _REASON_BAD_CHARS = re.compile(r"[^A-Za-z0-9_,:]")
 
 
-def format_time(moment: datetime, *, fraction: bool = True) -> str:
-    """RFC 3339 in UTC with a `Z` suffix; `fraction=False` gives metav1.Time's whole seconds."""
-    if moment.tzinfo is None:
-        raise ValueError(f"time must be timezone-aware (UTC), got naive {moment!r}")
-    moment = moment.astimezone(timezone.utc)
-    text = moment.isoformat(timespec="milliseconds" if fraction else "seconds")
-    return text.replace("+00:00", "Z")
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _truncate(message: str) -> str:
-    if len(message) <= MAX_MESSAGE_LENGTH:
-        return message
-    return message[: MAX_MESSAGE_LENGTH - len(_TRUNCATED)] + _TRUNCATED
-
-
 def state_to_wire(state: states.State) -> dict[str, str]:
     """The `status.state` form {type, name, message, timestamp}; long messages are truncated."""
     wire = state.to_wire()
-    wire["message"] = _truncate(wire["message"])
+    wire["message"] = contract.truncate_message(wire["message"])
     assert state.timestamp is not None  # State.__post_init__ always sets it
-    wire["timestamp"] = format_time(state.timestamp)
+    wire["timestamp"] = contract.format_time(state.timestamp)
     return wire
 
 
@@ -143,7 +97,8 @@ def _condition_reason(state: states.State) -> str:
 
 
 def _desired_conditions(state: states.State) -> dict[str, str]:
-    """type -> status of our two conditions, per the contract in DESIGN.md."""
+    """type -> status of our two conditions: Succeeded follows the outcome (Unknown until a
+    final state), Ready is True only once Completed (what kstatus and `kubectl wait` read)."""
     kind = state.type
     if kind is states.StateType.COMPLETED:
         succeeded = "True"
@@ -152,7 +107,7 @@ def _desired_conditions(state: states.State) -> dict[str, str]:
     else:
         succeeded = "Unknown"
     ready = "True" if kind is states.StateType.COMPLETED else "False"
-    return {CONDITION_SUCCEEDED: succeeded, CONDITION_READY: ready}
+    return {contract.CONDITION_SUCCEEDED: succeeded, contract.CONDITION_READY: ready}
 
 
 def conditions_for(
@@ -170,7 +125,7 @@ def conditions_for(
     """
     by_type = {c.get("type"): c for c in previous or ()}
     reason = _condition_reason(state)
-    message = _truncate(state.message)
+    message = contract.truncate_message(state.message)
     ours: list[dict[str, Any]] = []
     for cond_type, cond_status in _desired_conditions(state).items():
         old = by_type.get(cond_type)
@@ -180,7 +135,7 @@ def conditions_for(
             "type": cond_type,
             "status": cond_status,
             "observedGeneration": generation,
-            "lastTransitionTime": ltt or format_time(now, fraction=False),
+            "lastTransitionTime": ltt or contract.format_time(now, fraction=False),
             "reason": reason,
             "message": message,
         })
@@ -194,7 +149,7 @@ def _history(status: Mapping[str, Any], new_wire: dict[str, str]) -> list[dict[s
         # A status written without history (older writer, hand edit): keep what we know.
         history = [dict(status["state"])]
     history.append(new_wire)
-    return history[-MAX_STATE_HISTORY:]
+    return history[-contract.MAX_STATE_HISTORY:]
 
 
 def human_duration(seconds: float) -> str:
@@ -246,11 +201,11 @@ def status_patch(
     }
     start_text = status.get("startTime")
     if state.type is states.StateType.RUNNING and not start_text:
-        start_text = patch["startTime"] = format_time(now)
+        start_text = patch["startTime"] = contract.format_time(now)
     if state.type in states.TERMINAL_TYPES and not status.get("endTime"):
-        patch["endTime"] = format_time(now)
+        patch["endTime"] = contract.format_time(now)
         if start_text:
-            patch["duration"] = human_duration((now - _parse_time(start_text)).total_seconds())
+            patch["duration"] = human_duration((now - contract.parse_time(start_text)).total_seconds())
     patch.update(fields)
     return patch
 
@@ -263,14 +218,3 @@ def patch_body(resource_version: str | None, status: Mapping[str, Any]) -> dict[
         body["metadata"] = {"resourceVersion": resource_version}
     return body
 
-
-def flowrun_path(namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-    """The API path of the FlowRun collection, one FlowRun, or its subresource ("status")."""
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{FLOWRUNS}"
-    if name is not None:
-        path += f"/{name}"
-        if subresource:
-            path += f"/{subresource}"
-    elif subresource:
-        raise ValueError("flowrun_path: a subresource needs a FlowRun name")
-    return path

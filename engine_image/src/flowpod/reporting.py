@@ -1,15 +1,16 @@
-"""The reporter seam: how a flow run tells its backend about states and task runs.
+"""Reporters: where a flow run's states and task-run summaries go.
 
-Role: defines the `Reporter` protocol the flow engine (flowpod._flow_engine) writes
+Role: defines the `Reporter` protocol the flow engine (flowpod._runtime.flow_engine) writes
 through, the task-run summary it flushes, and two implementations:
 
 - `InMemoryReporter`: local runs (`my_flow()` uses one per call) and tests;
 - `JsonJournalReporter`: the same, plus a JSON-lines journal file that external
   tools can also append `resume` / `cancel` control lines to.
 
-The Kubernetes reporter (flowpod._kube_reporting, written with the operator)
-implements the same protocol against the FlowRun status subresource. Callers:
-flowpod._flow_engine, flowpod.engine (entry point), flowpod._pausing, tests.
+The Kubernetes reporter (flowpod.engine._kubereporter) implements the same protocol
+against the FlowRun status subresource. Every reporter decides with the one rule,
+flowpod.states.accept; the summary's wire form and bounds are flowpod.contract's.
+Callers: flowpod._runtime, flowpod.engine, tests.
 
 The protocol is async because real backends do network IO; in-memory ones simply
 never suspend. Backend refusals are signalled by raising `flowpod.errors.Abort`.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
-from flowpod import states
+from flowpod import contract, states
 from flowpod.errors import Abort
 
 __all__ = [
@@ -35,12 +36,7 @@ __all__ = [
     "InMemoryReporter",
     "JsonJournalReporter",
     "append_journal_control",
-    "MAX_FAILED_LISTED",
 ]
-
-# A status object must stay small (etcd objects are capped near 1.5 MiB), so a summary
-# lists at most this many failed task runs; `failed_total` still counts all of them.
-MAX_FAILED_LISTED = 20
 
 # Answers "did someone ask to cancel this run?"; may be sync or async.
 CancellationCheck = Callable[[], "bool | Awaitable[bool]"]
@@ -54,8 +50,8 @@ class FailedTaskRun:
     key: str
     state: states.State
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"name": self.name, "key": self.key, "state": self.state.to_wire()}
+    def to_wire(self) -> dict[str, str]:
+        return contract.listed_run(self.name, self.state.name, self.state.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +62,8 @@ class SubflowRun:
     id: str
     state: states.State
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"name": self.name, "id": self.id, "state": self.state.to_wire()}
+    def to_wire(self) -> dict[str, str]:
+        return contract.listed_run(self.name, self.state.name, self.state.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +71,8 @@ class TaskRunSummary:
     """Cumulative task-run picture of one flow run (each flush replaces the last).
 
     `counts` maps a state type value ("COMPLETED", "FAILED", ...) to how many task
-    runs ended (or currently are) in it; `running` counts those not finished yet.
+    runs ended in it. `failed` lists the first contract.MAX_LISTED_RUNS failed (or crashed)
+    task runs; `failed_total` counts all of them.
     """
 
     total: int
@@ -85,14 +82,10 @@ class TaskRunSummary:
     subflows: tuple[SubflowRun, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
-        """camelCase form for the FlowRun status (status.taskRuns)."""
-        return {
-            "total": self.total,
-            "counts": dict(self.counts),
-            "failed": [f.to_wire() for f in self.failed],
-            "failedTotal": self.failed_total,
-            "subflows": [s.to_wire() for s in self.subflows],
-        }
+        """The status.taskRuns form (flowpod.contract.task_runs_wire), bounded lists included."""
+        return contract.task_runs_wire(
+            total=self.total, counts=self.counts, failed=(f.to_wire() for f in self.failed),
+            failed_total=self.failed_total, subflows=(s.to_wire() for s in self.subflows))
 
 
 @runtime_checkable
@@ -135,7 +128,12 @@ class InMemoryReporter:
 
     async def propose_state(self, state: states.State) -> states.State:
         with self._lock:
-            self._check(self.history[-1], state)
+            current = self.history[-1]
+            decision = states.accept(current, state, cancel_requested=self._cancel_requested)
+            if decision.verdict is states.Verdict.REFUSE:
+                raise Abort(decision.reason, state=current)
+            if decision.verdict is states.Verdict.ALREADY_THERE:
+                return current
             self._accept(state)
         return state
 
@@ -164,16 +162,6 @@ class InMemoryReporter:
             current = self.history[-1]
             if states.is_transition_allowed(current.type, states.StateType.CANCELLING):
                 self._accept(states.Cancelling(message))
-
-    @staticmethod
-    def _check(current: states.State, new: states.State) -> None:
-        if current.is_cancelling() and not new.is_cancelled():
-            raise Abort(f"The run is being cancelled; refusing {new.name}", state=current)
-        if current.is_final():
-            raise Abort(f"The run already ended {current.name}; refusing {new.name}", state=current)
-        if not states.is_transition_allowed(current.type, new.type):
-            raise Abort(f"Transition {current.type.value} -> {new.type.value} is not allowed",
-                        state=current)
 
     def _accept(self, state: states.State) -> None:
         self.history.append(state)

@@ -1,12 +1,14 @@
-"""The flowpod state machine: state types, the one transition table, and State.
+"""The flowpod state machine: state types and names, the one transition table, the one
+acceptance rule, and State.
 
-Role: the single source of truth for run states. The engine (flowpod._*_engine),
-the reporters (flowpod.reporting, flowpod._kube_reporting), the operator
-(flowpod_operator, including the CRD CEL rule generator) and the CLI all import
-this module; nothing else may define state types or transitions.
+Role: the single source of truth for run states. The engine (flowpod._runtime), the
+reporters (flowpod.reporting, flowpod.engine._kubereporter), the operator (flowpod_operator,
+including the CRD's CEL rule generator) and the CLI all import this module; nothing else
+may define state types, state names or transitions. `accept` decides what a backend does
+with a proposed state; every reporter asks it. See ARCHITECTURE.md, "Who writes which state".
 
-Kept dependency-free (stdlib only) and cheap to construct, because the engine
-creates several states per task run and per-task overhead is measured in µs.
+Kept dependency-free (stdlib and flowpod.contract only) and cheap to construct, because the
+engine creates several states per task run and per-task overhead is measured in µs.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from flowpod import contract
+
 __all__ = [
     "StateType",
+    "names",
     "TERMINAL_TYPES",
     "ALLOWED_TRANSITIONS",
     "SUBSTATE_TYPES",
     "is_transition_allowed",
+    "Verdict",
+    "Decision",
+    "accept",
     "State",
     "Scheduled",
     "Late",
@@ -58,7 +66,32 @@ class StateType(str, enum.Enum):
     PAUSED = "PAUSED"
 
 
+class names:  # noqa: N801 -- a namespace of constants, read as `states.names.LATE`
+    """Every state name flowpod writes (State.name, `status.state.name` on the wire), so code
+    that tells sub-states apart compares these constants, never string literals."""
+
+    __slots__ = ()
+    SCHEDULED = "Scheduled"
+    LATE = "Late"
+    AWAITING_RETRY = "AwaitingRetry"
+    AWAITING_CONCURRENCY_SLOT = "AwaitingConcurrencySlot"
+    PENDING = "Pending"
+    NOT_READY = "NotReady"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    COMPLETED = "Completed"
+    CACHED = "Cached"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    CRASHED = "Crashed"
+    CANCELLING = "Cancelling"
+    CANCELLED = "Cancelled"
+    PAUSED = "Paused"
+    SUSPENDED = "Suspended"
+
+
 _S = StateType
+_N = names
 TERMINAL_TYPES: frozenset[StateType] = frozenset(
     {_S.COMPLETED, _S.FAILED, _S.CRASHED, _S.CANCELLED})
 
@@ -90,14 +123,14 @@ ALLOWED_TRANSITIONS: Mapping[StateType, frozenset[StateType]] = MappingProxyType
 
 # Named sub-states and the type each one belongs to.
 SUBSTATE_TYPES: Mapping[str, StateType] = MappingProxyType({
-    "Late": _S.SCHEDULED,
-    "AwaitingRetry": _S.SCHEDULED,
-    "AwaitingConcurrencySlot": _S.SCHEDULED,
-    "Retrying": _S.RUNNING,
-    "Cached": _S.COMPLETED,
-    "TimedOut": _S.FAILED,
-    "Suspended": _S.PAUSED,
-    "NotReady": _S.PENDING,
+    _N.LATE: _S.SCHEDULED,
+    _N.AWAITING_RETRY: _S.SCHEDULED,
+    _N.AWAITING_CONCURRENCY_SLOT: _S.SCHEDULED,
+    _N.RETRYING: _S.RUNNING,
+    _N.CACHED: _S.COMPLETED,
+    _N.TIMED_OUT: _S.FAILED,
+    _N.SUSPENDED: _S.PAUSED,
+    _N.NOT_READY: _S.PENDING,
 })
 
 
@@ -181,13 +214,14 @@ class State:
         return error
 
     def to_wire(self) -> dict[str, str]:
-        """The FlowRun status form: {type, name, message, timestamp (RFC 3339)}."""
+        """{type, name, message, timestamp (RFC 3339)}, losslessly (journals, printed states);
+        flowpod.flowruns.state_to_wire bounds it for a FlowRun's status."""
         assert self.timestamp is not None  # set in __post_init__
         return {
             "type": self.type.value,
             "name": self.name,
             "message": self.message,
-            "timestamp": self.timestamp.isoformat().replace("+00:00", "Z"),
+            "timestamp": contract.format_time_exact(self.timestamp),
         }
 
     @classmethod
@@ -202,10 +236,81 @@ class State:
             ) from None
         stamp = wire.get("timestamp")
         try:
-            timestamp = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
-        except (AttributeError, ValueError):
+            timestamp = contract.parse_time(stamp) if stamp else None
+        except ValueError:
             raise ValueError(f"state.timestamp must be RFC 3339, got {stamp!r}") from None
         return cls(state_type, wire.get("name") or "", wire.get("message") or "", timestamp)
+
+
+class Verdict(enum.Enum):
+    """What a backend does with a proposed state (see `accept`)."""
+
+    WRITE = "write"  # record the proposed state
+    ALREADY_THERE = "already there"  # the backend already holds it: record nothing
+    REFUSE = "refuse"  # refuse it: the reporter raises flowpod.errors.Abort(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on one proposal, with the reason to give when it is refused."""
+
+    verdict: Verdict
+    reason: str = ""
+
+
+_WRITE = Decision(Verdict.WRITE)
+
+
+def accept(current: State | None, proposed: State, *,
+           cancel_requested: bool = False) -> Decision:
+    """Whether a backend holding `current` (None: no state yet) records `proposed`.
+
+    The one acceptance rule; every reporter (in memory, journal, the FlowRun status) asks it,
+    and the API server's CEL rule, generated from ALLOWED_TRANSITIONS, backs it up. In order:
+
+    1. the very same state on the wire is ALREADY_THERE: an earlier attempt of this write
+       landed although its reply was lost;
+    2. a final state refuses everything;
+    3. a Cancelling run: another Cancelling is ALREADY_THERE (the operator wrote it first;
+       the engine goes on to Cancelled), anything but Cancelled is refused;
+    4. when cancellation was requested (spec.cancel, or the in-memory request) but nobody
+       wrote Cancelling yet, only Cancelling or a final state is accepted: starting or
+       continuing work now would only race the cancellation;
+    5. otherwise the transition table decides.
+    """
+    if current is not None and _same_on_the_wire(current, proposed):
+        return Decision(Verdict.ALREADY_THERE, f"{proposed.name} is already written")
+    if current is not None and current.is_final():
+        return Decision(Verdict.REFUSE,
+                        f"The run already ended {current.name}; refusing {proposed.name}")
+    if current is not None and current.is_cancelling():
+        if proposed.is_cancelling():
+            return Decision(Verdict.ALREADY_THERE, "The run is already being cancelled")
+        if not proposed.is_cancelled():
+            return Decision(Verdict.REFUSE,
+                            f"The run is being cancelled; refusing {proposed.name}")
+    if cancel_requested and not (proposed.is_final() or proposed.is_cancelling()):
+        return Decision(Verdict.REFUSE, f"Cancellation was requested (spec.cancel); "
+                                        f"refusing {proposed.name}")
+    if current is not None and proposed.type not in ALLOWED_TRANSITIONS[current.type]:
+        return Decision(Verdict.REFUSE, f"Transition {current.type.value} -> "
+                                        f"{proposed.type.value} is not allowed")
+    return _WRITE
+
+
+def _same_on_the_wire(a: State, b: State) -> bool:
+    """Equal as a FlowRun status holds them (millisecond timestamps, bounded messages)."""
+    if a.type is not b.type or a.name != b.name:
+        return False
+    return (contract.truncate_message(a.message) == contract.truncate_message(b.message)
+            and _milliseconds(a) == _milliseconds(b))
+
+
+def _milliseconds(state: State) -> str:
+    stamp = state.timestamp
+    assert stamp is not None  # set in __post_init__
+    return contract.format_time(stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc))
+
 
 
 def _factory(state_type: StateType, name: str, doc: str) -> Callable[..., State]:
@@ -219,22 +324,22 @@ def _factory(state_type: StateType, name: str, doc: str) -> Callable[..., State]
     return make
 
 
-Scheduled = _factory(_S.SCHEDULED, "Scheduled", "A run waiting for its scheduled time.")
-Late = _factory(_S.SCHEDULED, "Late", "A scheduled run whose start time has passed.")
-AwaitingRetry = _factory(_S.SCHEDULED, "AwaitingRetry", "A failed run that will be retried.")
+Scheduled = _factory(_S.SCHEDULED, _N.SCHEDULED, "A run waiting for its scheduled time.")
+Late = _factory(_S.SCHEDULED, _N.LATE, "A scheduled run whose start time has passed.")
+AwaitingRetry = _factory(_S.SCHEDULED, _N.AWAITING_RETRY, "A failed run that will be retried.")
 AwaitingConcurrencySlot = _factory(
-    _S.SCHEDULED, "AwaitingConcurrencySlot", "A run waiting for a concurrency slot."
+    _S.SCHEDULED, _N.AWAITING_CONCURRENCY_SLOT, "A run waiting for a concurrency slot."
 )
-Pending = _factory(_S.PENDING, "Pending", "A run about to start.")
-NotReady = _factory(_S.PENDING, "NotReady", "A run whose upstream dependencies did not complete.")
-Running = _factory(_S.RUNNING, "Running", "A run in progress.")
-Retrying = _factory(_S.RUNNING, "Retrying", "A run in progress again after a failure.")
-Completed = _factory(_S.COMPLETED, "Completed", "A run that finished successfully.")
-Cached = _factory(_S.COMPLETED, "Cached", "A run completed by reusing a cached result.")
-Failed = _factory(_S.FAILED, "Failed", "A run whose user code raised or returned failure.")
-TimedOut = _factory(_S.FAILED, "TimedOut", "A run that exceeded its timeout.")
-Crashed = _factory(_S.CRASHED, "Crashed", "A run stopped by something outside user code.")
-Cancelling = _factory(_S.CANCELLING, "Cancelling", "A run being cancelled.")
-Cancelled = _factory(_S.CANCELLED, "Cancelled", "A run that was cancelled.")
-Paused = _factory(_S.PAUSED, "Paused", "A run paused in-process, waiting to be resumed.")
-Suspended = _factory(_S.PAUSED, "Suspended", "A run paused with its process ended.")
+Pending = _factory(_S.PENDING, _N.PENDING, "A run about to start.")
+NotReady = _factory(_S.PENDING, _N.NOT_READY, "A run whose upstream dependencies did not complete.")
+Running = _factory(_S.RUNNING, _N.RUNNING, "A run in progress.")
+Retrying = _factory(_S.RUNNING, _N.RETRYING, "A run in progress again after a failure.")
+Completed = _factory(_S.COMPLETED, _N.COMPLETED, "A run that finished successfully.")
+Cached = _factory(_S.COMPLETED, _N.CACHED, "A run completed by reusing a cached result.")
+Failed = _factory(_S.FAILED, _N.FAILED, "A run whose user code raised or returned failure.")
+TimedOut = _factory(_S.FAILED, _N.TIMED_OUT, "A run that exceeded its timeout.")
+Crashed = _factory(_S.CRASHED, _N.CRASHED, "A run stopped by something outside user code.")
+Cancelling = _factory(_S.CANCELLING, _N.CANCELLING, "A run being cancelled.")
+Cancelled = _factory(_S.CANCELLED, _N.CANCELLED, "A run that was cancelled.")
+Paused = _factory(_S.PAUSED, _N.PAUSED, "A run paused in-process, waiting to be resumed.")
+Suspended = _factory(_S.PAUSED, _N.SUSPENDED, "A run paused with its process ended.")

@@ -44,7 +44,7 @@ from typing import Any, Mapping
 
 from kubernetes_asyncio import client
 
-from flowpod import flowruns
+from flowpod import contract, flowruns
 
 __all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError", "RBAC_RULES"]
 
@@ -135,9 +135,7 @@ class KubeApi:
             content_type=flowruns.MERGE_PATCH)
 
     async def get_deployment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        path = (f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/namespaces/{namespace}/"
-                f"{flowruns.DEPLOYMENTS}/{name}")
-        reply = await self._call("GET", path)
+        reply = await self._call("GET", contract.deployment_path(namespace, name))
         if reply.status == 404:
             return None
         if not reply.ok:

@@ -186,7 +186,7 @@ def _start(run: _Run) -> list[act.Action]:
     if run.state is None:
         steps.append(states.Scheduled("Scheduled to start now", timestamp=run.now))
     if when is not None and run.now - when > run.policy.late_after and (
-            run.state is None or run.state.name != "Late"):
+            run.state is None or run.state.name != states.names.LATE):
         late = (run.now - when).total_seconds()
         steps.append(states.Late(f"Starting {late:.0f}s after its scheduled time "
                                  f"{flowruns.format_time(when)}", timestamp=run.now))
@@ -248,13 +248,13 @@ def _follow(run: _Run) -> list[act.Action]:
             actions.append(act.WriteStatus((), {"podName": d.pod_name}))
         return actions
     state = run.state
-    if state is not None and state.type is _T.PAUSED and state.name == "Suspended":
+    if state is not None and state.type is _T.PAUSED and state.name == states.names.SUSPENDED:
         return []  # the engine ended its process on purpose; the run waits to be resumed
     return _after_end(run, d)
 
 
 def _awaiting_retry(state: states.State | None) -> bool:
-    return state is not None and state.type is _T.SCHEDULED and state.name == "AwaitingRetry"
+    return state is not None and state.type is _T.SCHEDULED and state.name == states.names.AWAITING_RETRY
 
 
 def _after_end(run: _Run, d: diag.Diagnosis) -> list[act.Action]:

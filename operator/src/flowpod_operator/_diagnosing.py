@@ -2,8 +2,8 @@
 
 Role: a pure function from the observed Job and Pod(s) of one attempt to a `Diagnosis`:
 still starting, running, stopping, or ended, and if ended, the exact Crashed message the
-run gets when its engine did not report a final state. Every row of the table in issue 4
-("Watching pods and Jobs, and mapping them") lives here, with its message. Caller:
+run gets when its engine did not report a final state. Every row of that mapping table
+(ARCHITECTURE.md, "Who writes which state") lives here, with its message. Caller:
 flowpod_operator._deciding (and the unit tests, with plain dicts).
 """
 
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
+from flowpod import contract
+
 from flowpod_operator import _observations as obs
 
 __all__ = [
@@ -23,12 +25,10 @@ __all__ = [
     "is_terminated",
     "is_started",
     "STUCK_AFTER",
-    "CONTAINER",
     "NODE_LOST_REASONS",
     "IMAGE_OR_CONFIG_REASONS",
 ]
 
-CONTAINER = "flow"
 # A pod still present this long after its deletionTimestamp (which already includes the
 # grace period) will not go away by itself: its node is gone or its kubelet is stuck.
 STUCK_AFTER = timedelta(seconds=10)
@@ -92,7 +92,7 @@ def _status(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 def _container(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     statuses = _status(pod).get("containerStatuses") or []
     for item in statuses:
-        if item.get("name") == CONTAINER:
+        if item.get("name") == contract.CONTAINER_NAME:
             return item
     return statuses[0] if statuses else {}
 
@@ -138,7 +138,7 @@ def _join(head: str, detail: str) -> str:
 
 def _memory_limit(pod: Mapping[str, Any]) -> str | None:
     for container in (pod.get("spec") or {}).get("containers") or []:
-        if container.get("name") == CONTAINER:
+        if container.get("name") == contract.CONTAINER_NAME:
             return ((container.get("resources") or {}).get("limits") or {}).get("memory")
     return None
 

@@ -14,6 +14,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from flowpod import contract
+
 __all__ = ["JsonFormatter", "configure"]
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
@@ -36,8 +38,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
+            "time": contract.format_time(datetime.fromtimestamp(record.created, timezone.utc)),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -2,7 +2,7 @@
 
 Role: pure builders (no API calls). `job_name` makes the same name for the same FlowRun and
 attempt every time, which is what keeps a restarted operator from creating a second Job.
-`build_job` renders the Job shape of DESIGN.md ("Job shape"). Callers:
+`build_job` renders the Job of ARCHITECTURE.md, "One FlowRun, end to end". Callers:
 flowpod_operator._deciding (create attempt N), _indexing (label values to select a run's
 objects), tests.
 """
@@ -13,9 +13,9 @@ import hashlib
 import json
 from typing import Any, Mapping
 
-from flowpod import flowruns
+from flowpod import contract, flowruns
+from flowpod.contract import DEFAULT_SERVICE_ACCOUNT, ENGINE_COMMAND
 
-from flowpod_operator import _diagnosing
 from flowpod_operator import _observations as obs
 
 __all__ = [
@@ -28,10 +28,6 @@ __all__ = [
     "DEFAULT_SERVICE_ACCOUNT",
 ]
 
-ENGINE_COMMAND = ("python", "-m", "flowpod.engine")
-# Flow-run pods need RBAC on their FlowRun; the Helm chart and the test fixtures create a
-# ServiceAccount of this name in each namespace that runs flows.
-DEFAULT_SERVICE_ACCOUNT = "flowpod-flow-run"
 _MAX_LABEL = 63
 
 
@@ -92,7 +88,7 @@ def _env(flowrun: Mapping[str, Any], entrypoint: str, parameters: Mapping[str, A
 def _container(image: str, env: list[dict[str, Any]],
                template: Mapping[str, Any]) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": _diagnosing.CONTAINER,
+        "name": contract.CONTAINER_NAME,
         "image": image,
         "command": list(ENGINE_COMMAND),
         "env": env,

@@ -12,9 +12,19 @@ tests write, and parsing each event into models would cost more than the decisio
 from __future__ import annotations
 
 from dataclasses import dataclass
-import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping, Sequence
+
+# The labels and annotations are the wire contract's; parse_time is its lenient reader.
+from flowpod.contract import (
+    ANNOTATION_FLOW_RUN,
+    ANNOTATION_FLOW_RUN_UID,
+    ANNOTATION_GRACE,
+    ANNOTATION_PENDING_TIMEOUT,
+    ANNOTATION_RETRIES,
+    LABEL_ATTEMPT,
+)
+from flowpod.contract import parse_time_or_none as parse_time
 
 __all__ = [
     "Observation",
@@ -33,20 +43,6 @@ __all__ = [
     "settings_from_job",
 ]
 
-# The attempt number rides on every Job and Pod, so an attempt is recognised even before
-# the FlowRun's status records it (e.g. the operator died between creating and recording).
-LABEL_ATTEMPT = "flowpod.io/attempt"
-# Label values stop at 63 characters; FlowRun names may be longer, so the full name is kept
-# in an annotation too and is what maps a Job or Pod back to its FlowRun.
-ANNOTATION_FLOW_RUN = "flowpod.io/flow-run"
-# A FlowRun deleted and re-created under the same name must not inherit the old one's Job
-# (same deterministic name) or pods: objects carry the uid of the FlowRun they were made for.
-ANNOTATION_FLOW_RUN_UID = "flowpod.io/flow-run-uid"
-# The run settings are copied onto each Job when it is created, so later decisions about
-# that attempt never depend on a Deployment that may since have been edited or deleted.
-ANNOTATION_RETRIES = "flowpod.io/retries"
-ANNOTATION_PENDING_TIMEOUT = "flowpod.io/pending-timeout-seconds"
-ANNOTATION_GRACE = "flowpod.io/cancellation-grace-period-seconds"
 
 
 @dataclass(frozen=True)
@@ -101,21 +97,6 @@ class Observation:
     @property
     def status(self) -> Mapping[str, Any]:
         return self.flowrun.get("status") or {}
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """An RFC 3339 timestamp from the API as an aware datetime (None if absent or unusable:
-    a time the operator cannot read must not stop it from deciding everything else)."""
-    if not text:
-        return None
-    text = text.replace("Z", "+00:00").replace("z", "+00:00")
-    # RFC 3339 allows nanoseconds; Python takes at most microseconds.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def belongs_to(obj: Mapping[str, Any], flowrun: Mapping[str, Any]) -> bool:

@@ -137,7 +137,7 @@ class DeploymentSpec(_Model):
 class Deployment(_Model):
     """A flow that can be run many times: entrypoint, image, defaults (kind Deployment)."""
 
-    api_version: str = Field(flowruns.API_VERSION, description="flowpod.io/v1alpha1")
+    api_version: str = Field(flowruns.API_VERSION, description=flowruns.API_VERSION)
     kind: str = Field(flowruns.KIND_DEPLOYMENT, description="Deployment")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
     spec: DeploymentSpec = Field(description="What to run and how.")
@@ -292,7 +292,7 @@ class FlowRunStatus(_Model):
 class FlowRun(_Model):
     """One run of a flow (kind FlowRun)."""
 
-    api_version: str = Field(flowruns.API_VERSION, description="flowpod.io/v1alpha1")
+    api_version: str = Field(flowruns.API_VERSION, description=flowruns.API_VERSION)
     kind: str = Field(flowruns.KIND_FLOW_RUN, description="FlowRun")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
     spec: FlowRunSpec = Field(description="What to run.")

@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Sequence
 
+from flowpod import contract
+
 __all__ = ["main"]
 
 
@@ -33,7 +35,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv is None and os.environ.get("FLOWPOD_FLOW_RUN_NAME"):
+    if argv is None and os.environ.get(contract.ENV_FLOW_RUN_NAME):
         # Inside a FlowRun's pod (the operator's Job sets this): report to the FlowRun.
         from flowpod import _kube_main
 

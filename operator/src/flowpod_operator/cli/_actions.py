@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 from flowpod_operator import resources
 from flowpod_operator.cli import _errors, _flows, _kubeconfig, _render, _watching
 from flowpod_operator.cli._client import Kube, deployment_ref, flowrun_ref
@@ -80,8 +80,7 @@ def check_output(output: str | None) -> None:
 
 
 def _deployment_path(namespace: str, name: str) -> str:
-    return (f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/namespaces/{namespace}/"
-            f"{flowruns.DEPLOYMENTS}/{name}")
+    return contract.deployment_path(namespace, name)
 
 
 def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str] | None, *,
@@ -208,8 +207,7 @@ async def show_runs(kube: Kube, deps: Deps, ns: str, run: str | None, *,
         else:
             deps.out.print(_render.run_detail(obj, deps.clock()))
         return 0
-    path = (f"/apis/{flowruns.GROUP}/{flowruns.VERSION}/{flowruns.FLOWRUNS}"
-            if all_namespaces else flowruns.flowrun_path(ns))
+    path = contract.flowrun_path(None if all_namespaces else ns)
     listed = await kube.get(path, flowrun_ref(None if all_namespaces else ns))
     items = sorted(listed.get("items", []), key=lambda o: (
         o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]))

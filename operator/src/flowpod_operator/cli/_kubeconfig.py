@@ -24,11 +24,11 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from flowpod.contract import SERVICE_ACCOUNT_DIR
 from flowpod_operator.cli import _errors
 
 __all__ = ["ApiConfig", "Target", "load", "SERVICE_ACCOUNT_DIR"]
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _NO_CONFIG_HINT = ("pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config "
                    "(the local plane writes .cluster/kubeconfig: `make cluster-up`)")
 

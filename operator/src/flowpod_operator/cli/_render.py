@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flowpod import flowruns, states
+from flowpod.contract import parse_time_or_none as parse_time
 
 __all__ = ["state_text", "run_duration", "age", "runs_table", "run_detail",
            "parse_time", "state_line"]
@@ -29,12 +30,6 @@ _STYLES = {
     states.StateType.CRASHED: "bold red",
     states.StateType.CANCELLED: "magenta",
 }
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _state(run: Mapping[str, Any]) -> states.State | None:

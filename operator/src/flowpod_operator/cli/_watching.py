@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable
 
 import anyio
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 from flowpod_operator.cli import _errors
 from flowpod_operator.cli._client import Kube, flowrun_ref, pod_ref
 
@@ -74,7 +74,7 @@ async def stream_pod_logs(kube: Kube, namespace: str, pod: str, write: Callable[
                           *, follow: bool) -> None:
     """Write the flow container's log lines; with ``follow``, until the container ends."""
     path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
-    params = {"container": "flow", **({"follow": "true"} if follow else {})}
+    params = {"container": contract.CONTAINER_NAME, **({"follow": "true"} if follow else {})}
     while True:
         try:
             async for line in kube.lines(path, pod_ref(namespace, pod), params):

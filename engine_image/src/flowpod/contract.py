@@ -1,0 +1,209 @@
+"""The wire contract: every name and format shared by the engine, the operator and the CLI.
+
+Role: the one place that defines what crosses a process boundary. The Kubernetes API group,
+version, plurals and kinds; the labels and annotations on Jobs and Pods; the env vars the
+operator's Job gives the engine; the flow container's name, command and default
+ServiceAccount; the in-cluster service-account directory; API paths; RFC 3339 timestamps;
+and the bounds of the FlowRun status with the wire form of its task-run summary. The engine
+(flowpod.flowruns, flowpod.engine), the operator (flowpod_operator, including the CRD
+generator) and the tests import these names; nothing else spells them out. See
+ARCHITECTURE.md, "Two images" and "One FlowRun, end to end".
+
+Stdlib only and cheap to import: it is loaded by `import flowpod` and in every flow-run pod.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = [
+    # API group and resources
+    "GROUP", "VERSION", "API_VERSION", "API_PREFIX", "FLOWRUNS", "DEPLOYMENTS",
+    "KIND_FLOW_RUN", "KIND_DEPLOYMENT",
+    # labels and annotations on Jobs and Pods
+    "LABEL_FLOW_RUN", "LABEL_DEPLOYMENT", "LABEL_ATTEMPT",
+    "ANNOTATION_FLOW_RUN", "ANNOTATION_FLOW_RUN_UID", "ANNOTATION_RETRIES",
+    "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE",
+    # the flow-run pod
+    "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
+    "ENV_ATTEMPT", "ENV_RESULT_DIR", "CONTAINER_NAME", "ENGINE_COMMAND",
+    "DEFAULT_SERVICE_ACCOUNT", "SERVICE_ACCOUNT_DIR",
+    # status bounds and condition types
+    "MAX_STATE_HISTORY", "MAX_MESSAGE_LENGTH", "MAX_LISTED_RUNS", "MAX_INLINE_RESULT_BYTES",
+    "CONDITION_SUCCEEDED", "CONDITION_READY",
+    # HTTP
+    "MERGE_PATCH", "JSON_PATCH",
+    # builders and formats
+    "resource_path", "flowrun_path", "deployment_path",
+    "format_time", "format_time_exact", "parse_time", "parse_time_or_none",
+    "truncate_message", "listed_run", "task_runs_wire",
+]
+
+# -- API group and resources -----------------------------------------------------------------
+GROUP = "flowpod.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+API_PREFIX = f"/apis/{GROUP}/{VERSION}"
+FLOWRUNS = "flowruns"
+DEPLOYMENTS = "deployments"
+KIND_FLOW_RUN = "FlowRun"
+KIND_DEPLOYMENT = "Deployment"
+
+# -- labels and annotations on the Jobs and Pods of a run ------------------------------------
+LABEL_FLOW_RUN = "flowpod.io/flow-run"
+LABEL_DEPLOYMENT = "flowpod.io/deployment"
+# The attempt number rides on every Job and Pod, so an attempt is recognised even before
+# the FlowRun's status records it (e.g. the operator died between creating and recording).
+LABEL_ATTEMPT = "flowpod.io/attempt"
+# Label values stop at 63 characters; FlowRun names may be longer, so the full name is kept
+# in an annotation too and is what maps a Job or Pod back to its FlowRun.
+ANNOTATION_FLOW_RUN = "flowpod.io/flow-run"
+# A FlowRun deleted and re-created under the same name must not inherit the old one's Job
+# (same deterministic name) or pods: objects carry the uid of the FlowRun they were made for.
+ANNOTATION_FLOW_RUN_UID = "flowpod.io/flow-run-uid"
+# The run settings are copied onto each Job when it is created, so later decisions about
+# that attempt never depend on a Deployment that may since have been edited or deleted.
+ANNOTATION_RETRIES = "flowpod.io/retries"
+ANNOTATION_PENDING_TIMEOUT = "flowpod.io/pending-timeout-seconds"
+ANNOTATION_GRACE = "flowpod.io/cancellation-grace-period-seconds"
+
+# -- the flow-run pod ----------------------------------------------------------------------
+# Set by the operator's Job on the flow container; read by `python -m flowpod.engine`.
+ENV_FLOW_RUN_NAME = "FLOWPOD_FLOW_RUN_NAME"
+ENV_FLOW_RUN_NAMESPACE = "FLOWPOD_FLOW_RUN_NAMESPACE"
+ENV_ENTRYPOINT = "FLOWPOD_ENTRYPOINT"
+ENV_PARAMETERS = "FLOWPOD_PARAMETERS"
+ENV_ATTEMPT = "FLOWPOD_ATTEMPT"
+# Where results and the task cache go (default ~/.flowpod/results); users may set it.
+ENV_RESULT_DIR = "FLOWPOD_RESULT_DIR"
+# The operator reads this container's exit code, reason and logs to explain a crash.
+CONTAINER_NAME = "flow"
+ENGINE_COMMAND = ("python", "-m", "flowpod.engine")
+# Flow-run pods need RBAC on their FlowRun; the Helm chart and examples/flow-run-rbac.yaml
+# create a ServiceAccount of this name in each namespace that runs flows.
+DEFAULT_SERVICE_ACCOUNT = "flowpod-flow-run"
+# Where the kubelet mounts a pod's token, CA and namespace (every in-cluster client reads it).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+# -- status bounds -------------------------------------------------------------------------
+# The CRD schema uses the same bounds (maxItems / maxLength), so a status built from these
+# always validates. Bounded strings also keep the CEL cost estimate of the state rules small.
+MAX_STATE_HISTORY = 20
+MAX_MESSAGE_LENGTH = 4096
+# Failed task runs and subflow runs listed in status.taskRuns (each list; counts stay exact).
+MAX_LISTED_RUNS = 50
+# Larger results are stored elsewhere and referenced: the FlowRun must stay far below
+# etcd's 1.5 MiB object limit, and `kubectl get -o yaml` readable.
+MAX_INLINE_RESULT_BYTES = 4096
+
+CONDITION_SUCCEEDED = "Succeeded"
+CONDITION_READY = "Ready"
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+_TRUNCATED = "… (truncated)"
+# RFC 3339 allows nanoseconds; Python's datetime keeps at most microseconds.
+_EXTRA_DIGITS = re.compile(r"(\.\d{6})\d+")
+
+
+# -- API paths -----------------------------------------------------------------------------
+def resource_path(plural: str, namespace: str | None = None, name: str | None = None,
+                  subresource: str | None = None) -> str:
+    """The API path of a flowpod collection (all namespaces when `namespace` is None), one
+    object, or its subresource ("status")."""
+    path = f"{API_PREFIX}/namespaces/{namespace}/{plural}" if namespace else (
+        f"{API_PREFIX}/{plural}")
+    if name is not None:
+        if namespace is None:
+            raise ValueError(f"{plural} are namespaced: a name needs a namespace")
+        path += f"/{name}"
+        if subresource:
+            path += f"/{subresource}"
+    elif subresource:
+        raise ValueError(f"a subresource of {plural} needs an object name")
+    return path
+
+
+def flowrun_path(namespace: str | None, name: str | None = None,
+                 subresource: str | None = None) -> str:
+    """The API path of the FlowRun collection, one FlowRun, or its subresource ("status")."""
+    return resource_path(FLOWRUNS, namespace, name, subresource)
+
+
+def deployment_path(namespace: str | None, name: str | None = None) -> str:
+    """The API path of the (flowpod) Deployment collection or of one Deployment."""
+    return resource_path(DEPLOYMENTS, namespace, name)
+
+
+# -- RFC 3339 timestamps -------------------------------------------------------------------
+def format_time(moment: datetime, *, fraction: bool = True) -> str:
+    """RFC 3339 in UTC with a `Z` suffix: milliseconds, or with `fraction=False` the whole
+    seconds of metav1.Time. A naive time is refused: its zone would be a guess."""
+    if moment.tzinfo is None:
+        raise ValueError(f"time must be timezone-aware (UTC), got naive {moment!r}")
+    text = moment.astimezone(timezone.utc).isoformat(
+        timespec="milliseconds" if fraction else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def format_time_exact(moment: datetime) -> str:
+    """RFC 3339 in UTC with every microsecond kept, for in-process round trips (State.to_wire:
+    journals, the local engine's printed state). A naive time is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 timestamp as an aware datetime (`Z` or an offset; a missing offset means
+    UTC; nanoseconds are cut to microseconds). Raises ValueError naming the text."""
+    try:
+        cleaned = _EXTRA_DIGITS.sub(r"\1", text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(cleaned)
+    except (AttributeError, ValueError):
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_time_or_none(text: str | None) -> datetime | None:
+    """parse_time for readers that must go on without it: None when absent or unusable (a time
+    the operator cannot read must not stop it from deciding everything else)."""
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        return None
+
+
+# -- status strings and the task-run summary -----------------------------------------------
+def truncate_message(message: str) -> str:
+    """A state or condition message cut to the CRD's MAX_MESSAGE_LENGTH, marked as cut."""
+    if len(message) <= MAX_MESSAGE_LENGTH:
+        return message
+    return message[: MAX_MESSAGE_LENGTH - len(_TRUNCATED)] + _TRUNCATED
+
+
+def listed_run(name: str, state_name: str, message: str) -> dict[str, str]:
+    """One entry of status.taskRuns.failed or .subflows: {name, state (its name), message}."""
+    return {"name": name, "state": state_name, "message": truncate_message(message)}
+
+
+def task_runs_wire(*, total: int, counts: Mapping[str, int],
+                   failed: Iterable[Mapping[str, str]], failed_total: int,
+                   subflows: Iterable[Mapping[str, str]]) -> dict[str, Any]:
+    """status.taskRuns: totals, counts by state type, and at most MAX_LISTED_RUNS entries
+    (see listed_run) of failed task runs and of subflow runs."""
+    return {
+        "total": total,
+        "counts": dict(counts),
+        "failed": [dict(entry) for entry in islice(failed, MAX_LISTED_RUNS)],
+        "failedTotal": failed_total,
+        "subflows": [dict(entry) for entry in islice(subflows, MAX_LISTED_RUNS)],
+    }
+

@@ -1,7 +1,7 @@
 """A fake Kubernetes API server for one FlowRun, behind httpx.MockTransport.
 
 Role: shared by the hermetic tests of the in-pod reporter and main
-(tests/engine/test_kube_reporting.py, tests/engine/test_kube_main.py). It honours
+(tests/engine/test_kubereporter.py, tests/engine/test_in_pod.py). It honours
 resourceVersion preconditions (409), applies merge patches as RFC 7386 says, and refuses
 state transitions the way the CRD's CEL rule does (422), so tests can fail for real.
 """

@@ -84,7 +84,7 @@ def test_parameter_validation_through_the_entry_point() -> None:
 def test_flow_run_name_template_and_default_name() -> None:
     @flow(flow_run_name="report-{day}")
     def report(day: str) -> str:
-        from flowpod._contexts import flow_run_var
+        from flowpod._runtime.contexts import flow_run_var
 
         return flow_run_var.get().name
 

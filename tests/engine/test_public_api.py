@@ -43,8 +43,8 @@ def test_private_modules_declare_all() -> None:
     import importlib
     import pkgutil
 
-    for info in pkgutil.iter_modules(flowpod.__path__):
-        module = importlib.import_module(f"flowpod.{info.name}")
+    for info in pkgutil.walk_packages(flowpod.__path__, "flowpod."):
+        module = importlib.import_module(info.name)
         assert hasattr(module, "__all__"), info.name
         assert module.__doc__, info.name
 

@@ -19,7 +19,7 @@ from flowpod import (
     task,
     unmapped,
 )
-from flowpod._task_engine import retry_delay
+from flowpod._runtime.task_engine import retry_delay
 from flowpod.reporting import InMemoryReporter
 
 
@@ -175,7 +175,7 @@ def test_retries_then_success_record_retry_states(deps, run, sleeps) -> None:
 
     @flow
     def f() -> list:
-        from flowpod._contexts import flow_run_var
+        from flowpod._runtime.contexts import flow_run_var
 
         assert flaky() == "done"
         return [s.name for s in flow_run_var.get().record.task_runs[0].states]
@@ -273,7 +273,7 @@ def test_submitted_sync_task_timeout_with_retry() -> None:
 def test_task_run_name_and_tags() -> None:
     @task(task_run_name="load-{day}", tags=["io"])
     def load(day: str) -> str:
-        from flowpod._contexts import task_run_var
+        from flowpod._runtime.contexts import task_run_var
 
         ctx = task_run_var.get()
         return f"{ctx.task_run.name}:{','.join(ctx.task_run.tags)}"

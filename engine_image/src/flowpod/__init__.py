@@ -1,19 +1,19 @@
 """flowpod: run Prefect-style flows as Kubernetes pods -- the engine and SDK.
 
 Role: the public surface users import (`from flowpod import flow, task`). It only
-re-exports; the engine proper (flowpod._flow_engine, flowpod._task_engine) and
+re-exports; the engine proper (flowpod._runtime.flow_engine, flowpod._runtime.task_engine) and
 heavy dependencies (anyio, pydantic) load on the first flow run, so importing
 flowpod stays fast. Other public modules: flowpod.states (the state machine),
 flowpod.reporting (the reporter seam), flowpod.engine (the in-pod entry point),
 flowpod.results, flowpod.caching, flowpod.errors.
 """
 
-from flowpod._annotations import allow_failure, unmapped
-from flowpod._contexts import get_run_logger
-from flowpod._flows import Flow, flow
-from flowpod._futures import FutureList, TaskRunFuture
-from flowpod._pausing import pause_flow_run, suspend_flow_run
-from flowpod._tasks import Task, exponential_backoff, task
+from flowpod._runtime.annotations import allow_failure, unmapped
+from flowpod._runtime.contexts import get_run_logger
+from flowpod._runtime.flows import Flow, flow
+from flowpod._runtime.futures import FutureList, TaskRunFuture
+from flowpod._runtime.pausing import pause_flow_run, suspend_flow_run
+from flowpod._runtime.tasks import Task, exponential_backoff, task
 from flowpod.caching import task_input_hash
 from flowpod.errors import (
     Abort,

@@ -3,7 +3,7 @@
 Role: `TaskCache` looks up and stores task results by cache key, with an expiry
 checked against the run's injectable clock; `task_input_hash` is a ready-made
 `cache_key_fn` (same task + same inputs -> same key). Callers:
-flowpod._task_engine (lookup before running, store after completing); users pass
+flowpod._runtime.task_engine (lookup before running, store after completing); users pass
 `task_input_hash` to `@task(cache_key_fn=...)`.
 """
 

@@ -1,9 +1,9 @@
 """Exceptions raised by flowpod, to users and between engine layers.
 
 Role: the one place every flowpod error type is defined. Users see them through
-`flowpod` (re-exported); the engine modules (flowpod._flow_engine,
-flowpod._task_engine, flowpod._futures, flowpod._tasks), the reporters
-(flowpod.reporting, flowpod._kube_reporting) and the in-pod entry point
+`flowpod` (re-exported); the engine modules (flowpod._runtime.flow_engine,
+flowpod._runtime.task_engine, flowpod._runtime.futures, flowpod._runtime.tasks), the reporters
+(flowpod.reporting, flowpod.engine._kubereporter) and the in-pod entry point
 (flowpod.engine) raise and catch them.
 """
 

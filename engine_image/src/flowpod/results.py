@@ -2,11 +2,11 @@
 
 Role: `ResultStore` persists values under a root directory (default
 ~/.flowpod/results, or $FLOWPOD_RESULT_DIR, or RunDeps.result_dir). The task
-engine (flowpod._task_engine) writes a task run's result there when
+engine (flowpod._runtime.task_engine) writes a task run's result there when
 `persist_result` is on, keyed by flow-run id and deterministic task-run key, so a
 re-run of the same flow run can skip the task; flowpod.caching stores cache
-entries through it. Callers: flowpod._task_engine, flowpod.caching,
-flowpod._pausing (suspend markers).
+entries through it. Callers: flowpod._runtime.task_engine, flowpod.caching,
+flowpod._runtime.pausing (suspend markers).
 """
 
 from __future__ import annotations

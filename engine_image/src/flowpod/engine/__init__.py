@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from flowpod import states
-from flowpod._contexts import RunDeps
+from flowpod._runtime.contexts import RunDeps
 from flowpod.engine._entrypoints import load_flow_from_entrypoint
 from flowpod.reporting import CancellationCheck, Reporter
 
@@ -47,7 +47,7 @@ async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
     it is a flowpod.errors.TerminationSignal (exit code 143). Never raises for user
     errors; a reporter's own network errors propagate.
     """
-    from flowpod._flow_engine import run_flow
+    from flowpod._runtime.flow_engine import run_flow
 
     return await run_flow(flow, parameters or {}, reporter=reporter,
                           cancel_check=is_cancellation_requested, deps=deps,

@@ -37,9 +37,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None and os.environ.get(contract.ENV_FLOW_RUN_NAME):
         # Inside a FlowRun's pod (the operator's Job sets this): report to the FlowRun.
-        from flowpod import _kube_main
+        from flowpod.engine import _in_pod
 
-        return _kube_main.main()
+        return _in_pod.main()
     args = _arguments(argv)
     try:
         parameters = json.loads(args.parameters)
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import anyio
 
     from flowpod import engine, reporting
-    from flowpod._contexts import ensure_console_logging
+    from flowpod._runtime.contexts import ensure_console_logging
     from flowpod.errors import EntrypointError, TerminationSignal
 
     try:

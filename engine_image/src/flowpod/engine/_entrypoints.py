@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flowpod._flows import Flow
+from flowpod._runtime.flows import Flow
 from flowpod.errors import EntrypointError
 
 __all__ = ["load_flow_from_entrypoint"]

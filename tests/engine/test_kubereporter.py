@@ -1,4 +1,4 @@
-"""Unit tests of the in-pod Kubernetes reporter (flowpod._kube_reporting, flowpod._kube_api)
+"""Unit tests of the in-pod Kubernetes reporter (flowpod.engine._kubereporter, flowpod.engine._kubeapi)
 against a small fake API server behind httpx.MockTransport."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import anyio
 import httpx
 import pytest
 
-from flowpod import _kube_api, _kube_reporting, contract, flowruns, reporting, states
+from flowpod import contract, flowruns, reporting, states
+from flowpod.engine import _kubeapi, _kubereporter
 from flowpod.errors import Abort, TerminationSignal
 
 from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
@@ -20,13 +21,13 @@ from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
-def _reporter(api: FakeApi, *, write_result=None, retry=_kube_api.RetryPolicy(),
-              sleeps: Sleeps | None = None) -> _kube_reporting.KubeReporter:
-    connection = _kube_api.Connection.explicit("https://api.test", token="sekret")
-    client = _kube_api.FlowRunClient(connection, NS, NAME, retry=retry,
+def _reporter(api: FakeApi, *, write_result=None, retry=_kubeapi.RetryPolicy(),
+              sleeps: Sleeps | None = None) -> _kubereporter.KubeReporter:
+    connection = _kubeapi.Connection.explicit("https://api.test", token="sekret")
+    client = _kubeapi.FlowRunClient(connection, NS, NAME, retry=retry,
                                      transport=httpx.MockTransport(api.handler),
                                      asleep=sleeps or Sleeps())
-    return _kube_reporting.KubeReporter(client, clock=lambda: T0, write_result=write_result)
+    return _kubereporter.KubeReporter(client, clock=lambda: T0, write_result=write_result)
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -145,9 +146,9 @@ def test_a_lost_reply_is_recognised_as_already_written() -> None:
 def test_a_long_outage_ends_with_a_clear_error() -> None:
     api = FakeApi()
     api.failures += [_connect_error] * 100
-    policy = _kube_api.RetryPolicy(initial=1, maximum=2, deadline=5)
+    policy = _kubeapi.RetryPolicy(initial=1, maximum=2, deadline=5)
     sleeps = Sleeps()
-    with pytest.raises(_kube_api.KubeApiError, match="kept failing.*ConnectError"):
+    with pytest.raises(_kubeapi.KubeApiError, match="kept failing.*ConnectError"):
         _run(lambda: _reporter(api, retry=policy, sleeps=sleeps).read_state())
     assert sleeps.delays == [1, 2, 2]
 
@@ -155,7 +156,7 @@ def test_a_long_outage_ends_with_a_clear_error() -> None:
 def test_forbidden_names_the_missing_permissions() -> None:
     api = FakeApi()
     api.failures.append(lambda r: httpx.Response(403, json={"message": "forbidden"}))
-    with pytest.raises(_kube_api.KubeApiError, match="patch on flowruns/status"):
+    with pytest.raises(_kubeapi.KubeApiError, match="patch on flowruns/status"):
         _run(lambda: _reporter(api).read_state())
 
 
@@ -184,8 +185,8 @@ def test_non_json_results_are_referenced_or_left_out() -> None:
     api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
     _run(lambda: _reporter(api).propose_state(states.Completed(data={1, 2})))
     assert "result" not in api.obj["status"]  # no writer: nothing sensible to show
-    assert _kube_reporting.result_field(None, None) is None
-    assert _kube_reporting.result_field(float("nan"), lambda v: "ref") == {
+    assert _kubereporter.result_field(None, None) is None
+    assert _kubereporter.result_field(float("nan"), lambda v: "ref") == {
         "value": None, "reference": "ref"}
 
 
@@ -217,7 +218,7 @@ def test_task_runs_are_one_patch_per_flush_and_stale_counts_are_deleted() -> Non
 
 
 def test_task_run_lists_are_bounded() -> None:
-    wire = _kube_reporting.task_runs_patch(_summary({"FAILED": 80}, failed=80))
+    wire = _kubereporter.task_runs_patch(_summary({"FAILED": 80}, failed=80))
     assert len(wire["failed"]) == contract.MAX_LISTED_RUNS and wire["failedTotal"] == 80
 
 
@@ -241,7 +242,7 @@ def test_is_cancellation_requested(spec, state, expected) -> None:
 
 def test_cancellation_check_falls_back_to_the_last_copy_when_the_api_is_down() -> None:
     api = FakeApi(status={"state": _wire(states.Cancelling(timestamp=T0))})
-    reporter = _reporter(api, retry=_kube_api.RetryPolicy(initial=1, maximum=1, deadline=2))
+    reporter = _reporter(api, retry=_kubeapi.RetryPolicy(initial=1, maximum=1, deadline=2))
     _run(reporter.read_state)
     api.failures += [_connect_error] * 10
     assert _run(reporter.is_cancellation_requested) is True
@@ -269,22 +270,22 @@ def test_in_cluster_connection_reads_the_service_account(tmp_path: Path) -> None
     (tmp_path / "token").write_text("first\n")
     (tmp_path / "ca.crt").write_text(_self_signed_ca())
     env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
-    connection = _kube_api.Connection.in_cluster(env, sa_dir=tmp_path)
+    connection = _kubeapi.Connection.in_cluster(env, sa_dir=tmp_path)
     assert connection.base_url == "https://10.96.0.1:443"
     assert connection.token() == "first"
     (tmp_path / "token").write_text("rotated")  # the kubelet refreshes projected tokens
     assert connection.token() == "rotated"
-    v6 = _kube_api.Connection.in_cluster({**env, "KUBERNETES_SERVICE_HOST": "fd00::1"},
+    v6 = _kubeapi.Connection.in_cluster({**env, "KUBERNETES_SERVICE_HOST": "fd00::1"},
                                          sa_dir=tmp_path)
     assert v6.base_url == "https://[fd00::1]:443"
 
 
 def test_in_cluster_connection_explains_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="KUBERNETES_SERVICE_HOST"):
-        _kube_api.Connection.in_cluster({}, sa_dir=tmp_path)
+        _kubeapi.Connection.in_cluster({}, sa_dir=tmp_path)
     env = {"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"}
     with pytest.raises(RuntimeError, match="automountServiceAccountToken"):
-        _kube_api.Connection.in_cluster(env, sa_dir=tmp_path)
+        _kubeapi.Connection.in_cluster(env, sa_dir=tmp_path)
 
 
 def _self_signed_ca() -> str:
@@ -304,16 +305,16 @@ def _self_signed_ca() -> str:
 
 
 def test_exported_names_exist() -> None:
-    for module in (_kube_api, _kube_reporting):
+    for module in (_kubeapi, _kubereporter):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
 
-def _sigterm_reporter(api: FakeApi, sleeps: Sleeps) -> _kube_reporting.KubeReporter:
-    connection = _kube_api.Connection.explicit("https://api.test", token="sekret")
-    client = _kube_api.FlowRunClient(connection, NS, NAME, transport=httpx.MockTransport(
+def _sigterm_reporter(api: FakeApi, sleeps: Sleeps) -> _kubereporter.KubeReporter:
+    connection = _kubeapi.Connection.explicit("https://api.test", token="sekret")
+    client = _kubeapi.FlowRunClient(connection, NS, NAME, transport=httpx.MockTransport(
         api.handler), asleep=Sleeps())
-    return _kube_reporting.KubeReporter(client, clock=lambda: T0, crash_verdict_wait=2.0,
+    return _kubereporter.KubeReporter(client, clock=lambda: T0, crash_verdict_wait=2.0,
                                         asleep=sleeps)
 
 

@@ -5,7 +5,7 @@ Role: the user-facing side of tasks. `Task.__call__` runs a sync task inline
 `.submit()` schedules a run on the flow run's loop and returns a TaskRunFuture;
 `.map()` expands iterables (with `unmapped`) into many submits. Option checking
 lives here so bad options fail at decoration time, naming the option. Callers:
-user code via `flowpod.task`; the engine core is flowpod._task_engine.
+user code via `flowpod.task`; the engine core is flowpod._runtime.task_engine.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from flowpod import states
-from flowpod._annotations import unmapped
-from flowpod._contexts import FlowRunContext, TaskRunContext, enable_log_prints, flow_run_var
-from flowpod._futures import FutureList, TaskRunFuture
-from flowpod._ops import BlockingOps, run_blocking
+from flowpod._runtime.annotations import unmapped
+from flowpod._runtime.contexts import FlowRunContext, TaskRunContext, enable_log_prints, flow_run_var
+from flowpod._runtime.futures import FutureList, TaskRunFuture
+from flowpod._runtime.ops import BlockingOps, run_blocking
 from flowpod.errors import MappingLengthMismatch, MappingMissingIterable, UpstreamTaskError
 
 __all__ = ["Task", "task", "exponential_backoff"]
@@ -142,22 +142,22 @@ class Task:
                  **kwargs: Any) -> Any:
         if self.is_async:
             return self._call_async(args, kwargs, return_state, wait_for)
-        from flowpod import _task_engine
+        from flowpod._runtime import task_engine
 
         flow_run = flow_run_var.get()
-        record = _task_engine.new_record(self, flow_run)
+        record = task_engine.new_record(self, flow_run)
         ops = flow_run.blocking_ops if flow_run is not None else BlockingOps(_default_deps())
-        run_blocking(_task_engine.run_task(ops, self, flow_run, record, args, kwargs, wait_for))
+        run_blocking(task_engine.run_task(ops, self, flow_run, record, args, kwargs, wait_for))
         return _outcome(record, return_state)
 
     async def _call_async(self, args: tuple, kwargs: dict[str, Any], return_state: bool,
                           wait_for: Any) -> Any:
-        from flowpod import _task_engine
+        from flowpod._runtime import task_engine
 
         flow_run = flow_run_var.get()
-        record = _task_engine.new_record(self, flow_run)
-        ops = _task_engine.async_ops_for(flow_run)
-        await _task_engine.run_task(ops, self, flow_run, record, args, kwargs, wait_for)
+        record = task_engine.new_record(self, flow_run)
+        ops = task_engine.async_ops_for(flow_run)
+        await task_engine.run_task(ops, self, flow_run, record, args, kwargs, wait_for)
         return _outcome(record, return_state)
 
     def submit(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> TaskRunFuture:
@@ -172,12 +172,12 @@ class Task:
 
     def _submit_many(self, flow_run: FlowRunContext, calls: list[tuple[tuple, dict]],
                      wait_for: Any) -> FutureList:
-        from flowpod import _task_engine
+        from flowpod._runtime import task_engine
 
-        futures = FutureList(TaskRunFuture(_task_engine.new_record(self, flow_run), flow_run)
+        futures = FutureList(TaskRunFuture(task_engine.new_record(self, flow_run), flow_run)
                              for _ in calls)
         batch = [(self, f, a, k, wait_for) for f, (a, k) in zip(futures, calls, strict=True)]
-        _task_engine.submit_tasks(flow_run, batch)
+        task_engine.submit_tasks(flow_run, batch)
         return futures
 
     def _expand(self, flow_run: FlowRunContext, args: tuple,
@@ -248,7 +248,7 @@ def _require_flow_run(task: Task, method: str) -> FlowRunContext:
 
 
 def _default_deps() -> Any:
-    from flowpod._contexts import RunDeps
+    from flowpod._runtime.contexts import RunDeps
 
     return RunDeps()
 

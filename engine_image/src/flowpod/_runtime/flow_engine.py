@@ -6,8 +6,8 @@ Role: `run_flow` validates parameters, proposes states through the reporter
 free for submitted tasks, summary flushes, pause polling and SIGTERM), derives
 the final state, flushes the task-run summary in batches, and turns SIGTERM into
 Cancelled or Crashed. Crash semantics: user exceptions -> Failed; other
-BaseExceptions -> Crashed; Abort / Pause are signals. Callers: flowpod._flow_calls
-(`my_flow(...)`), flowpod.engine.run_flow_run, flowpod._pausing (propose).
+BaseExceptions -> Crashed; Abort / Pause are signals. Callers: flowpod._runtime.flow_calls
+(`my_flow(...)`), flowpod.engine.run_flow_run, flowpod._runtime.pausing (propose).
 """
 
 from __future__ import annotations
@@ -25,21 +25,21 @@ import anyio
 import anyio.lowlevel
 
 from flowpod import states
-from flowpod._contexts import (
+from flowpod._runtime.contexts import (
     FlowRunContext,
     RunDeps,
     enable_log_prints,
     flow_run_var,
     print_logger_var,
 )
-from flowpod._futures import TaskRunFuture
-from flowpod._limits import TagLimits
-from flowpod._ops import BlockingOps
-from flowpod._records import RunRecord
-from flowpod._pool import TaskPool
-from flowpod._signals import can_watch_signals, interrupt_run, watch_sigterm
-from flowpod._task_engine import Stores, run_pooled
-from flowpod._threads import ThreadCall
+from flowpod._runtime.futures import TaskRunFuture
+from flowpod._runtime.limits import TagLimits
+from flowpod._runtime.ops import BlockingOps
+from flowpod._runtime.records import RunRecord
+from flowpod._runtime.pool import TaskPool
+from flowpod._runtime.signals import can_watch_signals, interrupt_run, watch_sigterm
+from flowpod._runtime.task_engine import Stores, run_pooled
+from flowpod._runtime.threads import ThreadCall
 from flowpod.errors import Abort, Pause, ParameterValidationError, TerminationSignal
 from flowpod.reporting import CancellationCheck, InMemoryReporter, Reporter
 

@@ -6,8 +6,8 @@ When its run times out or the process gets SIGTERM, the engine stops waiting at
 once and *interrupts* it: `RunInterrupted` is injected and fires at the thread's
 next Python bytecode, so abandoned code cannot keep going unseen (a C call such as
 a long time.sleep finishes first). `ThreadCall` runs one call in a new daemon
-thread, so an abandoned one never holds the process open. Callers: flowpod._ops,
-flowpod._flow_engine.
+thread, so an abandoned one never holds the process open. Callers: flowpod._runtime.ops,
+flowpod._runtime.flow_engine.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hermetic tests of the in-pod main (flowpod._kube_main): a real flow, the real engine,
+"""Hermetic tests of the in-pod main (flowpod.engine._in_pod): a real flow, the real engine,
 the real Kubernetes reporter, and a fake API server (tests/engine/kube_fakes.py)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import anyio
 import httpx
 import pytest
 
-from flowpod import _kube_api, _kube_main, _kube_reporting, flowruns
+from flowpod import flowruns
+from flowpod.engine import _in_pod, _kubeapi, _kubereporter
 
 from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
 
@@ -45,21 +46,21 @@ def flow_file(tmp_path: Path) -> Path:
     return path
 
 
-def _settings(entrypoint: str, parameters: str = "{}") -> _kube_main.PodSettings:
-    return _kube_main.PodSettings(NAME, NS, entrypoint, parameters)
+def _settings(entrypoint: str, parameters: str = "{}") -> _in_pod.PodSettings:
+    return _in_pod.PodSettings(NAME, NS, entrypoint, parameters)
 
 
-def _reporter(api: FakeApi, tmp_path: Path) -> _kube_reporting.KubeReporter:
-    client = _kube_api.FlowRunClient(_kube_api.Connection.explicit("https://api.test"), NS,
+def _reporter(api: FakeApi, tmp_path: Path) -> _kubereporter.KubeReporter:
+    client = _kubeapi.FlowRunClient(_kubeapi.Connection.explicit("https://api.test"), NS,
                                      NAME, transport=httpx.MockTransport(api.handler),
                                      asleep=Sleeps())
-    return _kube_reporting.KubeReporter(
-        client, write_result=_kube_main._result_writer(tmp_path / "results", lambda: "uid-1"))
+    return _kubereporter.KubeReporter(
+        client, write_result=_in_pod._result_writer(tmp_path / "results", lambda: "uid-1"))
 
 
-def _run(api: FakeApi, tmp_path: Path, settings: _kube_main.PodSettings) -> int:
+def _run(api: FakeApi, tmp_path: Path, settings: _in_pod.PodSettings) -> int:
     reporter = _reporter(api, tmp_path)
-    return anyio.run(lambda: _kube_main.run_in_pod(settings, reporter, handle_sigterm=False))
+    return anyio.run(lambda: _in_pod.run_in_pod(settings, reporter, handle_sigterm=False))
 
 
 def test_a_flow_runs_to_completed_with_result_summary_and_name(flow_file, tmp_path) -> None:
@@ -148,26 +149,26 @@ def test_a_large_result_is_persisted_and_referenced(tmp_path) -> None:
 def test_settings_come_from_the_job_env(tmp_path) -> None:
     (tmp_path / "namespace").write_text("from-sa\n")
     env = {flowruns.ENV_FLOW_RUN_NAME: "r", flowruns.ENV_ENTRYPOINT: "f.py:f"}
-    settings = _kube_main.PodSettings.from_env(env, sa_dir=tmp_path)
+    settings = _in_pod.PodSettings.from_env(env, sa_dir=tmp_path)
     assert (settings.name, settings.namespace, settings.parameters()) == ("r", "from-sa", {})
     with pytest.raises(ValueError, match="FLOWPOD_FLOW_RUN_NAME, FLOWPOD_ENTRYPOINT must be set"):
-        _kube_main.PodSettings.from_env({flowruns.ENV_FLOW_RUN_NAMESPACE: "n"}, sa_dir=tmp_path)
+        _in_pod.PodSettings.from_env({flowruns.ENV_FLOW_RUN_NAMESPACE: "n"}, sa_dir=tmp_path)
     with pytest.raises(ValueError, match="FLOWPOD_PARAMETERS is not valid JSON"):
-        _kube_main.PodSettings("r", "n", "f.py:f", "{x").parameters()
+        _in_pod.PodSettings("r", "n", "f.py:f", "{x").parameters()
 
 
 def test_main_outside_a_cluster_exits_one_with_the_reason(capsys) -> None:
     env = {flowruns.ENV_FLOW_RUN_NAME: "r", flowruns.ENV_FLOW_RUN_NAMESPACE: "n",
            flowruns.ENV_ENTRYPOINT: "f.py:f"}
-    assert _kube_main.main(env) == 1
+    assert _in_pod.main(env) == 1
     assert "KUBERNETES_SERVICE_HOST" in capsys.readouterr().err
 
 
 def test_entrypoint_failure_message_keeps_foreign_causes() -> None:
-    message = _kube_main.entrypoint_failure_message("a.py:f", ValueError("odd"))
+    message = _in_pod.entrypoint_failure_message("a.py:f", ValueError("odd"))
     assert message == "Flow could not be retrieved from entrypoint 'a.py:f': odd"
 
 
 def test_exported_names_exist() -> None:
-    for name in _kube_main.__all__:
-        assert hasattr(_kube_main, name), name
+    for name in _in_pod.__all__:
+        assert hasattr(_in_pod, name), name

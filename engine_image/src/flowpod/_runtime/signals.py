@@ -4,8 +4,8 @@ Role: `watch_sigterm` (a background task of a top-level flow run on the main
 thread) turns SIGTERM into `interrupt_run`: mark the run terminating, cancel its
 cancel scopes, interrupt its sync body thread, and do the same for running
 subflows. The flow engine then decides between Cancelled (cancellation was
-requested) and Crashed (flowpod._flow_engine.finish_terminated). `interrupt_run`
-also serves flow timeouts. Callers: flowpod._flow_engine.
+requested) and Crashed (flowpod._runtime.flow_engine.finish_terminated). `interrupt_run`
+also serves flow timeouts. Callers: flowpod._runtime.flow_engine.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowpod._contexts import FlowRunContext
+    from flowpod._runtime.contexts import FlowRunContext
 
 __all__ = ["watch_sigterm", "interrupt_run", "can_watch_signals"]
 

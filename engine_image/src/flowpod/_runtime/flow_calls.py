@@ -6,7 +6,7 @@ worker thread) runs on its parent's loop; a sync flow called where a loop is
 already running (an async flow body, a notebook) gets its own loop in a helper
 thread; an async flow returns a coroutine for the caller to await. Results are
 unwrapped here: value, exception, or final State with `return_state=True`.
-Callers: flowpod._flows.Flow.__call__.
+Callers: flowpod._runtime.flows.Flow.__call__.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import anyio
 import anyio.from_thread
 
 from flowpod import states
-from flowpod._contexts import FlowRunContext, ensure_console_logging, flow_run_var
-from flowpod._flow_engine import run_flow
-from flowpod._threads import ThreadCall, wait_event
+from flowpod._runtime.contexts import FlowRunContext, ensure_console_logging, flow_run_var
+from flowpod._runtime.flow_engine import run_flow
+from flowpod._runtime.threads import ThreadCall, wait_event
 
 __all__ = ["call_flow"]
 

@@ -4,8 +4,8 @@ Role: the transport half of the in-pod Kubernetes reporter. It knows how to reac
 server (in-cluster service-account config, or explicit settings for tests), how to GET the
 FlowRun and PATCH its status subresource, and how to ride out a short API outage (retries
 with capped exponential backoff on connection errors, 429 and 5xx). It makes no decisions
-about states: flowpod._kube_reporting does. Callers: flowpod._kube_reporting,
-flowpod._kube_main, tests (through an httpx transport, e.g. httpx.MockTransport).
+about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
+flowpod.engine._in_pod, tests (through an httpx transport, e.g. httpx.MockTransport).
 
 httpx only: the engine image must not depend on kubernetes clients or kopf.
 """

@@ -3,11 +3,11 @@
 Role: `TaskPool` keeps a queue of ready sync task runs and drains it with at most
 `task_workers` worker threads, each started with anyio.to_thread.run_sync under
 the flow run's CapacityLimiter. A worker drives many task-run cores in a row with
-blocking ops (flowpod._ops), so a `.map()` over a thousand items costs one thread
+blocking ops (flowpod._runtime.ops), so a `.map()` over a thousand items costs one thread
 start per worker instead of a loop-to-thread round trip per item. Runs whose
 upstream futures are not finished wait on the event loop first, so a waiting run
 never holds a worker (that could deadlock a bounded pool). Callers:
-flowpod._task_engine.submit_tasks.
+flowpod._runtime.task_engine.submit_tasks.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
-from flowpod._threads import Interruptible
+from flowpod._runtime.threads import Interruptible
 
 if TYPE_CHECKING:
-    from flowpod._contexts import FlowRunContext
+    from flowpod._runtime.contexts import FlowRunContext
 
 __all__ = ["TaskPool"]
 

@@ -6,10 +6,10 @@ flowpod.flowruns.status_patch, sent with a resourceVersion precondition. On 409 
 is re-read and the proposal re-decided against the fresh state: a run that meanwhile became
 terminal or Cancelling makes the proposal fail with flowpod.errors.Abort, exactly like the
 in-memory reporter. It also answers "is cancellation requested?" (spec.cancel or state
-CANCELLING) and `read_state` for pause/resume. Callers: flowpod._kube_main (builds one per
+CANCELLING) and `read_state` for pause/resume. Callers: flowpod.engine._in_pod (builds one per
 pod), tests/engine/test_kube_reporting.py (with httpx.MockTransport).
 
-Transport and retries live in flowpod._kube_api; this module holds only the decisions.
+Transport and retries live in flowpod.engine._kubeapi; this module holds only the decisions.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import anyio
 import httpx
 
 from flowpod import contract, flowruns, reporting, states
-from flowpod._kube_api import Conflict, FlowRunClient, KubeApiError, NotFound
+from flowpod.engine._kubeapi import Conflict, FlowRunClient, KubeApiError, NotFound
 from flowpod.errors import Abort, TerminationSignal
 
 __all__ = ["KubeReporter", "task_runs_patch", "result_field"]

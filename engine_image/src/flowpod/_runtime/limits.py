@@ -2,8 +2,8 @@
 
 Role: `TagLimits` holds one semaphore per limited tag, shared by every task run of
 a flow run and its subflows, whichever thread or event loop runs them (so it uses
-threading primitives). The task engine's ops (flowpod._ops) acquire slots before
-a task runs and release them after. Built by flowpod._flow_engine from the flow's
+threading primitives). The task engine's ops (flowpod._runtime.ops) acquire slots before
+a task runs and release them after. Built by flowpod._runtime.flow_engine from the flow's
 `tag_limits` and the entry point's override.
 """
 

@@ -1,6 +1,6 @@
 """The two drivers of the one task-engine core: blocking ops and async ops.
 
-Role: the task engine (flowpod._task_engine) is a single `async def` core. Every
+Role: the task engine (flowpod._runtime.task_engine) is a single `async def` core. Every
 place where it might wait (calling user code, waiting for upstream futures,
 sleeping between retries, taking a tag-concurrency slot) goes through an `ops`
 object, so the same core serves both worlds:
@@ -10,9 +10,9 @@ object, so the same core serves both worlds:
   it with a single `send()` -- no event loop and no thread hop per task, which is
   what keeps per-task overhead in microseconds;
 - `AsyncOps` for async task runs, which run as tasks on the flow run's anyio loop.
-  (Submitted sync task runs use BlockingOps in flowpod._pool's bounded workers.)
+  (Submitted sync task runs use BlockingOps in flowpod._runtime.pool's bounded workers.)
 
-Callers: flowpod._task_engine (the core), flowpod._tasks (which picks the ops).
+Callers: flowpod._runtime.task_engine (the core), flowpod._runtime.tasks (which picks the ops).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable
 
-from flowpod._futures import TaskRunFuture
-from flowpod._threads import ThreadCall, wait_event
+from flowpod._runtime.futures import TaskRunFuture
+from flowpod._runtime.threads import ThreadCall, wait_event
 
 if TYPE_CHECKING:
-    from flowpod._contexts import RunDeps
-    from flowpod._limits import TagLimits
+    from flowpod._runtime.contexts import RunDeps
+    from flowpod._runtime.limits import TagLimits
 
 __all__ = ["TaskTimedOut", "BlockingOps", "AsyncOps", "run_blocking"]
 
@@ -96,7 +96,7 @@ class AsyncOps:
     async def call(self, fn: Callable[..., Any], args: tuple, kwargs: dict,
                    timeout: float | None) -> Any:
         # Only async task functions come here: sync ones always run under BlockingOps
-        # (inline, or in a flowpod._pool worker thread).
+        # (inline, or in a flowpod._runtime.pool worker thread).
         if timeout is None:
             return await fn(*args, **kwargs)
         with self._anyio.move_on_after(timeout):

@@ -2,11 +2,11 @@
 
 Role: `run_task` orchestrates a task run -- reuse of an earlier result, upstream
 resolution (NotReady), cache lookup, tag-concurrency slots, attempts with retries
-and timeouts, result persistence -- through an `ops` object (flowpod._ops) so that
+and timeouts, result persistence -- through an `ops` object (flowpod._runtime.ops) so that
 the same code serves sync callers (driven without an event loop) and async ones.
 `new_record` assigns the deterministic task-run key at call/submit time.
-`submit_task` schedules a run on the flow run's event loop. Callers: flowpod._tasks
-(call / submit / map), flowpod._flow_engine (Stores).
+`submit_task` schedules a run on the flow run's event loop. Callers: flowpod._runtime.tasks
+(call / submit / map), flowpod._runtime.flow_engine (Stores).
 """
 
 from __future__ import annotations
@@ -18,24 +18,24 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from flowpod import states
-from flowpod._contexts import (
+from flowpod._runtime.contexts import (
     FlowRunContext,
     RunDeps,
     TaskRunContext,
     print_logger_var,
     task_run_var,
 )
-from flowpod._futures import TaskRunFuture, check_wait_for, find_upstreams, resolve_inputs
-from flowpod._limits import TagLimits
-from flowpod._ops import AsyncOps, TaskTimedOut, run_blocking
-from flowpod._threads import RunInterrupted
-from flowpod._records import TaskRunRecord
+from flowpod._runtime.futures import TaskRunFuture, check_wait_for, find_upstreams, resolve_inputs
+from flowpod._runtime.limits import TagLimits
+from flowpod._runtime.ops import AsyncOps, TaskTimedOut, run_blocking
+from flowpod._runtime.threads import RunInterrupted
+from flowpod._runtime.records import TaskRunRecord
 from flowpod.caching import TaskCache
 from flowpod.errors import UpstreamTaskError
 from flowpod.results import ResultStore
 
 if TYPE_CHECKING:
-    from flowpod._tasks import Task
+    from flowpod._runtime.tasks import Task
 
 __all__ = [
     "Stores", "new_record", "run_task", "submit_tasks", "run_pooled", "retry_delay",
@@ -273,7 +273,7 @@ async def _run_submitted(flow_run: FlowRunContext, call: SubmittedCall) -> None:
 
 
 def run_pooled(flow_run: FlowRunContext, call: SubmittedCall) -> None:
-    """A sync task run, in a flowpod._pool worker thread."""
+    """A sync task run, in a flowpod._runtime.pool worker thread."""
     task, future, args, kwargs, wait_for = call
     try:
         run_blocking(run_task(flow_run.blocking_ops, task, flow_run, future.task_run, args,

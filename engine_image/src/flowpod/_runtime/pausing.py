@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, Coroutine
 
 from flowpod import states
-from flowpod._contexts import FlowRunContext, flow_run_var, task_run_var
+from flowpod._runtime.contexts import FlowRunContext, flow_run_var, task_run_var
 from flowpod.errors import Abort, Pause, PausedRunTimeout
 
 __all__ = ["pause_flow_run", "suspend_flow_run"]
@@ -54,14 +54,14 @@ def pause_flow_run(timeout: float = 3600, poll_interval: float = 10) -> Any:
 async def _pause(ctx: FlowRunContext, timeout: float, poll_interval: float) -> None:
     import anyio
 
-    from flowpod._flow_engine import propose
+    from flowpod._runtime.flow_engine import propose
 
     clock = ctx.deps.clock
     deadline = clock() + timedelta(seconds=timeout)
     await propose(ctx, states.Paused(f"Waiting up to {timeout} s to be resumed",
                                      pause_timeout=deadline))
     asleep = ctx.deps.asleep or anyio.sleep
-    with anyio.CancelScope() as scope:  # SIGTERM cancels it (see flowpod._signals)
+    with anyio.CancelScope() as scope:  # SIGTERM cancels it (see flowpod._runtime.signals)
         ctx.cancel_scopes.add(scope)
         try:
             while (remaining := (deadline - clock()).total_seconds()) > 0:
@@ -94,7 +94,7 @@ async def _noop() -> None:
 
 
 async def _suspend(ctx: FlowRunContext, timeout: float, marker: Any) -> None:
-    from flowpod._flow_engine import propose
+    from flowpod._runtime.flow_engine import propose
 
     deadline = ctx.deps.clock() + timedelta(seconds=timeout)
     proposed = states.Suspended(f"Suspended; resume within {timeout} s", pause_timeout=deadline)

@@ -2,7 +2,7 @@
 
 Role: the user-facing side of flows. Options are checked at decoration time and
 errors name the option. Calling a flow runs it through the flow engine
-(flowpod._flow_engine, imported on first call so `import flowpod` stays light):
+(flowpod._runtime.flow_engine, imported on first call so `import flowpod` stays light):
 a sync flow returns its result (or raises), an async flow returns a coroutine;
 `return_state=True` gives the final State instead. Callers: user code via
 `flowpod.flow`; flowpod.engine (run_flow_run, entrypoint loading).
@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
-from flowpod._parameters import ParameterSpec
+from flowpod._runtime.parameters import ParameterSpec
 
 __all__ = ["Flow", "flow"]
 
@@ -111,10 +111,10 @@ class Flow:
                              "which is not a parameter of the flow") from None
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
-        from flowpod import _flow_calls
+        from flowpod._runtime import flow_calls
 
         parameters = self.parameters.bind_call(args, kwargs)
-        return _flow_calls.call_flow(self, parameters, return_state)
+        return flow_calls.call_flow(self, parameters, return_state)
 
 
 def flow(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:

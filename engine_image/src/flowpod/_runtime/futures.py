@@ -4,7 +4,7 @@ Role: `TaskRunFuture` is what `.submit()` returns (and `.map()` returns a
 `FutureList` of them). `find_upstreams` / `resolve_inputs` turn futures and states
 nested in a task's arguments into values, raising `UpstreamTaskError` when an
 upstream did not complete (unless wrapped in `allow_failure`). Callers:
-flowpod._task_engine (inputs, wait_for), flowpod._tasks (map), flowpod._flow_engine
+flowpod._runtime.task_engine (inputs, wait_for), flowpod._runtime.tasks (map), flowpod._runtime.flow_engine
 (a flow that returns futures), user code.
 """
 
@@ -14,13 +14,13 @@ import threading
 from typing import TYPE_CHECKING, Any, Iterable
 
 from flowpod import states
-from flowpod._annotations import allow_failure, unmapped
-from flowpod._threads import wait_event
+from flowpod._runtime.annotations import allow_failure, unmapped
+from flowpod._runtime.threads import wait_event
 from flowpod.errors import UpstreamTaskError
 
 if TYPE_CHECKING:
-    from flowpod._contexts import FlowRunContext
-    from flowpod._records import TaskRunRecord
+    from flowpod._runtime.contexts import FlowRunContext
+    from flowpod._runtime.records import TaskRunRecord
 
 __all__ = ["TaskRunFuture", "FutureList", "find_upstreams", "resolve_inputs", "check_wait_for"]
 

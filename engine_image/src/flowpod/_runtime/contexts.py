@@ -3,8 +3,8 @@
 Role: the context variables `flow_run_var` / `task_run_var` (the only module-level
 state: "which run am I in" is inherently ambient), the `FlowRunContext` and
 `TaskRunContext` they hold, the injectable `RunDeps`, `get_run_logger`, and the
-print hook behind `log_prints`. Callers: every engine module (flowpod._flow_engine,
-flowpod._task_engine, flowpod._tasks, flowpod._flows, flowpod._pausing) and user
+print hook behind `log_prints`. Callers: every engine module (flowpod._runtime.flow_engine,
+flowpod._runtime.task_engine, flowpod._runtime.tasks, flowpod._runtime.flows, flowpod._runtime.pausing) and user
 code through `flowpod.get_run_logger`.
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 if TYPE_CHECKING:
-    from flowpod._limits import TagLimits
-    from flowpod._records import RunRecord, TaskRunRecord
+    from flowpod._runtime.limits import TagLimits
+    from flowpod._runtime.records import RunRecord, TaskRunRecord
     from flowpod.reporting import Reporter
 
 __all__ = [
@@ -72,7 +72,7 @@ class RunDeps:
 
 
 class FlowRunContext:
-    """Everything about one flow run in progress; built by flowpod._flow_engine."""
+    """Everything about one flow run in progress; built by flowpod._runtime.flow_engine."""
 
     def __init__(self, *, flow: Any, run_id: str, name: str, parameters: dict[str, Any],
                  parent: "FlowRunContext | None", record: "RunRecord", deps: RunDeps,
@@ -90,7 +90,7 @@ class FlowRunContext:
         self.token = token  # anyio EventLoopToken of the loop driving this run
         self.loop_thread = threading.get_ident()
         self.task_limiter = task_limiter
-        self.stores = stores  # flowpod._task_engine.Stores (results + cache)
+        self.stores = stores  # flowpod._runtime.task_engine.Stores (results + cache)
         self.task_group: Any = None  # set per attempt; holds submitted task runs
         self.log_prints = bool(flow.log_prints)
         self.persist_result = bool(flow.persist_result)
@@ -99,20 +99,20 @@ class FlowRunContext:
         )
         self._key_counters: dict[str, itertools.count[int]] = {}
         self.pause_count = itertools.count(1)
-        # Interruption (timeout, SIGTERM) bookkeeping, see flowpod._flow_engine.
+        # Interruption (timeout, SIGTERM) bookkeeping, see flowpod._runtime.flow_engine.
         self.body_thread: int | None = None
         self.cancel_scopes: set[Any] = set()
         self.children: set[FlowRunContext] = set()
         self.terminating = False
-        self.body_call: Any = None  # flowpod._threads.ThreadCall of a running sync body
-        # Filled in by flowpod._flow_engine right after construction:
+        self.body_call: Any = None  # flowpod._runtime.threads.ThreadCall of a running sync body
+        # Filled in by flowpod._runtime.flow_engine right after construction:
         self.state: Any = None  # last state the reporter accepted
         self.cancel_check: Any = None  # answers "was cancellation requested?"
         self.blocking_ops: Any = None
         self.async_ops: Any = None
         self.flushed_version = -1
         self.loop: Any = None  # the asyncio loop behind `token`, for thread-safe wake-ups
-        self.pool: Any = None  # flowpod._pool.TaskPool of the current attempt
+        self.pool: Any = None  # flowpod._runtime.pool.TaskPool of the current attempt
 
     def next_task_key(self, task_key: str) -> str:
         """Deterministic task-run key: the task's key plus its call number in this run."""

@@ -2,7 +2,7 @@
 
 Role: runs the one flow run a FlowRun describes, inside the pod of the Job the operator
 created (env per DESIGN.md's Job shape, flowpod.contract.ENV_*). It reads the FlowRun
-through the in-cluster API (flowpod._kube_reporting), leaves at once without importing
+through the in-cluster API (flowpod.engine._kubereporter), leaves at once without importing
 user code when the run already ended or is being cancelled, loads the entrypoint (failure
 ends the run Failed with the cause), and hands the flow to flowpod.engine.run_flow_run with
 the Kubernetes reporter, which then writes Running, the task-run summary, the final state
@@ -28,9 +28,9 @@ import anyio
 import httpx
 
 from flowpod import contract, flowruns, states
-from flowpod._kube_api import Connection, FlowRunClient, KubeApiError
+from flowpod.engine._kubeapi import Connection, FlowRunClient, KubeApiError
 from flowpod.contract import SERVICE_ACCOUNT_DIR
-from flowpod._kube_reporting import KubeReporter
+from flowpod.engine._kubereporter import KubeReporter
 from flowpod.errors import Abort, EntrypointError, TerminationSignal
 
 __all__ = ["PodSettings", "main", "run_in_pod", "entrypoint_failure_message"]
@@ -167,7 +167,7 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
 
 def _reporter_from_env(settings: PodSettings, env: Mapping[str, str],
                        transport: httpx.AsyncBaseTransport | None) -> KubeReporter:
-    from flowpod._contexts import default_result_dir
+    from flowpod._runtime.contexts import default_result_dir
 
     client = FlowRunClient(Connection.in_cluster(env), settings.namespace, settings.name,
                            transport=transport, log=_log.warning)
@@ -192,7 +192,7 @@ async def _main_async(settings: PodSettings, env: Mapping[str, str],
 def main(env: Mapping[str, str] | None = None,
          transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Entry point used by flowpod.engine.__main__ when FLOWPOD_FLOW_RUN_NAME is set."""
-    from flowpod._contexts import ensure_console_logging
+    from flowpod._runtime.contexts import ensure_console_logging
 
     env = os.environ if env is None else env
     ensure_console_logging()

@@ -6,7 +6,7 @@ model built once per flow -- filling in defaults; errors raise
 ParameterValidationError naming each bad field. pydantic is imported only when a
 flow with annotated parameters is first run, to keep `import flowpod` fast.
 `call_arguments` turns validated parameters back into (args, kwargs).
-Callers: flowpod._flows (Flow), flowpod._flow_engine.
+Callers: flowpod._runtime.flows (Flow), flowpod._runtime.flow_engine.
 """
 
 from __future__ import annotations

@@ -205,7 +205,8 @@ def status_patch(
     if state.type in states.TERMINAL_TYPES and not status.get("endTime"):
         patch["endTime"] = contract.format_time(now)
         if start_text:
-            patch["duration"] = human_duration((now - contract.parse_time(start_text)).total_seconds())
+            elapsed = now - contract.parse_time(start_text)
+            patch["duration"] = human_duration(elapsed.total_seconds())
     patch.update(fields)
     return patch
 

@@ -1,20 +1,27 @@
 """flowpod's in-process runtime: what `@flow` and `@task` do when called (private).
 
-Role: the engine proper, in layers; a module imports only from layers below it (the
-import-linter contract "The runtime's layers" in pyproject.toml checks it):
+Role: the engine proper, in layers. A module imports only from layers below it, at top
+level, inside functions and under TYPE_CHECKING alike (the import-linter contract "The
+runtime's layers" in pyproject.toml checks it):
 
-    pausing                          pause_flow_run / suspend_flow_run
-    flows -> flow_calls -> flow_engine
-    signals                          SIGTERM and interruption of a flow-run tree
-    tasks -> task_calls -> task_engine
-    contexts                         the run contexts and their context variables
-    ops | pool                       blocking / async drivers; the sync worker pool
-    futures                          TaskRunFuture and upstream resolution
-    records | limits | parameters | annotations | settings
-    threads                          interruptible threads
+    pausing                      pause_flow_run / suspend_flow_run
+    flows                        @flow, Flow: options, hooks, run names
+    flow_calls                   which loop and thread a flow call runs on
+    flow_engine                  a flow run from start to final state
+    signals | tasks              SIGTERM and interruption | @task, Task: options, naming
+    task_calls                   call, submit, map: how a task call reaches the engine
+    task_engine                  a task run from Pending to final state
+    contexts                     the run contexts and their context variables
+    ops | pool                   blocking / async drivers | the sync worker pool
+    futures                      TaskRunFuture and upstream resolution
+    records | limits | specs | deps
+    parameters | annotations
+    threads                      interruptible threads; the run's event loop
 
-`flowpod/__init__.py` re-exports the public names; nothing outside flowpod imports
-this package. See ARCHITECTURE.md, "Package layers".
+The engines are written against flowpod._runtime.specs (FlowSpec, TaskSpec), never the
+user-facing Flow and Task that sit above them. `flowpod/__init__.py` re-exports the
+public names; flowpod.engine reaches in for run_flow and RunDeps. See ARCHITECTURE.md,
+"Package layers".
 """
 
 __all__: list[str] = []

@@ -2,7 +2,8 @@
 
 Role: `unmapped` (pass the value whole to every mapped run) and `allow_failure`
 (let a task start even if this upstream failed). Users import them from `flowpod`;
-flowpod._runtime.tasks (map expansion) and flowpod._runtime.futures (input resolution) unwrap them.
+flowpod._runtime.task_calls (map expansion) and flowpod._runtime.futures (input
+resolution) unwrap them.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Run contexts: what the engine knows about the flow run and task run in progress.
 
 Role: the context variables `flow_run_var` / `task_run_var` (the only module-level
-state: "which run am I in" is inherently ambient), the `FlowRunContext` and
-`TaskRunContext` they hold, the injectable `RunDeps`, `get_run_logger`, and the
-print hook behind `log_prints`. Callers: every engine module (flowpod._runtime.flow_engine,
-flowpod._runtime.task_engine, flowpod._runtime.tasks, flowpod._runtime.flows, flowpod._runtime.pausing) and user
-code through `flowpod.get_run_logger`.
+state: "which run am I in" is inherently ambient) and the contexts they hold. A
+`FlowRunContext` is one flow run: its identity, its fixed `RunServices` (deps, reporter,
+limits, stores, loop, ops) and its mutable `RunProgress` (state, current attempt,
+interruption bookkeeping). Also `get_run_logger` and the print hook behind `log_prints`.
+Callers: every runtime module above this one, and user code through
+`flowpod.get_run_logger`.
 """
 
 from __future__ import annotations
@@ -15,20 +16,27 @@ import itertools
 import logging
 import sys
 import threading
-import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from anyio import CancelScope, CapacityLimiter
+    from anyio.abc import TaskGroup
+
+    from flowpod._runtime.deps import RunDeps, Stores
     from flowpod._runtime.limits import TagLimits
+    from flowpod._runtime.ops import AsyncOps, BlockingOps
+    from flowpod._runtime.pool import TaskPool
     from flowpod._runtime.records import RunRecord, TaskRunRecord
-    from flowpod.reporting import Reporter
+    from flowpod._runtime.specs import FlowSpec, TaskSpec
+    from flowpod._runtime.threads import RunLoop, ThreadCall
+    from flowpod.reporting import CancellationCheck, Reporter
+    from flowpod.states import State
 
 __all__ = [
-    "RunDeps",
+    "RunServices",
+    "RunProgress",
     "FlowRunContext",
     "TaskRunContext",
     "flow_run_var",
@@ -37,82 +45,68 @@ __all__ = [
     "enable_log_prints",
     "print_logger_var",
     "ensure_console_logging",
-    "default_result_dir",
 ]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunServices:
+    """What a flow run works with, fixed for its whole life. A subflow shares its parent's
+    tag limits, task limiter and stores, so limits and results span the whole run tree."""
+
+    deps: RunDeps
+    reporter: Reporter
+    cancel_check: CancellationCheck | None  # "was cancellation requested?" (after SIGTERM)
+    tag_limits: TagLimits
+    task_limiter: CapacityLimiter  # bounds the sync task workers of the run tree
+    stores: Stores
+    loop: RunLoop
+    blocking_ops: BlockingOps  # drive task cores inline (sync calls, pool workers)
+    async_ops: AsyncOps  # drive async task runs on the loop
 
 
-def default_result_dir() -> Path:
-    """Where results and cache entries go unless a run says otherwise."""
-    import os
+@dataclass(eq=False, slots=True)
+class RunProgress:
+    """What changes while a flow run goes on. Written by the flow engine (state, attempt),
+    flowpod._runtime.signals (terminating) and flowpod._runtime.pausing (state)."""
 
-    from flowpod.contract import ENV_RESULT_DIR
-
-    return Path(os.environ.get(ENV_RESULT_DIR) or Path.home() / ".flowpod" / "results")
-
-
-@dataclass(frozen=True, slots=True)
-class RunDeps:
-    """Things a flow run gets from outside, so tests can replace them.
-
-    clock: aware-UTC "now" (state timestamps, cache expiry, pause deadlines).
-    sleep / asleep: how retry delays and pause polls wait, in blocking and async code.
-    result_dir: root of persisted results and the task cache.
-    flush_interval: seconds between task-run summary flushes to the reporter.
-    """
-
-    clock: Callable[[], datetime] = _utcnow
-    sleep: Callable[[float], None] = time.sleep
-    asleep: Callable[[float], Awaitable[None]] | None = None  # None: anyio.sleep
-    result_dir: Path = field(default_factory=default_result_dir)
-    flush_interval: float = 2.0
+    state: State | None = None  # the last state the reporter accepted
+    flushed_version: int = -1  # RunRecord.version at the last summary flush
+    # The current attempt: its task group (holds submitted task runs) and worker pool. The
+    # pool outlives the attempt, so a late interrupt still reaches its workers.
+    task_group: TaskGroup | None = None
+    pool: TaskPool | None = None
+    # Interruption (timeout, SIGTERM) bookkeeping, see flowpod._runtime.signals.
+    terminating: bool = False
+    body_call: ThreadCall | None = None  # the running sync flow body
+    cancel_scopes: set[CancelScope] = field(default_factory=set)
+    children: set[FlowRunContext] = field(default_factory=set)  # running subflows
 
 
 class FlowRunContext:
-    """Everything about one flow run in progress; built by flowpod._runtime.flow_engine."""
+    """One flow run in progress; built (fully) by flowpod._runtime.flow_engine.
 
-    def __init__(self, *, flow: Any, run_id: str, name: str, parameters: dict[str, Any],
-                 parent: "FlowRunContext | None", record: "RunRecord", deps: RunDeps,
-                 reporter: "Reporter", tag_limits: "TagLimits", token: Any,
-                 task_limiter: Any, stores: Any) -> None:
+    `parameters` and `name` start as given and are replaced by the validated parameters and
+    the rendered run name once checked; everything else about identity is fixed.
+    """
+
+    def __init__(self, *, flow: FlowSpec, run_id: str, parameters: dict[str, Any],
+                 parent: FlowRunContext | None, services: RunServices,
+                 record: RunRecord) -> None:
         self.flow = flow
         self.id = run_id
-        self.name = name
+        self.name = f"{flow.name}-{run_id[:8]}"
         self.parameters = parameters
         self.parent = parent
-        self.record = record
-        self.deps = deps
-        self.reporter = reporter
-        self.tag_limits = tag_limits
-        self.token = token  # anyio EventLoopToken of the loop driving this run
-        self.loop_thread = threading.get_ident()
-        self.task_limiter = task_limiter
-        self.stores = stores  # flowpod._runtime.task_engine.Stores (results + cache)
-        self.task_group: Any = None  # set per attempt; holds submitted task runs
+        self.services = services
+        self.record = record  # its task runs and subflows (kept across retries)
+        self.progress = RunProgress()
         self.log_prints = bool(flow.log_prints)
         self.persist_result = bool(flow.persist_result)
         self.logger = logging.LoggerAdapter(
-            logging.getLogger("flowpod.flow_runs"), {"flow_run_name": name, "flow_run_id": run_id}
-        )
+            logging.getLogger("flowpod.flow_runs"),
+            {"flow_run_name": self.name, "flow_run_id": run_id})
+        self.pause_count = itertools.count(1)  # numbers suspend_flow_run calls without a key
         self._key_counters: dict[str, itertools.count[int]] = {}
-        self.pause_count = itertools.count(1)
-        # Interruption (timeout, SIGTERM) bookkeeping, see flowpod._runtime.flow_engine.
-        self.body_thread: int | None = None
-        self.cancel_scopes: set[Any] = set()
-        self.children: set[FlowRunContext] = set()
-        self.terminating = False
-        self.body_call: Any = None  # flowpod._runtime.threads.ThreadCall of a running sync body
-        # Filled in by flowpod._runtime.flow_engine right after construction:
-        self.state: Any = None  # last state the reporter accepted
-        self.cancel_check: Any = None  # answers "was cancellation requested?"
-        self.blocking_ops: Any = None
-        self.async_ops: Any = None
-        self.flushed_version = -1
-        self.loop: Any = None  # the asyncio loop behind `token`, for thread-safe wake-ups
-        self.pool: Any = None  # flowpod._runtime.pool.TaskPool of the current attempt
 
     def next_task_key(self, task_key: str) -> str:
         """Deterministic task-run key: the task's key plus its call number in this run."""
@@ -126,7 +120,7 @@ class FlowRunContext:
         self._key_counters = {}
 
     def on_loop_thread(self) -> bool:
-        return threading.get_ident() == self.loop_thread
+        return self.services.loop.is_current_thread()
 
 
 class TaskRunContext:
@@ -134,7 +128,7 @@ class TaskRunContext:
 
     __slots__ = ("task", "task_run", "flow_run", "parameters")
 
-    def __init__(self, task: Any, task_run: "TaskRunRecord", flow_run: FlowRunContext | None,
+    def __init__(self, task: TaskSpec, task_run: TaskRunRecord, flow_run: FlowRunContext | None,
                  parameters: dict[str, Any]) -> None:
         self.task = task
         self.task_run = task_run

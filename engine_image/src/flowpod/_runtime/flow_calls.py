@@ -32,7 +32,7 @@ def call_flow(flow: Any, parameters: dict[str, Any], return_state: bool) -> Any:
         return _call_async(flow, parameters, return_state)
     run = functools.partial(run_flow, flow, parameters, parent=parent)
     if parent is not None and not parent.on_loop_thread():
-        state = anyio.from_thread.run(run, token=parent.token)
+        state = anyio.from_thread.run(run, token=parent.services.loop.token)
     elif _loop_running_here():
         state = _run_in_helper_thread(run)
     else:

@@ -22,24 +22,25 @@ from datetime import timedelta
 from typing import Any, Mapping
 
 import anyio
-import anyio.lowlevel
 
 from flowpod import states
 from flowpod._runtime.contexts import (
     FlowRunContext,
-    RunDeps,
+    RunServices,
     enable_log_prints,
     flow_run_var,
     print_logger_var,
 )
+from flowpod._runtime.deps import RunDeps, Stores
 from flowpod._runtime.futures import TaskRunFuture
 from flowpod._runtime.limits import TagLimits
-from flowpod._runtime.ops import BlockingOps
-from flowpod._runtime.records import RunRecord
+from flowpod._runtime.ops import AsyncOps, BlockingOps
 from flowpod._runtime.pool import TaskPool
+from flowpod._runtime.records import RunRecord
 from flowpod._runtime.signals import can_watch_signals, interrupt_run, watch_sigterm
-from flowpod._runtime.task_engine import Stores, run_pooled
-from flowpod._runtime.threads import ThreadCall
+from flowpod._runtime.specs import FlowSpec
+from flowpod._runtime.task_calls import run_pooled
+from flowpod._runtime.threads import RunLoop, ThreadCall
 from flowpod.errors import Abort, Pause, ParameterValidationError, TerminationSignal
 from flowpod.reporting import CancellationCheck, InMemoryReporter, Reporter
 
@@ -61,15 +62,15 @@ class _Outcome:
         self.error: BaseException | None = None
 
 
-async def run_flow(flow: Any, parameters: Mapping[str, Any], *, reporter: Reporter | None = None,
-                   cancel_check: CancellationCheck | None = None, deps: RunDeps | None = None,
-                   parent: FlowRunContext | None = None, run_id: str | None = None,
-                   tag_limits: Mapping[str, int] | None = None,
+async def run_flow(flow: FlowSpec, parameters: Mapping[str, Any], *,
+                   reporter: Reporter | None = None, cancel_check: CancellationCheck | None = None,
+                   deps: RunDeps | None = None, parent: FlowRunContext | None = None,
+                   run_id: str | None = None, tag_limits: Mapping[str, int] | None = None,
                    handle_sigterm: bool = True) -> states.State:
     """Run one flow run on the current anyio loop; return its final (or Suspended) state."""
     ctx = _new_context(flow, parameters, reporter, cancel_check, deps, parent, run_id, tag_limits)
     if parent is not None:
-        parent.children.add(ctx)
+        parent.progress.children.add(ctx)
     try:
         async with anyio.create_task_group() as background:
             if parent is None:
@@ -86,40 +87,44 @@ async def run_flow(flow: Any, parameters: Mapping[str, Any], *, reporter: Report
                 background.cancel_scope.cancel()
     finally:
         if parent is not None:
-            parent.children.discard(ctx)
+            parent.progress.children.discard(ctx)
     if parent is not None:
         parent.record.add_subflow(ctx.name, ctx.id, state)
     return state
 
 
-def _new_context(flow: Any, parameters: Mapping[str, Any], reporter: Reporter | None,
+def _new_context(flow: FlowSpec, parameters: Mapping[str, Any], reporter: Reporter | None,
                  cancel_check: CancellationCheck | None, deps: RunDeps | None,
                  parent: FlowRunContext | None, run_id: str | None,
                  tag_limits: Mapping[str, int] | None) -> FlowRunContext:
-    deps = deps or (parent.deps if parent is not None else RunDeps())
-    run_id = run_id or uuid.uuid4().hex
     reporter = reporter or InMemoryReporter()
-    inherit = parent is not None
-    ctx = FlowRunContext(
-        flow=flow, run_id=run_id, name=f"{flow.name}-{run_id[:8]}", parameters=dict(parameters),
-        parent=parent, record=RunRecord(), deps=deps, reporter=reporter,
-        tag_limits=parent.tag_limits if inherit else TagLimits(
-            {**flow.tag_limits, **(tag_limits or {})}),
-        token=anyio.lowlevel.current_token(),
-        task_limiter=parent.task_limiter if inherit else anyio.CapacityLimiter(flow.task_workers),
-        stores=parent.stores if inherit else Stores.from_deps(deps),
-    )
-    ctx.blocking_ops = BlockingOps(deps)
-    ctx.loop = asyncio.get_running_loop()
-    ctx.cancel_check = cancel_check or (parent.cancel_check if inherit else getattr(
-        reporter, "is_cancellation_requested", None))
-    return ctx
+    if parent is None:
+        deps = deps or RunDeps()
+        services = RunServices(
+            deps=deps, reporter=reporter,
+            cancel_check=cancel_check or getattr(reporter, "is_cancellation_requested", None),
+            tag_limits=TagLimits({**flow.tag_limits, **(tag_limits or {})}),
+            task_limiter=anyio.CapacityLimiter(flow.task_workers),
+            stores=Stores.from_deps(deps), loop=RunLoop.current(),
+            blocking_ops=BlockingOps(deps), async_ops=AsyncOps(deps))
+    else:  # a subflow shares its parent's limits and stores (RunServices says why)
+        inherited = parent.services
+        deps = deps or inherited.deps
+        services = RunServices(
+            deps=deps, reporter=reporter,
+            cancel_check=cancel_check or inherited.cancel_check,
+            tag_limits=inherited.tag_limits, task_limiter=inherited.task_limiter,
+            stores=inherited.stores, loop=RunLoop.current(),
+            blocking_ops=BlockingOps(deps), async_ops=AsyncOps(deps))
+    return FlowRunContext(flow=flow, run_id=run_id or uuid.uuid4().hex,
+                          parameters=dict(parameters), parent=parent, services=services,
+                          record=RunRecord())
 
 
 async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
     """Propose a flow-run state; Abort propagates when the backend refuses."""
-    accepted = await ctx.reporter.propose_state(state)
-    ctx.state = accepted
+    accepted = await ctx.services.reporter.propose_state(state)
+    ctx.progress.state = accepted
     bad = accepted.type in (states.StateType.FAILED, states.StateType.CRASHED)
     level = logging.ERROR if bad else logging.INFO
     ctx.logger.log(level, "Flow run %r entered state %r", ctx.name, accepted)
@@ -136,7 +141,7 @@ async def _run(ctx: FlowRunContext, parameters: Mapping[str, Any]) -> states.Sta
         state = await _attempts(ctx)
     except Abort as exc:
         return await _aborted(ctx, exc)
-    if ctx.terminating:
+    if ctx.progress.terminating:
         return await _finish_terminated(ctx)
     if state.is_paused():  # suspended: the state was proposed already, the process ends
         await _flush(ctx)
@@ -152,13 +157,13 @@ async def _attempts(ctx: FlowRunContext) -> states.State:
         ctx.record.start_attempt()
         ctx.reset_task_keys()  # same keys again, so completed task runs are reused
         state = await _execute(ctx)
-        if ctx.terminating or not state.is_failed() or attempt > flow.retries:
+        if ctx.progress.terminating or not state.is_failed() or attempt > flow.retries:
             return state
         delay = flow.retry_delay_seconds
         await propose(ctx, states.AwaitingRetry(
-            state.message, scheduled_time=ctx.deps.clock() + timedelta(seconds=delay)))
+            state.message, scheduled_time=ctx.services.deps.clock() + timedelta(seconds=delay)))
         if delay:
-            await (ctx.deps.asleep or anyio.sleep)(delay)
+            await (ctx.services.deps.asleep or anyio.sleep)(delay)
         attempt += 1
         await propose(ctx, states.Retrying(f"Attempt {attempt} of {flow.retries + 1}"))
 
@@ -166,27 +171,28 @@ async def _attempts(ctx: FlowRunContext) -> states.State:
 async def _execute(ctx: FlowRunContext) -> states.State:
     """One attempt: body plus its submitted task runs, under timeout and SIGTERM scopes."""
     outcome = _Outcome()
+    progress = ctx.progress
     token = flow_run_var.set(ctx)
     print_token = print_logger_var.set(ctx.logger) if ctx.log_prints else None
     if ctx.log_prints:
         enable_log_prints()
     try:
-        await _run_hooks(ctx, "on_running", ctx.state)
+        await _run_hooks(ctx, "on_running", progress.state)
         with anyio.CancelScope() as termination_scope:
-            ctx.cancel_scopes.add(termination_scope)
+            progress.cancel_scopes.add(termination_scope)
             with anyio.move_on_after(ctx.flow.timeout_seconds) as timeout_scope:
                 async with anyio.create_task_group() as task_group:
-                    ctx.task_group = task_group
-                    ctx.pool = TaskPool(ctx, ctx.flow.task_workers,
-                                        functools.partial(run_pooled, ctx))
+                    progress.task_group = task_group
+                    progress.pool = TaskPool(ctx.services.task_limiter, ctx.flow.task_workers,
+                                             functools.partial(run_pooled, ctx))
                     await _call_body(ctx, outcome)
-        ctx.cancel_scopes.discard(termination_scope)
+        progress.cancel_scopes.discard(termination_scope)
     finally:
-        ctx.task_group = None  # ctx.pool stays, so a late interrupt still reaches its workers
+        progress.task_group = None  # the pool stays, so a late interrupt reaches its workers
         if print_token is not None:
             print_logger_var.reset(print_token)
         flow_run_var.reset(token)
-    if ctx.terminating:
+    if progress.terminating:
         return states.Crashed("Terminated")  # replaced by _finish_terminated
     if timeout_scope.cancelled_caught:
         interrupt_run(ctx, terminating=False)  # stop the body thread and subflows
@@ -209,10 +215,10 @@ async def _call_body(ctx: FlowRunContext, outcome: _Outcome) -> None:
 
 
 async def _run_sync_body(ctx: FlowRunContext, args: tuple, kwargs: dict[str, Any]) -> Any:
-    loop = ctx.loop
+    loop = ctx.services.loop.loop
     done = anyio.Event()
     call = ThreadCall(ctx.flow.fn, args, kwargs, name=f"flowpod-flow-{ctx.name}")
-    ctx.body_call = call
+    ctx.progress.body_call = call
     call.add_done_callback(lambda: _set_threadsafe(loop, done))
     call.start()
     try:
@@ -223,7 +229,7 @@ async def _run_sync_body(ctx: FlowRunContext, args: tuple, kwargs: dict[str, Any
     return call.outcome()
 
 
-def _set_threadsafe(loop: Any, event: anyio.Event) -> None:
+def _set_threadsafe(loop: asyncio.AbstractEventLoop, event: anyio.Event) -> None:
     # anyio's from_thread helpers block the caller until the loop runs them; a
     # finishing body thread only needs to wake the loop, so post a callback instead.
     try:
@@ -286,7 +292,7 @@ async def _finish(ctx: FlowRunContext, state: states.State) -> states.State:
 
 async def _aborted(ctx: FlowRunContext, exc: Abort) -> states.State:
     """The backend refused a state: finish a cancellation, or stop where it says."""
-    current = exc.state or await ctx.reporter.read_state()
+    current = exc.state or await ctx.services.reporter.read_state()
     if current is not None and current.is_cancelling():
         return await _finish(ctx, states.Cancelled("Flow run was cancelled"))
     ctx.logger.warning("Flow run %r stopped: the backend refused a state (%s)", ctx.name, exc)
@@ -319,7 +325,7 @@ async def _finish_terminated(ctx: FlowRunContext) -> states.State:
 
 
 async def _cancellation_requested(ctx: FlowRunContext) -> bool:
-    check = ctx.cancel_check
+    check = ctx.services.cancel_check
     if check is None:
         return False
     try:
@@ -346,16 +352,16 @@ async def _run_hooks(ctx: FlowRunContext, option: str, state: states.State) -> N
 
 async def _flush_periodically(ctx: FlowRunContext) -> None:
     while True:
-        await anyio.sleep(ctx.deps.flush_interval)
+        await anyio.sleep(ctx.services.deps.flush_interval)
         await _flush(ctx)
 
 
 async def _flush(ctx: FlowRunContext) -> None:
     version = ctx.record.version
-    if version == ctx.flushed_version or (version == 0 and ctx.parent is not None):
+    if version == ctx.progress.flushed_version or (version == 0 and ctx.parent is not None):
         return
-    ctx.flushed_version = version
+    ctx.progress.flushed_version = version
     try:
-        await ctx.reporter.flush_task_runs(ctx.record.summary())
+        await ctx.services.reporter.flush_task_runs(ctx.record.summary())
     except Exception:  # a missed flush is repaired by the next one
         ctx.logger.warning("Could not flush the task-run summary of %r", ctx.name, exc_info=True)

@@ -1,9 +1,9 @@
 """`@flow` and the Flow object: options, hooks, run names, and calling a flow.
 
 Role: the user-facing side of flows. Options are checked at decoration time and
-errors name the option. Calling a flow runs it through the flow engine
-(flowpod._runtime.flow_engine, imported on first call so `import flowpod` stays light):
-a sync flow returns its result (or raises), an async flow returns a coroutine;
+errors name the option. Calling a flow hands it to flowpod._runtime.flow_calls, which
+runs it through the flow engine (both imported on first call, so `import flowpod` stays
+light): a sync flow returns its result (or raises), an async flow returns a coroutine;
 `return_state=True` gives the final State instead. Callers: user code via
 `flowpod.flow`; flowpod.engine (run_flow_run, entrypoint loading).
 """

@@ -4,8 +4,8 @@ Role: `TaskRunFuture` is what `.submit()` returns (and `.map()` returns a
 `FutureList` of them). `find_upstreams` / `resolve_inputs` turn futures and states
 nested in a task's arguments into values, raising `UpstreamTaskError` when an
 upstream did not complete (unless wrapped in `allow_failure`). Callers:
-flowpod._runtime.task_engine (inputs, wait_for), flowpod._runtime.tasks (map), flowpod._runtime.flow_engine
-(a flow that returns futures), user code.
+flowpod._runtime.task_engine (inputs, wait_for), flowpod._runtime.task_calls (submit,
+map), flowpod._runtime.flow_engine (a flow that returns futures), user code.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from flowpod import states
 from flowpod._runtime.annotations import allow_failure, unmapped
-from flowpod._runtime.threads import wait_event
+from flowpod._runtime.threads import RunLoop, wait_event
 from flowpod.errors import UpstreamTaskError
 
 if TYPE_CHECKING:
-    from flowpod._runtime.contexts import FlowRunContext
     from flowpod._runtime.records import TaskRunRecord
 
 __all__ = ["TaskRunFuture", "FutureList", "find_upstreams", "resolve_inputs", "check_wait_for"]
@@ -32,11 +31,11 @@ _CONTAINERS = (list, tuple, set, frozenset, dict)
 class TaskRunFuture:
     """The eventual final state of a submitted task run."""
 
-    __slots__ = ("task_run", "_flow_run", "_done", "_async_events")
+    __slots__ = ("task_run", "_loop", "_done", "_async_events")
 
-    def __init__(self, task_run: "TaskRunRecord", flow_run: "FlowRunContext") -> None:
+    def __init__(self, task_run: "TaskRunRecord", loop: RunLoop) -> None:
         self.task_run = task_run
-        self._flow_run = flow_run
+        self._loop = loop  # the flow run's: where async waiters are woken
         self._done = threading.Event()
         self._async_events: list[Any] = []
 
@@ -56,7 +55,7 @@ class TaskRunFuture:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run is final; False if the timeout passed first."""
-        if not self._done.is_set() and self._flow_run.on_loop_thread():
+        if not self._done.is_set() and self._loop.is_current_thread():
             raise RuntimeError(
                 f"Waiting for task run {self.task_run.name!r} would block the event loop it "
                 "runs on; in an async flow use `await future` instead of .wait()/.result()."
@@ -89,10 +88,10 @@ class TaskRunFuture:
         events = self._async_events
         if not events:
             return
-        if self._flow_run.on_loop_thread():
+        if self._loop.is_current_thread():
             _set_all(events)
         else:
-            self._flow_run.loop.call_soon_threadsafe(_set_all, events)
+            self._loop.loop.call_soon_threadsafe(_set_all, events)
 
 
 def _set_all(events: list[Any]) -> None:

@@ -12,7 +12,8 @@ object, so the same core serves both worlds:
 - `AsyncOps` for async task runs, which run as tasks on the flow run's anyio loop.
   (Submitted sync task runs use BlockingOps in flowpod._runtime.pool's bounded workers.)
 
-Callers: flowpod._runtime.task_engine (the core), flowpod._runtime.tasks (which picks the ops).
+Callers: flowpod._runtime.task_engine (the core), flowpod._runtime.task_calls (which
+picks the ops), flowpod._runtime.flow_engine (which builds them once per flow run).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from flowpod._runtime.futures import TaskRunFuture
 from flowpod._runtime.threads import ThreadCall, wait_event
 
 if TYPE_CHECKING:
-    from flowpod._runtime.contexts import RunDeps
+    from flowpod._runtime.deps import RunDeps
     from flowpod._runtime.limits import TagLimits
 
-__all__ = ["TaskTimedOut", "BlockingOps", "AsyncOps", "run_blocking"]
+__all__ = ["TaskTimedOut", "BlockingOps", "AsyncOps", "Ops", "run_blocking"]
 
 
 class TaskTimedOut(Exception):
@@ -114,3 +115,7 @@ class AsyncOps:
 
     async def acquire(self, limits: "TagLimits", semaphores: list) -> None:
         await limits.acquire_async(semaphores, self._anyio.sleep)
+
+
+# Either driver; the task engine is written against what both provide.
+Ops = BlockingOps | AsyncOps

@@ -40,7 +40,7 @@ def _dispatch(ctx: FlowRunContext, coro: Coroutine[Any, Any, Any]) -> Any:
     async def run() -> Any:
         return await coro
 
-    return anyio.from_thread.run(run, token=ctx.token)
+    return anyio.from_thread.run(run, token=ctx.services.loop.token)
 
 
 def pause_flow_run(timeout: float = 3600, poll_interval: float = 10) -> Any:
@@ -56,25 +56,25 @@ async def _pause(ctx: FlowRunContext, timeout: float, poll_interval: float) -> N
 
     from flowpod._runtime.flow_engine import propose
 
-    clock = ctx.deps.clock
+    clock = ctx.services.deps.clock
     deadline = clock() + timedelta(seconds=timeout)
     await propose(ctx, states.Paused(f"Waiting up to {timeout} s to be resumed",
                                      pause_timeout=deadline))
-    asleep = ctx.deps.asleep or anyio.sleep
+    asleep = ctx.services.deps.asleep or anyio.sleep
     with anyio.CancelScope() as scope:  # SIGTERM cancels it (see flowpod._runtime.signals)
-        ctx.cancel_scopes.add(scope)
+        ctx.progress.cancel_scopes.add(scope)
         try:
             while (remaining := (deadline - clock()).total_seconds()) > 0:
                 await asleep(min(poll_interval, remaining))
-                current = await ctx.reporter.read_state()
+                current = await ctx.services.reporter.read_state()
                 if current is not None and current.is_running():
-                    ctx.state = current
+                    ctx.progress.state = current
                     ctx.logger.info("Flow run %r resumed", ctx.name)
                     return
                 if current is not None and current.is_cancelling():
                     raise Abort("The flow run was cancelled while paused", state=current)
         finally:
-            ctx.cancel_scopes.discard(scope)
+            ctx.progress.cancel_scopes.discard(scope)
     if not scope.cancelled_caught:
         raise PausedRunTimeout(f"The flow run was paused for {timeout} s and not resumed")
 
@@ -83,8 +83,9 @@ def suspend_flow_run(timeout: float = 3600, key: str | None = None) -> Any:
     """End the current flow run as Suspended; a later run with the same id continues past it."""
     ctx = _current_run("suspend_flow_run")
     key = key or f"suspend-{next(ctx.pause_count)}"
-    marker = ctx.stores.results.path_for("runs", ctx.id, "suspends", key)
-    if ctx.stores.results.read(marker)[0]:
+    results = ctx.services.stores.results
+    marker = results.path_for("runs", ctx.id, "suspends", key)
+    if results.read(marker)[0]:
         return _dispatch(ctx, _noop())  # suspended here before and since resumed
     return _dispatch(ctx, _suspend(ctx, timeout, marker))
 
@@ -96,12 +97,12 @@ async def _noop() -> None:
 async def _suspend(ctx: FlowRunContext, timeout: float, marker: Any) -> None:
     from flowpod._runtime.flow_engine import propose
 
-    deadline = ctx.deps.clock() + timedelta(seconds=timeout)
+    deadline = ctx.services.deps.clock() + timedelta(seconds=timeout)
     proposed = states.Suspended(f"Suspended; resume within {timeout} s", pause_timeout=deadline)
     try:
         accepted = await propose(ctx, proposed)
     except Abort as exc:
         raise RuntimeError(f"The flow run cannot be suspended: {exc}") from None
-    ctx.stores.results.write(marker, True)
+    ctx.services.stores.results.write(marker, True)
     accepted.data = Pause("Flow run suspended", state=accepted)
     raise accepted.data

@@ -7,7 +7,7 @@ blocking ops (flowpod._runtime.ops), so a `.map()` over a thousand items costs o
 start per worker instead of a loop-to-thread round trip per item. Runs whose
 upstream futures are not finished wait on the event loop first, so a waiting run
 never holds a worker (that could deadlock a bounded pool). Callers:
-flowpod._runtime.task_engine.submit_tasks.
+flowpod._runtime.flow_engine (one per attempt), flowpod._runtime.task_calls (submit).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from flowpod._runtime.threads import Interruptible
 
 if TYPE_CHECKING:
-    from flowpod._runtime.contexts import FlowRunContext
+    from anyio import CapacityLimiter
 
 __all__ = ["TaskPool"]
 
@@ -27,9 +27,9 @@ __all__ = ["TaskPool"]
 class TaskPool:
     """Ready sync task runs of one flow run, and the workers draining them."""
 
-    def __init__(self, flow_run: "FlowRunContext", max_workers: int,
+    def __init__(self, limiter: "CapacityLimiter", max_workers: int,
                  run_one: Callable[[Any], None]) -> None:
-        self._flow_run = flow_run
+        self._limiter = limiter  # the run tree's: bounds worker threads across subflows
         self._max_workers = max_workers
         self._run_one = run_one  # drives one queued item to its final state
         self._lock = threading.Lock()
@@ -56,7 +56,7 @@ class TaskPool:
         try:
             await anyio.to_thread.run_sync(slot.run, self._drain, (), {},
                                            abandon_on_cancel=True,
-                                           limiter=self._flow_run.task_limiter)
+                                           limiter=self._limiter)
         finally:
             with self._lock:
                 self._slots.discard(slot)

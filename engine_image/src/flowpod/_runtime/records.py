@@ -1,10 +1,10 @@
 """In-process records of task runs and subflows, aggregated for the reporter.
 
-Role: the flow engine keeps one `RunRecord` per flow run; the task engine
-(flowpod._runtime.task_engine) creates a `TaskRunRecord` per task run and finishes it in
-the RunRecord, which keeps running counts so a summary (flowpod.reporting.
-TaskRunSummary) is cheap to build when the flow engine's flusher asks for one.
-Callers: flowpod._runtime.task_engine, flowpod._runtime.flow_engine, flowpod._runtime.futures.
+Role: the flow engine keeps one `RunRecord` per flow run; every task call
+(flowpod._runtime.task_calls) registers a `TaskRunRecord` in it and the task engine
+(flowpod._runtime.task_engine) finishes it there. The RunRecord keeps running counts, so
+a summary (flowpod.reporting.TaskRunSummary) is cheap to build when the flow engine's
+flusher asks for one. Callers: the task and flow engines, task_calls, futures.
 
 Records are touched from the flow's event-loop thread and from worker threads,
 so every mutation that is not a single atomic list append holds the lock.

@@ -2,82 +2,46 @@
 
 Role: `run_task` orchestrates a task run -- reuse of an earlier result, upstream
 resolution (NotReady), cache lookup, tag-concurrency slots, attempts with retries
-and timeouts, result persistence -- through an `ops` object (flowpod._runtime.ops) so that
-the same code serves sync callers (driven without an event loop) and async ones.
-`new_record` assigns the deterministic task-run key at call/submit time.
-`submit_task` schedules a run on the flow run's event loop. Callers: flowpod._runtime.tasks
-(call / submit / map), flowpod._runtime.flow_engine (Stores).
+and timeouts, result persistence -- through an `ops` object (flowpod._runtime.ops) so
+that the same code serves sync callers (driven without an event loop) and async ones.
+It reads a task only through flowpod._runtime.specs.TaskSpec: the user-facing Task
+(flowpod._runtime.tasks) and how calls reach this core (flowpod._runtime.task_calls)
+sit above it. Callers: flowpod._runtime.task_calls.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from flowpod import states
 from flowpod._runtime.contexts import (
     FlowRunContext,
-    RunDeps,
     TaskRunContext,
+    enable_log_prints,
     print_logger_var,
     task_run_var,
 )
-from flowpod._runtime.futures import TaskRunFuture, check_wait_for, find_upstreams, resolve_inputs
+from flowpod._runtime.deps import RunDeps, Stores
+from flowpod._runtime.futures import check_wait_for, find_upstreams, resolve_inputs
 from flowpod._runtime.limits import TagLimits
-from flowpod._runtime.ops import AsyncOps, TaskTimedOut, run_blocking
-from flowpod._runtime.threads import RunInterrupted
+from flowpod._runtime.ops import TaskTimedOut
 from flowpod._runtime.records import TaskRunRecord
-from flowpod.caching import TaskCache
 from flowpod.errors import UpstreamTaskError
-from flowpod.results import ResultStore
 
 if TYPE_CHECKING:
-    from flowpod._runtime.tasks import Task
+    from flowpod._runtime.ops import Ops
+    from flowpod._runtime.specs import TaskSpec
 
-__all__ = [
-    "Stores", "new_record", "run_task", "submit_tasks", "run_pooled", "retry_delay",
-    "async_ops_for",
-]
+__all__ = ["run_task", "retry_delay"]
 
 logger = logging.getLogger("flowpod.task_runs")
 _NO_LIMITS = TagLimits()
 
 
-@dataclass(frozen=True, slots=True)
-class Stores:
-    """Where a flow run keeps task results and cache entries."""
-
-    results: ResultStore
-    cache: TaskCache
-
-    @classmethod
-    def from_deps(cls, deps: RunDeps) -> "Stores":
-        results = ResultStore(deps.result_dir)
-        return cls(results, TaskCache(results, deps.clock))
-
-
-def new_record(task: "Task", flow_run: FlowRunContext | None) -> TaskRunRecord:
-    """Create (and register) a task run; its key depends only on call order in the run."""
-    key = flow_run.next_task_key(task.task_key) if flow_run is not None else task.task_key
-    record = TaskRunRecord(task.name, key, task.tags, states.Pending())
-    if flow_run is not None:
-        flow_run.record.add(record)
-    return record
-
-
-def async_ops_for(flow_run: FlowRunContext | None) -> AsyncOps:
-    if flow_run is None:
-        return AsyncOps(RunDeps())
-    ops = flow_run.async_ops
-    if ops is None:
-        ops = flow_run.async_ops = AsyncOps(flow_run.deps)
-    return ops
-
-
-def retry_delay(task: "Task", retry_index: int,
+def retry_delay(task: TaskSpec, retry_index: int,
                 rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait before retry number retry_index + 1, jitter included."""
     delays = task.retry_delay_seconds
@@ -92,7 +56,7 @@ def retry_delay(task: "Task", retry_index: int,
     return max(delay, 0.0)
 
 
-async def run_task(ops: Any, task: "Task", flow_run: FlowRunContext | None,
+async def run_task(ops: Ops, task: TaskSpec, flow_run: FlowRunContext | None,
                    record: TaskRunRecord, args: tuple, kwargs: dict[str, Any],
                    wait_for: Iterable[Any] | None) -> TaskRunRecord:
     """Run one task run to a final (or NotReady) state; record it in the flow run."""
@@ -117,7 +81,7 @@ def _finish(flow_run: FlowRunContext | None, record: TaskRunRecord) -> None:
         flow_run.record.finish(record)
 
 
-async def _orchestrate(ops: Any, task: "Task", flow_run: FlowRunContext | None,
+async def _orchestrate(ops: Ops, task: TaskSpec, flow_run: FlowRunContext | None,
                        record: TaskRunRecord, args: tuple, kwargs: dict[str, Any],
                        wait_for: Iterable[Any] | None) -> None:
     persist = task.persist_result if task.persist_result is not None else (
@@ -132,7 +96,7 @@ async def _orchestrate(ops: Any, task: "Task", flow_run: FlowRunContext | None,
     context = TaskRunContext(task, record, flow_run, parameters)
     if task.task_run_name is not None:
         record.name = task.render_run_name(parameters)
-    stores = flow_run.stores if flow_run is not None else Stores.from_deps(RunDeps())
+    stores = flow_run.services.stores if flow_run is not None else Stores.from_deps(RunDeps())
     cache_key = task.cache_key_fn(context, parameters) if task.cache_key_fn else None
     if cache_key is not None and not task.refresh_cache:
         hit, value = stores.cache.get(cache_key)
@@ -144,7 +108,7 @@ async def _orchestrate(ops: Any, task: "Task", flow_run: FlowRunContext | None,
         _store(task, flow_run, record, stores, state, cache_key, persist)
 
 
-async def _resolve_upstreams(ops: Any, record: TaskRunRecord, args: tuple,
+async def _resolve_upstreams(ops: Ops, record: TaskRunRecord, args: tuple,
                              kwargs: dict[str, Any], wait_for: Iterable[Any] | None
                              ) -> tuple[tuple, dict[str, Any]] | None:
     """Arguments with upstream values filled in; None (and NotReady) if one did not complete."""
@@ -161,17 +125,17 @@ async def _resolve_upstreams(ops: Any, record: TaskRunRecord, args: tuple,
     return resolved
 
 
-async def _attempts_with_slots(ops: Any, task: "Task", flow_run: FlowRunContext | None,
+async def _attempts_with_slots(ops: Ops, task: TaskSpec, flow_run: FlowRunContext | None,
                                record: TaskRunRecord, context: TaskRunContext, args: tuple,
                                kwargs: dict[str, Any]) -> states.State:
     """The attempts, holding a concurrency slot for each limited tag of the task."""
-    limits = flow_run.tag_limits if flow_run is not None else _NO_LIMITS
+    limits = flow_run.services.tag_limits if flow_run is not None else _NO_LIMITS
     semaphores = limits.limited(task.tags)
     if semaphores and not limits.try_acquire(semaphores):
         record.set_state(states.AwaitingConcurrencySlot(f"Waiting for tags {sorted(task.tags)}"))
         await ops.acquire(limits, semaphores)
     try:
-        deps = flow_run.deps if flow_run is not None else None
+        deps = flow_run.services.deps if flow_run is not None else None
         return await _attempts(ops, task, record, context, args, kwargs, deps)
     finally:
         limits.release(semaphores)
@@ -186,18 +150,18 @@ def _reuse_earlier(flow_run: FlowRunContext, record: TaskRunRecord, persist: boo
         return True
     if not persist:
         return False
-    found, value = flow_run.stores.results.read(_result_path(flow_run, record))
+    found, value = flow_run.services.stores.results.read(_result_path(flow_run, record))
     if found:  # an earlier process ran this flow run (a re-run after a crash or suspend)
         record.set_state(states.Completed("Reused the persisted result of an earlier run",
                                           data=value))
     return found
 
 
-def _result_path(flow_run: FlowRunContext, record: TaskRunRecord):
-    return flow_run.stores.results.path_for("runs", flow_run.id, record.key)
+def _result_path(flow_run: FlowRunContext, record: TaskRunRecord) -> Any:
+    return flow_run.services.stores.results.path_for("runs", flow_run.id, record.key)
 
 
-async def _attempts(ops: Any, task: "Task", record: TaskRunRecord, context: TaskRunContext,
+async def _attempts(ops: Ops, task: TaskSpec, record: TaskRunRecord, context: TaskRunContext,
                     args: tuple, kwargs: dict[str, Any], deps: RunDeps | None) -> states.State:
     while True:
         record.run_count += 1
@@ -219,11 +183,11 @@ async def _attempts(ops: Any, task: "Task", record: TaskRunRecord, context: Task
         await ops.sleep(delay)
 
 
-async def _attempt(ops: Any, task: "Task", context: TaskRunContext, args: tuple,
+async def _attempt(ops: Ops, task: TaskSpec, context: TaskRunContext, args: tuple,
                    kwargs: dict[str, Any]) -> states.State:
     token = task_run_var.set(context)
-    print_token = print_logger_var.set(task.print_logger(context)) if task.wants_log_prints(
-        context.flow_run) else None
+    print_token = print_logger_var.set(_print_logger(context)) if _wants_log_prints(
+        task, context.flow_run) else None
     try:
         value = await ops.call(task.fn, args, kwargs, task.timeout_seconds)
     except TaskTimedOut:
@@ -238,7 +202,19 @@ async def _attempt(ops: Any, task: "Task", context: TaskRunContext, args: tuple,
     return value if isinstance(value, states.State) else states.Completed(data=value)
 
 
-def _retriable(task: "Task", record: TaskRunRecord, state: states.State) -> bool:
+def _wants_log_prints(task: TaskSpec, flow_run: FlowRunContext | None) -> bool:
+    if task.log_prints is not None:
+        return task.log_prints
+    return flow_run is not None and flow_run.log_prints
+
+
+def _print_logger(context: TaskRunContext) -> logging.LoggerAdapter:
+    enable_log_prints()
+    return logging.LoggerAdapter(logging.getLogger("flowpod.task_runs"),
+                                 {"task_run_name": context.task_run.name})
+
+
+def _retriable(task: TaskSpec, record: TaskRunRecord, state: states.State) -> bool:
     if task.retry_condition_fn is None:
         return True
     try:
@@ -248,7 +224,7 @@ def _retriable(task: "Task", record: TaskRunRecord, state: states.State) -> bool
         return False
 
 
-def _store(task: "Task", flow_run: FlowRunContext | None, record: TaskRunRecord,
+def _store(task: TaskSpec, flow_run: FlowRunContext | None, record: TaskRunRecord,
            stores: Stores, state: states.State, cache_key: str | None, persist: bool) -> None:
     try:
         if persist and flow_run is not None:
@@ -257,75 +233,3 @@ def _store(task: "Task", flow_run: FlowRunContext | None, record: TaskRunRecord,
             stores.cache.put(cache_key, state.data, task.cache_expiration)
     except Exception:  # an unpicklable result still completed; it just is not reusable
         logger.warning("Could not persist the result of task run %r", record.name, exc_info=True)
-
-
-SubmittedCall = tuple  # (task, future, args, kwargs, wait_for)
-
-
-async def _run_submitted(flow_run: FlowRunContext, call: SubmittedCall) -> None:
-    """An async task run, as a task on the flow run's loop."""
-    task, future, args, kwargs, wait_for = call
-    try:
-        await run_task(async_ops_for(flow_run), task, flow_run, future.task_run, args, kwargs,
-                       wait_for)
-    finally:
-        future._finish()
-
-
-def run_pooled(flow_run: FlowRunContext, call: SubmittedCall) -> None:
-    """A sync task run, in a flowpod._runtime.pool worker thread."""
-    task, future, args, kwargs, wait_for = call
-    try:
-        run_blocking(run_task(flow_run.blocking_ops, task, flow_run, future.task_run, args,
-                              kwargs, wait_for))
-    except RunInterrupted:
-        raise  # the flow run is being stopped: end this worker
-    except BaseException:  # already recorded as Crashed; keep the worker serving others
-        pass
-    finally:
-        future._finish()
-
-
-async def _queue_when_ready(flow_run: FlowRunContext, call: SubmittedCall) -> None:
-    """Wait (on the loop, holding no worker) for upstreams, then queue the run."""
-    task, future, args, kwargs, wait_for = call
-    await async_ops_for(flow_run).wait(find_upstreams((*args, *kwargs.values(), *(wait_for or ()))))
-    for _ in range(flow_run.pool.put([call])):
-        flow_run.task_group.start_soon(flow_run.pool.worker)
-
-
-def _has_pending_upstreams(call: SubmittedCall) -> bool:
-    _, _, args, kwargs, wait_for = call
-    upstreams = find_upstreams((*args, *kwargs.values(), *(wait_for or ())))
-    return any(isinstance(u, TaskRunFuture) and not u.done() for u in upstreams)
-
-
-def submit_tasks(flow_run: FlowRunContext, calls: list[SubmittedCall]) -> None:
-    """Start task runs concurrently, from any thread (at most one hop to the loop)."""
-    ready, waiting, async_calls = [], [], []
-    for call in calls:
-        if call[0].is_async:
-            async_calls.append(call)
-        elif _has_pending_upstreams(call):
-            waiting.append(call)
-        else:
-            ready.append(call)
-    new_workers = flow_run.pool.put(ready) if ready else 0
-
-    def start_on_loop() -> None:
-        group = flow_run.task_group
-        for _ in range(new_workers):
-            group.start_soon(flow_run.pool.worker)
-        for call in waiting:
-            group.start_soon(_queue_when_ready, flow_run, call)
-        for call in async_calls:
-            group.start_soon(_run_submitted, flow_run, call)
-
-    if not (new_workers or waiting or async_calls):
-        return  # running workers will pick the new items up
-    if flow_run.on_loop_thread():
-        start_on_loop()
-    else:
-        import anyio.from_thread
-
-        anyio.from_thread.run_sync(start_on_loop, token=flow_run.token)

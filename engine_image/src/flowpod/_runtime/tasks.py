@@ -1,28 +1,23 @@
-"""`@task` and the Task object: calling, submitting and mapping task runs.
+"""`@task` and the Task object: a task's definition, and its calls.
 
-Role: the user-facing side of tasks. `Task.__call__` runs a sync task inline
-(blocking ops, no event loop) or returns a coroutine for an async task;
-`.submit()` schedules a run on the flow run's loop and returns a TaskRunFuture;
-`.map()` expands iterables (with `unmapped`) into many submits. Option checking
-lives here so bad options fail at decoration time, naming the option. Callers:
-user code via `flowpod.task`; the engine core is flowpod._runtime.task_engine.
+Role: the user-facing side of tasks. A Task holds its function and options (checked
+here, so bad options fail at decoration time, naming the option), its name and how
+it binds arguments. Calling it runs a sync task inline or returns a coroutine for an
+async one; `.submit()` starts a run concurrently and returns a TaskRunFuture; `.map()`
+starts one run per element. How those calls reach the engine is
+flowpod._runtime.task_calls, imported on first call so `import flowpod` stays light;
+the engine core is flowpod._runtime.task_engine. Callers: user code via `flowpod.task`.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Callable
 
-from flowpod import states
-from flowpod._runtime.annotations import unmapped
-from flowpod._runtime.contexts import FlowRunContext, TaskRunContext, enable_log_prints, flow_run_var
 from flowpod._runtime.futures import FutureList, TaskRunFuture
-from flowpod._runtime.ops import BlockingOps, run_blocking
-from flowpod.errors import MappingLengthMismatch, MappingMissingIterable, UpstreamTaskError
 
 __all__ = ["Task", "task", "exponential_backoff"]
 
@@ -126,145 +121,30 @@ class Task:
             raise ValueError(f"task_run_name {self.task_run_name!r} of task {self.name!r} uses "
                              f"{exc}, which is not a parameter of the task") from None
 
-    def wants_log_prints(self, flow_run: FlowRunContext | None) -> bool:
-        if self.log_prints is not None:
-            return self.log_prints
-        return flow_run is not None and flow_run.log_prints
-
-    def print_logger(self, context: TaskRunContext) -> logging.LoggerAdapter:
-        enable_log_prints()
-        return logging.LoggerAdapter(logging.getLogger("flowpod.task_runs"),
-                                     {"task_run_name": context.task_run.name})
-
-    # -- calling ---------------------------------------------------------------------
+    # -- calling (flowpod._runtime.task_calls) ------------------------------------------
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None,
                  **kwargs: Any) -> Any:
+        from flowpod._runtime import task_calls
+
         if self.is_async:
-            return self._call_async(args, kwargs, return_state, wait_for)
-        from flowpod._runtime import task_engine
-
-        flow_run = flow_run_var.get()
-        record = task_engine.new_record(self, flow_run)
-        ops = flow_run.blocking_ops if flow_run is not None else BlockingOps(_default_deps())
-        run_blocking(task_engine.run_task(ops, self, flow_run, record, args, kwargs, wait_for))
-        return _outcome(record, return_state)
-
-    async def _call_async(self, args: tuple, kwargs: dict[str, Any], return_state: bool,
-                          wait_for: Any) -> Any:
-        from flowpod._runtime import task_engine
-
-        flow_run = flow_run_var.get()
-        record = task_engine.new_record(self, flow_run)
-        ops = task_engine.async_ops_for(flow_run)
-        await task_engine.run_task(ops, self, flow_run, record, args, kwargs, wait_for)
-        return _outcome(record, return_state)
+            return task_calls.call_async(self, args, kwargs, return_state, wait_for)
+        return task_calls.call(self, args, kwargs, return_state, wait_for)
 
     def submit(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> TaskRunFuture:
         """Start a task run concurrently; returns its future."""
-        flow_run = _require_flow_run(self, "submit")
-        return self._submit_many(flow_run, [(args, kwargs)], wait_for)[0]
+        from flowpod._runtime import task_calls
+
+        flow_run = task_calls.require_flow_run(self, "submit")
+        return task_calls.submit(self, flow_run, [(args, kwargs)], wait_for)[0]
 
     def map(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> FutureList:
         """One task run per element of the iterable arguments (zipped); returns their futures."""
-        flow_run = _require_flow_run(self, "map")
-        return self._submit_many(flow_run, self._expand(flow_run, args, kwargs), wait_for)
+        from flowpod._runtime import task_calls
 
-    def _submit_many(self, flow_run: FlowRunContext, calls: list[tuple[tuple, dict]],
-                     wait_for: Any) -> FutureList:
-        from flowpod._runtime import task_engine
-
-        futures = FutureList(TaskRunFuture(task_engine.new_record(self, flow_run), flow_run)
-                             for _ in calls)
-        batch = [(self, f, a, k, wait_for) for f, (a, k) in zip(futures, calls, strict=True)]
-        task_engine.submit_tasks(flow_run, batch)
-        return futures
-
-    def _expand(self, flow_run: FlowRunContext, args: tuple,
-                kwargs: dict) -> list[tuple[tuple, dict]]:
-        bound = self.signature.bind(*args, **kwargs)
-        mapped: dict[str, list[Any]] = {}
-        for name, value in bound.arguments.items():
-            if isinstance(value, TaskRunFuture):  # map over an upstream's (list) result
-                value = bound.arguments[name] = _upstream_value(flow_run, value, self.name)
-            if _is_mappable(value) and self.signature.parameters[name].kind not in _VARIADIC:
-                mapped[name] = list(value)
-        if not mapped:
-            raise MappingMissingIterable(
-                f"{self.name}.map() got no iterable argument to map over (arguments: "
-                f"{_describe(bound.arguments)}). Pass a list or tuple for at least one "
-                "parameter, or call the task directly / with .submit() for a single run.")
-        lengths = {name: len(values) for name, values in mapped.items()}
-        if len(set(lengths.values())) > 1:
-            shown = ", ".join(f"{n}={length}" for n, length in lengths.items())
-            raise MappingLengthMismatch(
-                f"{self.name}.map() got iterables of different lengths: {shown}. Give them the "
-                "same length, or wrap a value in unmapped(...) to pass it whole to every run.")
-        calls = []
-        for index in range(next(iter(lengths.values()))):
-            arguments = {n: (mapped[n][index] if n in mapped else _unwrap(v))
-                         for n, v in bound.arguments.items()}
-            item = inspect.BoundArguments(self.signature, arguments)  # type: ignore[arg-type]
-            calls.append((item.args, item.kwargs))
-        return calls
-
-
-_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-
-
-def _is_mappable(value: Any) -> bool:
-    # Strings, bytes and mappings are treated as single values: mapping over the
-    # characters of a string is almost never what was meant.
-    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping, unmapped))
-
-
-def _unwrap(value: Any) -> Any:
-    return value.value if isinstance(value, unmapped) else value
-
-
-def _describe(arguments: Mapping[str, Any]) -> str:
-    shown = (f"{name}={type(value).__name__}" for name, value in arguments.items())
-    return ", ".join(shown) or "none"
-
-
-def _upstream_value(flow_run: FlowRunContext, future: TaskRunFuture, task_name: str) -> Any:
-    if not future.done() and flow_run.on_loop_thread():
-        raise RuntimeError(f"{task_name}.map() got an unfinished future; in an async flow "
-                           "`await` it before mapping over its result.")
-    future.wait()
-    state = future.task_run.state
-    if not state.is_completed():
-        raise UpstreamTaskError(f"{task_name}.map() cannot map over task run "
-                                f"{future.task_run.name!r}, which ended {state.name}.")
-    return state.data
-
-
-def _require_flow_run(task: Task, method: str) -> FlowRunContext:
-    flow_run = flow_run_var.get()
-    if flow_run is None:
-        raise RuntimeError(f"{task.name}.{method}() must be called inside a flow run; call "
-                           f"{task.name}(...) directly to run it outside a flow.")
-    return flow_run
-
-
-def _default_deps() -> Any:
-    from flowpod._runtime.contexts import RunDeps
-
-    return RunDeps()
-
-
-def _outcome(record: Any, return_state: bool) -> Any:
-    """What a direct task call gives back: the value, or the state, or the exception."""
-    state = record.state
-    if return_state:
-        record.handled = True
-        return state
-    if state.type is states.StateType.COMPLETED:
-        return state.data
-    record.handled = True
-    if state.type is states.StateType.PENDING:
-        raise UpstreamTaskError(state.message)
-    return state.result()
+        flow_run = task_calls.require_flow_run(self, "map")
+        calls = task_calls.map_calls(self, flow_run, args, kwargs)
+        return task_calls.submit(self, flow_run, calls, wait_for)
 
 
 def task(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:

@@ -6,8 +6,8 @@ When its run times out or the process gets SIGTERM, the engine stops waiting at
 once and *interrupts* it: `RunInterrupted` is injected and fires at the thread's
 next Python bytecode, so abandoned code cannot keep going unseen (a C call such as
 a long time.sleep finishes first). `ThreadCall` runs one call in a new daemon
-thread, so an abandoned one never holds the process open. Callers: flowpod._runtime.ops,
-flowpod._runtime.flow_engine.
+thread, so an abandoned one never holds the process open. `RunLoop` is the event loop
+that drives a flow run, as seen from any thread. Callers: every other runtime module.
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
-__all__ = ["RunInterrupted", "Interruptible", "ThreadCall", "wait_event"]
+if TYPE_CHECKING:
+    import asyncio
+
+    from anyio.lowlevel import EventLoopToken
+
+__all__ = ["RunInterrupted", "Interruptible", "ThreadCall", "RunLoop", "wait_event"]
 
 _POLL = 0.05  # seconds; how late an interrupted waiter may notice its interruption
 
@@ -142,3 +148,27 @@ class ThreadCall:
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
+
+
+@dataclass(frozen=True, slots=True)
+class RunLoop:
+    """The event loop driving a flow run: is the caller on its thread, and how to reach it
+    from another (anyio's token for from_thread calls, the asyncio loop for wake-ups that
+    must not block the calling thread)."""
+
+    loop: "asyncio.AbstractEventLoop"
+    token: "EventLoopToken"
+    thread: int
+
+    @classmethod
+    def current(cls) -> "RunLoop":
+        """The loop running this coroutine (call it on the loop)."""
+        import asyncio
+
+        import anyio.lowlevel
+
+        return cls(asyncio.get_running_loop(), anyio.lowlevel.current_token(),
+                   threading.get_ident())
+
+    def is_current_thread(self) -> bool:
+        return threading.get_ident() == self.thread

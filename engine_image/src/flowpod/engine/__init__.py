@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from flowpod import states
-from flowpod._runtime.contexts import RunDeps
+from flowpod._runtime.deps import RunDeps
 from flowpod.engine._entrypoints import load_flow_from_entrypoint
 from flowpod.reporting import CancellationCheck, Reporter
 

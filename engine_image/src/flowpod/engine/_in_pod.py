@@ -167,7 +167,7 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
 
 def _reporter_from_env(settings: PodSettings, env: Mapping[str, str],
                        transport: httpx.AsyncBaseTransport | None) -> KubeReporter:
-    from flowpod._runtime.contexts import default_result_dir
+    from flowpod._runtime.deps import default_result_dir
 
     client = FlowRunClient(Connection.in_cluster(env), settings.namespace, settings.name,
                            transport=transport, log=_log.warning)

@@ -1,12 +1,15 @@
-"""flowpod.engine: run one flow run to a final state -- the in-pod entry point.
+"""flowpod.engine: run one flow run to a final state -- what a flow-run pod runs.
 
-Role: `run_flow_run` is what the process inside a flow-run pod calls (through
-`python -m flowpod.engine`, whose Kubernetes wiring lives with the operator): it
-runs a Flow with given parameters, writing states and task-run summaries through
-a reporter (flowpod.reporting), asking `is_cancellation_requested` when SIGTERM
-arrives, and returns the final State (Suspended when the run suspended itself).
-`load_flow_from_entrypoint` resolves `path/to/file.py:fn` or `package.module:fn`.
-Callers: flowpod.engine.__main__, the operator's in-pod main, tests.
+Role: `run_flow_run` runs a Flow with given parameters, writing states and task-run
+summaries through a reporter (flowpod.reporting), asking `is_cancellation_requested`
+when SIGTERM arrives, and returns the final State (Suspended when the run suspended
+itself). `load_flow_from_entrypoint` resolves `path/to/file.py:fn` or
+`package.module:fn`. `python -m flowpod.engine` (the Job's command,
+flowpod.contract.ENGINE_COMMAND) runs one flow run: in a FlowRun's pod through
+flowpod.engine._in_pod, which reports to the FlowRun's status with the Kubernetes
+reporter (_kubereporter, over the service-account HTTP client _kubeapi); elsewhere
+locally (see __main__). Callers: flowpod.engine.__main__, the CLI, tests. See
+ARCHITECTURE.md, "Two images" and "One FlowRun, end to end".
 """
 
 from __future__ import annotations

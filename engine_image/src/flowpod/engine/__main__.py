@@ -1,11 +1,12 @@
-"""`python -m flowpod.engine`: run one flow run in this process (local placeholder).
+"""`python -m flowpod.engine`: run one flow run in this process.
 
-Role: a minimal command line over flowpod.engine.run_flow_run for local use and
-tests: `--entrypoint path.py:fn`, JSON `--parameters`, an optional JSON journal
-(flowpod.reporting.JsonJournalReporter; external tools may append resume/cancel
-lines to it), prints the final state as JSON and exits 0 (Completed or
-Suspended), 143 (terminated by SIGTERM) or 1. The operator's in-pod main, which
-reads its FlowRun and uses the Kubernetes reporter, extends or replaces this.
+Role: the command of every flow-run pod. With FLOWPOD_FLOW_RUN_NAME set (the operator's
+Job sets it) it runs that FlowRun and reports to its status (flowpod.engine._in_pod).
+Otherwise it is a minimal command line over flowpod.engine.run_flow_run for local use
+and tests: `--entrypoint path.py:fn`, JSON `--parameters`, an optional JSON journal
+(flowpod.reporting.JsonJournalReporter; external tools may append resume/cancel lines
+to it); it prints the final state as JSON and exits 0 (Completed or Suspended), 143
+(terminated by SIGTERM) or 1.
 """
 
 from __future__ import annotations

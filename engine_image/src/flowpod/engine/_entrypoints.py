@@ -5,7 +5,7 @@ or "...:obj.attr") imports the code and returns the Flow, raising EntrypointErro
 that names the entrypoint and the cause (bad format, missing file or module, error
 while importing, missing attribute, not a flow). A file's directory is put on
 sys.path first so the file can import its siblings. Callers: flowpod.engine
-(and its __main__), the operator's in-pod main.
+(its __main__ and the in-pod main, flowpod.engine._in_pod), the CLI.
 """
 
 from __future__ import annotations

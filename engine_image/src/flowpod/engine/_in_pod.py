@@ -1,8 +1,8 @@
 """The in-pod main: `python -m flowpod.engine` with FLOWPOD_FLOW_RUN_NAME set.
 
 Role: runs the one flow run a FlowRun describes, inside the pod of the Job the operator
-created (env per DESIGN.md's Job shape, flowpod.contract.ENV_*). It reads the FlowRun
-through the in-cluster API (flowpod.engine._kubereporter), leaves at once without importing
+created (its env: flowpod.contract.ENV_*). It reads the FlowRun through the in-cluster
+API (flowpod.engine._kubereporter over _kubeapi), leaves at once without importing
 user code when the run already ended or is being cancelled, loads the entrypoint (failure
 ends the run Failed with the cause), and hands the flow to flowpod.engine.run_flow_run with
 the Kubernetes reporter, which then writes Running, the task-run summary, the final state

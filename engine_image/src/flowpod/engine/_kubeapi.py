@@ -7,7 +7,8 @@ with capped exponential backoff on connection errors, 429 and 5xx). It makes no 
 about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
 flowpod.engine._in_pod, tests (through an httpx transport, e.g. httpx.MockTransport).
 
-httpx only: the engine image must not depend on kubernetes clients or kopf.
+httpx only: the engine image must not depend on kubernetes clients, kopf or a kubeconfig
+loader (import-linter contracts in pyproject.toml).
 """
 
 from __future__ import annotations

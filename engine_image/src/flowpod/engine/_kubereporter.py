@@ -3,11 +3,12 @@
 Role: implements flowpod.reporting.Reporter for a flow run executing in a pod. Every state
 the engine proposes becomes a merge patch of the FlowRun status subresource built by
 flowpod.flowruns.status_patch, sent with a resourceVersion precondition. On 409 the FlowRun
-is re-read and the proposal re-decided against the fresh state: a run that meanwhile became
-terminal or Cancelling makes the proposal fail with flowpod.errors.Abort, exactly like the
-in-memory reporter. It also answers "is cancellation requested?" (spec.cancel or state
-CANCELLING) and `read_state` for pause/resume. Callers: flowpod.engine._in_pod (builds one per
-pod), tests/engine/test_kube_reporting.py (with httpx.MockTransport).
+is re-read and the proposal re-decided against the fresh state with the one acceptance
+rule, flowpod.states.accept (a run that meanwhile became terminal or Cancelling makes the
+proposal fail with flowpod.errors.Abort, exactly as in memory). It also answers "is
+cancellation requested?" (spec.cancel or state CANCELLING) and `read_state` for
+pause/resume. Callers: flowpod.engine._in_pod (builds one per pod), tests (with
+httpx.MockTransport).
 
 Transport and retries live in flowpod.engine._kubeapi; this module holds only the decisions.
 """

@@ -1,9 +1,9 @@
 """Static checks of engine_image/Dockerfile and operator/Dockerfile (no Docker engine here).
 
-Role: proves what issue 5 asks of the images without building them: a pinned slim Python base,
-a numeric non-root USER, the ENTRYPOINT the operator's Jobs and the Helm chart rely on, COPY
-sources that exist in the build context (the repository root), and an engine image that carries
-neither kopf nor the operator package. Parsing is done by dockerfile-parse, not by hand.
+Role: proves what the images promise (ARCHITECTURE.md, "Two images") without building them:
+a pinned slim Python base, a numeric non-root USER, the ENTRYPOINT the operator's Jobs and
+the Helm chart rely on, COPY sources that exist in the build context (the repository root),
+and an engine image that carries neither kopf nor the operator package. Parsing is done by dockerfile-parse, not by hand.
 Called by pytest (hermetic; the wheel test needs pip's usual package index for the build
 backend, as `make venv` does).
 """

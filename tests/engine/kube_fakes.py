@@ -14,12 +14,12 @@ from typing import Any, Callable
 
 import httpx
 
-from flowpod import flowruns, states
+from flowpod import contract, states
 
 __all__ = ["FakeApi", "Sleeps", "NS", "NAME", "PATH"]
 
 NS, NAME = "team", "run-1"
-PATH = flowruns.flowrun_path(NS, NAME)
+PATH = contract.flowrun_path(NS, NAME)
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -70,13 +70,13 @@ class FakeApi:
             hook, self.before_patch = self.before_patch, None
             hook(self)
         body = json.loads(request.content)
-        if request.headers["content-type"] == "application/json-patch+json":
+        if request.headers["content-type"] == contract.JSON_PATCH:
             for op in body:
                 assert op["op"] == "add" and op["path"] == "/status/result"
                 self.obj.setdefault("status", {})["result"] = op["value"]
             self.bump()
             return httpx.Response(200, json=self.obj)
-        assert request.headers["content-type"] == flowruns.MERGE_PATCH
+        assert request.headers["content-type"] == contract.MERGE_PATCH
         wanted = body.get("metadata", {}).get("resourceVersion")
         if wanted is not None and wanted != self.obj["metadata"]["resourceVersion"]:
             return httpx.Response(409, json={"message": "the object has been modified"})

@@ -1,4 +1,4 @@
-"""Loading flows from entrypoints, and the `python -m flowpod.engine` placeholder."""
+"""Loading flows from entrypoints, and `python -m flowpod.engine` outside a pod."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from flowpod import flowruns
+from flowpod import contract
 from flowpod.engine import _in_pod, _kubeapi, _kubereporter
 
 from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
@@ -139,7 +139,7 @@ def test_an_ended_or_cancelled_run_does_not_import_user_code(flow_file, tmp_path
 def test_a_large_result_is_persisted_and_referenced(tmp_path) -> None:
     big = tmp_path / "big.py"
     big.write_text("from flowpod import flow\n\n@flow\ndef big() -> str:\n"
-                   f"    return 'x' * {flowruns.MAX_INLINE_RESULT_BYTES * 2}\n")
+                   f"    return 'x' * {contract.MAX_INLINE_RESULT_BYTES * 2}\n")
     api = FakeApi()
     assert _run(api, tmp_path, _settings(f"{big}:big")) == 0
     reference = api.obj["status"]["result"]["reference"]
@@ -148,18 +148,18 @@ def test_a_large_result_is_persisted_and_referenced(tmp_path) -> None:
 
 def test_settings_come_from_the_job_env(tmp_path) -> None:
     (tmp_path / "namespace").write_text("from-sa\n")
-    env = {flowruns.ENV_FLOW_RUN_NAME: "r", flowruns.ENV_ENTRYPOINT: "f.py:f"}
+    env = {contract.ENV_FLOW_RUN_NAME: "r", contract.ENV_ENTRYPOINT: "f.py:f"}
     settings = _in_pod.PodSettings.from_env(env, sa_dir=tmp_path)
     assert (settings.name, settings.namespace, settings.parameters()) == ("r", "from-sa", {})
     with pytest.raises(ValueError, match="FLOWPOD_FLOW_RUN_NAME, FLOWPOD_ENTRYPOINT must be set"):
-        _in_pod.PodSettings.from_env({flowruns.ENV_FLOW_RUN_NAMESPACE: "n"}, sa_dir=tmp_path)
+        _in_pod.PodSettings.from_env({contract.ENV_FLOW_RUN_NAMESPACE: "n"}, sa_dir=tmp_path)
     with pytest.raises(ValueError, match="FLOWPOD_PARAMETERS is not valid JSON"):
         _in_pod.PodSettings("r", "n", "f.py:f", "{x").parameters()
 
 
 def test_main_outside_a_cluster_exits_one_with_the_reason(capsys) -> None:
-    env = {flowruns.ENV_FLOW_RUN_NAME: "r", flowruns.ENV_FLOW_RUN_NAMESPACE: "n",
-           flowruns.ENV_ENTRYPOINT: "f.py:f"}
+    env = {contract.ENV_FLOW_RUN_NAME: "r", contract.ENV_FLOW_RUN_NAMESPACE: "n",
+           contract.ENV_ENTRYPOINT: "f.py:f"}
     assert _in_pod.main(env) == 1
     assert "KUBERNETES_SERVICE_HOST" in capsys.readouterr().err
 

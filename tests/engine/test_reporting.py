@@ -1,5 +1,5 @@
-"""The reporter seam: in-memory and journal reporters, batched task-run summaries,
-and how the engine reacts when the backend refuses a state."""
+"""Reporters: in-memory and journal reporters, the one acceptance rule, batched task-run
+summaries, and how the engine reacts when the backend refuses a state."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The decision function on a started attempt: every row of the pod/Job mapping table in
-issue 4, with its exact message, for a run whose engine did not report a final state."""
+flowpod_operator._diagnosing, with its exact message, for a run whose engine did not report
+a final state."""
 
 from __future__ import annotations
 

@@ -4,11 +4,12 @@ Role: `decide(observation, now)` looks at a FlowRun, its Deployment, and the Job
 of its attempts, and returns the actions that move it on (create a Job, write a state,
 delete a pod, check again later). It keeps no memory between calls, so the same function
 serves a fresh event, a periodic resync, and an operator that restarted mid-run. Callers:
-flowpod_operator._reconciling (for real) and tests/operator/test_deciding.py (with dicts).
+flowpod_operator._reconciling (for real) and tests/operator/test_deciding_*.py (with dicts).
 
-Who writes what (issue 4): the operator writes Scheduled/Late, Pending, AwaitingRetry (an
-infrastructure retry), Crashed, Cancelling, and Cancelled when the engine did not; the
-engine writes everything else. A terminal state is never left (the API server enforces it).
+Who writes what (ARCHITECTURE.md, "Who writes which state"): the operator writes
+Scheduled/Late, Pending, AwaitingRetry (an infrastructure retry), Crashed, Cancelling, and
+Cancelled when the engine did not; the engine writes everything else. A terminal state is
+never left (the API server enforces it).
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ def _follow(run: _Run) -> list[act.Action]:
 
 
 def _awaiting_retry(state: states.State | None) -> bool:
-    return state is not None and state.type is _T.SCHEDULED and state.name == states.names.AWAITING_RETRY
+    return (state is not None and state.type is _T.SCHEDULED
+            and state.name == states.names.AWAITING_RETRY)
 
 
 def _after_end(run: _Run, d: diag.Diagnosis) -> list[act.Action]:

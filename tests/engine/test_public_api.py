@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
+from importlib.metadata import version
+
+import pytest
 
 import flowpod
 from flowpod import engine, reporting, states
@@ -26,6 +30,20 @@ def test_exported_names_are_exactly_the_documented_ones() -> None:
     assert len(flowpod.__all__) == len(EXPECTED)  # no duplicates
     for name in flowpod.__all__:
         assert getattr(flowpod, name) is not None, name
+
+
+def test_version_is_the_installed_one() -> None:
+    assert flowpod.__version__ == version("flowpod")
+    assert "__version__" not in flowpod.__all__  # a dunder, not an export
+    with pytest.raises(AttributeError, match="no_such_name"):
+        flowpod.no_such_name  # noqa: B018
+
+
+def test_the_docstring_example_runs() -> None:
+    doc = flowpod.__doc__
+    assert doc and "Example::" in doc
+    block = doc.split("Example::", 1)[1].split("\n\nMain names:", 1)[0]
+    exec(compile(textwrap.dedent(block), "flowpod.__doc__", "exec"), {})  # asserts inside
 
 
 def test_state_factories_are_the_states_module_ones() -> None:
@@ -50,7 +68,7 @@ def test_private_modules_declare_all() -> None:
 
 
 def test_import_flowpod_does_not_load_heavy_dependencies() -> None:
-    code = ("import sys, flowpod; heavy = [m for m in ('pydantic', 'httpx', 'anyio', 'kopf') "
-            "if m in sys.modules]; print(','.join(heavy))")
+    code = ("import sys, flowpod; heavy = [m for m in ('pydantic', 'httpx', 'anyio', 'kopf', "
+            "'importlib.metadata') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -1,11 +1,46 @@
-"""flowpod: run Prefect-style flows as Kubernetes pods -- the engine and SDK.
+"""flowpod: Prefect-style flows in Python, each flow run a Kubernetes pod.
 
-Role: the public surface users import (`from flowpod import flow, task`). It only
-re-exports; the engine proper (flowpod._runtime.flow_engine, flowpod._runtime.task_engine) and
-heavy dependencies (anyio, pydantic) load on the first flow run, so importing
-flowpod stays fast. Other public modules: flowpod.states (the state machine),
-flowpod.reporting (the reporter seam), flowpod.engine (the in-pod entry point),
-flowpod.results, flowpod.caching, flowpod.errors.
+Decorate functions with `@flow` and `@task`. Called directly, a flow runs right here,
+in this process. Created as a FlowRun in a cluster (kubectl, Helm, GitOps or the
+`flowpod` CLI), it runs in a pod that the flowpod operator starts, and its state,
+task-run summary and result appear in the FlowRun's status.
+
+Example::
+
+    from flowpod import flow, task
+
+    @task(retries=2, retry_delay_seconds=1)
+    def fetch(day: str) -> list[int]:
+        return [1, 2, 3]
+
+    @task
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    @flow(log_prints=True)
+    def daily_report(day: str = "monday") -> int:
+        result = total(fetch(day))
+        print(f"{day}: {result}")
+        return result
+
+    assert daily_report("tuesday") == 6
+
+Main names:
+
+- `flow`, `task` and the `Flow`, `Task` they make; `task.submit(...)` and
+  `task.map(...)` start task runs concurrently and return a `TaskRunFuture` or a
+  `FutureList`; `unmapped` and `allow_failure` adjust single arguments.
+- `get_run_logger`, `pause_flow_run`, `suspend_flow_run`, `exponential_backoff`,
+  `task_input_hash` (a ready-made `cache_key_fn`).
+- `State`, `StateType` and the state constructors (`Completed`, `Failed`, `Crashed`,
+  ...): a flow or task may return one to set its own outcome.
+- Errors: `UpstreamTaskError`, `ParameterValidationError`, `PausedRunTimeout`, ...
+
+More in the submodules: flowpod.states (the state machine), flowpod.engine (run one
+flow run; `python -m flowpod.engine`), flowpod.reporting (where states go),
+flowpod.results, flowpod.caching, flowpod.errors, and flowpod.contract (the names the
+engine shares with the operator). `flowpod.__version__` is the installed version.
+`import flowpod` stays light: the engine and its dependencies load on the first run.
 """
 
 from flowpod._runtime.annotations import allow_failure, unmapped
@@ -90,3 +125,16 @@ __all__ = [
     "Abort",
     "Pause",
 ]
+
+
+def __getattr__(name: str) -> str:
+    # __version__ is computed on first use: importlib.metadata costs more to import than
+    # the rest of `import flowpod`.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("flowpod")
+        except PackageNotFoundError:  # a source tree on sys.path, not installed
+            return "0+unknown"
+    raise AttributeError(f"module 'flowpod' has no attribute {name!r}")

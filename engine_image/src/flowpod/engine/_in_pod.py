@@ -108,15 +108,11 @@ def _result_writer(result_dir: Path, run_key: Callable[[], str]) -> Callable[[An
 
 
 def _stop_reason(flowrun: Mapping[str, Any]) -> str | None:
-    """Why user code must not run at all, or None."""
-    current = flowruns.current_state(flowrun)
-    if current is not None and current.is_final():
-        return f"the run already ended {current.name}"
-    if current is not None and current.is_cancelling():
-        return "the run is being cancelled"
-    if (flowrun.get("spec") or {}).get("cancel"):
-        return "cancellation was requested (spec.cancel)"
-    return None
+    """Why user code must not run at all (the FlowRun would refuse Running), or None."""
+    spec_cancel = bool((flowrun.get("spec") or {}).get("cancel"))
+    decision = states.accept(flowruns.current_state(flowrun), states.Running(),
+                             cancel_requested=spec_cancel)
+    return decision.reason if decision.verdict is states.Verdict.REFUSE else None
 
 
 def _rendered_name(flow: Any, parameters: Mapping[str, Any], run_id: str) -> str | None:

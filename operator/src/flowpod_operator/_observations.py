@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class RunSettings:
     """The Deployment knobs that steer a run (CRD defaults: 0 retries, 300 s, 30 s)."""

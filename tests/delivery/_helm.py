@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +17,13 @@ import yaml
 
 from cluster import plane
 
-__all__ = ["CHART", "KUBE_VERSION", "Rendered", "helm_path", "run", "template"]
+__all__ = ["CHART", "KUBE_VERSION", "Rendered", "built_in_kube_version", "helm_path", "run",
+           "template"]
 
 CHART = plane.REPO_ROOT / "charts" / "flowpod"
-# The plane's version. Passed to `helm template` because a helm built with plain `go build`
-# lacks the ldflags that set its default (it falls back to v1.20, below the chart's kubeVersion).
+# The plane's version. Passed to `helm template` so renders match the plane exactly; helm's own
+# offline default is only major.minor (set by build-binaries.sh's ldflags, see
+# built_in_kube_version), and a helm built without them would assume 1.20.
 KUBE_VERSION = "1.36.3"
 
 
@@ -40,6 +43,17 @@ def run(*args: str, check: bool = True, kubeconfig: Path | None = None,
         raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}{result.stderr}")
     return result
+
+
+def built_in_kube_version() -> str:
+    """The Kubernetes version helm assumes offline (`.Capabilities.KubeVersion`), e.g. v1.36.0."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / "probe"
+        (chart / "templates").mkdir(parents=True)
+        (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+        (chart / "templates" / "probe.yaml").write_text(
+            "kubeVersion: {{ .Capabilities.KubeVersion.Version | quote }}\n")
+        return yaml.safe_load(run("template", "probe", str(chart)).stdout)["kubeVersion"]
 
 
 @dataclass(frozen=True)

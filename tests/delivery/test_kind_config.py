@@ -3,7 +3,8 @@
 Role: kind is not installed here, so this test carries the documented v1alpha4 field set as a
 closed JSON schema (every object `additionalProperties: false`, so an unknown or misspelt field
 anywhere fails, as kind's strict decoder would) and checks the README's needs: one control
-plane, at least one worker, and the cluster name `kind load docker-image --name` uses.
+plane, at least one worker, and the cluster name `kind load docker-image --name` uses. The
+commands in the file's comment must be the README's kind path, flag for flag.
 Called by pytest (hermetic).
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
+from delivery import _docs
 
 CONFIG = Path(__file__).resolve().parents[2] / "kind-config.yaml"
 
@@ -99,6 +102,29 @@ def test_kind_config_name_matches_the_readme_kind_path(config: dict) -> None:
     assert config["name"] == "flowpod"
     assert "kind create cluster --config kind-config.yaml" in readme
     assert "kind load docker-image --name flowpod" in readme
+
+
+def test_kind_config_comment_shows_the_readme_kind_path_commands() -> None:
+    (block,) = _docs.commented_blocks(CONFIG.read_text())
+    assert _docs.commands(block) == _docs.kind_path_commands()
+
+
+def test_kind_path_installs_the_flow_run_account_where_it_applies_runs() -> None:
+    # A run in a namespace without the flow-run ServiceAccount never starts a pod
+    # (PendingTimeout), so the chart must be told about the namespace the examples go to.
+    commands = _docs.kind_path_commands()
+    (helm,) = [c for c in commands if c[:2] == ["helm", "install"]]
+    applies = [c for c in commands if c[0] == "kubectl" and "apply" in c]
+    assert applies
+    sets = _docs.option(helm, "--set")
+    flow_run_namespaces = set(_docs.option(helm, "--namespace"))
+    for item in sets:
+        if item.startswith("flowRuns.namespaces="):
+            flow_run_namespaces |= set(item.split("=", 1)[1].strip("{}").split(","))
+    for apply in applies:
+        namespace = (_docs.option(apply, "-n") + _docs.option(apply, "--namespace")
+                     or ["default"])[0]
+        assert namespace in flow_run_namespaces, (apply, sets)
 
 
 @pytest.mark.parametrize("mutate,where", [

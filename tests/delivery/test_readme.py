@@ -3,19 +3,24 @@
 Role: the README is the newcomer's only guide, so this checks what can drift: exactly the two
 set-up commands, every repository path it names exists, every `flowpod` subcommand and flag it
 shows exists in the CLI, every Helm value it names exists in values.yaml, every state type is
-in the concepts table, and every Crashed cause of the operator has a troubleshooting row.
-Hermetic; called by pytest.
+in the concepts table, every Crashed cause of the operator has a troubleshooting row, and its
+`helm template` command renders as shown with the pinned helm (tests/cluster/build-binaries.sh),
+whose built-in Kubernetes version is the one it states.
+Hermetic (helm renders offline); called by pytest.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 import flowpod_operator.cli as cli
+from delivery import _docs, _helm
 from flowpod import states
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,3 +93,23 @@ def test_troubleshooting_covers_every_crashed_cause(reason: str) -> None:
     source = (REPO / "operator/src/flowpod_operator/_diagnosing.py").read_text()
     # The README quotes the operator's own wording, so a user can search for it.
     assert reason in source, f"the operator no longer says {reason!r}; update the README"
+
+
+def test_helm_template_command_renders_as_shown_with_the_pinned_helm() -> None:
+    (shown,) = re.findall(r"`(helm template [^`]+)`", _docs.readme_section("### 2. Helm path"))
+    argv = shlex.split(shown)
+    assert "--kube-version" not in argv
+    out = subprocess.run([str(_helm.helm_path()), *argv[1:]], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, f"`{shown}` failed: {out.stderr}"
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(out.stdout) if doc}
+    assert {"Deployment", "ServiceAccount", "ClusterRole"} <= kinds, kinds
+
+
+def test_it_states_the_pinned_helms_built_in_kubernetes_version() -> None:
+    section = _docs.readme_section("### 2. Helm path")
+    stated = re.search(r"built-in Kubernetes version, which is (\d+\.\d+)", section)
+    assert stated, "README.md no longer says which Kubernetes version helm assumes offline"
+    assert _helm.built_in_kube_version() == f"v{stated.group(1)}.0"
+    plane_minor = ".".join(_helm.KUBE_VERSION.split(".")[:2])
+    assert stated.group(1) == plane_minor, "build-binaries.sh builds helm for the plane's version"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl), etcd and helm from the Go module proxy into a cache outside the
-# repo. Called by the Makefile and by tests/cluster/plane.py; a warm cache returns at once.
+# repo. Called by the Makefile and by plane.py next to it; a warm cache returns at once.
 #
 # Why a go.mod of our own: k8s.io/kubernetes carries replace directives to ./staging, so
 # `go install ...@version` is refused. Requiring it from our module and replacing each staging

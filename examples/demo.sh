@@ -64,8 +64,16 @@ for _ in $(seq 100); do
 done
 echo "operator healthy on http://127.0.0.1:$HEALTH_PORT/healthz"
 
+if k get flowrun -n "$NS" "$RUN" >/dev/null 2>&1; then
+  step "Removing FlowRun $RUN and its Job, left by an earlier demo, so this run starts afresh"
+  k delete flowrun -n "$NS" "$RUN" --wait=true
+  # The garbage collector would remove the Job as well, but only after its next discovery
+  # resync (every 30 s) has taught it the FlowRun kind: right after a fresh plane's first demo,
+  # the new run of this name waited ~35 s for that. Deleting the Job ourselves is immediate.
+  k delete job -n "$NS" -l "flowpod.io/flow-run=$RUN" --wait=true
+fi
+
 step "Applying examples/hello/ (a Deployment and a FlowRun of it)"
-k delete flowrun -n "$NS" "$RUN" --ignore-not-found --wait=true
 k apply -n "$NS" -f examples/hello/
 
 step "Waiting for FlowRun $RUN to succeed"

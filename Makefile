@@ -1,11 +1,11 @@
 # flowpod's entry points. `make demo` and `make test` are the two commands in README.md.
 # Everything runs from a local virtualenv (.venv) and a control plane built from source and
-# cached in ~/.cache/flowpod (see tests/cluster/build-binaries.sh).
+# cached in ~/.cache/flowpod (see tests/devcluster/flowpod_devcluster/build-binaries.sh). The
+# plane is the flowpod_devcluster package, installed into .venv with the dev extra.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)/tests
 export GOTOOLCHAIN := local
 
 .PHONY: demo test test-unit test-cluster bench venv binaries cluster-up cluster-down crds lint clean
@@ -21,7 +21,7 @@ test-unit: venv ## Hermetic tests only (no control plane).
 
 bench: venv binaries ## Benchmarks; they print their figures. The burst runs last (see its docstring).
 	$(PY) tests/bench/engine_overhead.py
-	$(PY) -m cluster up
+	$(PY) -m flowpod_devcluster up
 	$(PY) tests/bench/operator_latency.py
 	$(PY) tests/bench/operator_apply.py
 	$(PY) tests/bench/operator_burst.py
@@ -38,13 +38,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 binaries: ## Build (cold, several minutes) or find (warm) the pinned Kubernetes binaries.
-	bash tests/cluster/build-binaries.sh >/dev/null
+	bash tests/devcluster/flowpod_devcluster/build-binaries.sh >/dev/null
 
-cluster-up: venv binaries ## Start the plane; writes .cluster/kubeconfig.
-	$(PY) -m cluster up
+cluster-up: venv binaries ## Start the plane; writes .cluster/kubeconfig, prints the exports.
+	$(PY) -m flowpod_devcluster up
 
 cluster-down: ## Stop exactly the processes cluster-up started.
-	$(PY) -m cluster down
+	$(PY) -m flowpod_devcluster down
 
 crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models.
 	$(PY) -m flowpod_operator.crdgen

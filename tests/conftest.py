@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import plane
+from flowpod_devcluster import plane
 
 _STATE_DIR = Path(os.environ.get("FLOWPOD_CLUSTER_DIR", plane.REPO_ROOT / ".cluster"))
 

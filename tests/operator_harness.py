@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping
 import httpx
 import yaml
 
-from cluster import plane
 from flowpod import contract, flowruns
+from flowpod_devcluster import plane
 from flowpod_operator import _acting
 
 __all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "LABEL_ATTEMPT", "FINAL",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -18,9 +19,14 @@ from typing import Any, Iterator
 
 import httpx
 
-import operator_harness as harness
-from cluster import plane
-from flowpod import flowruns
+# The benchmarks are plain scripts (sys.path[0] is tests/bench/); the operator harness they
+# share with the operator tests is a test helper in tests/, where pytest finds it through its
+# `pythonpath` setting. Adding that one directory here spares callers a PYTHONPATH.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
+import operator_harness as harness  # noqa: E402 (needs the path above)
+from flowpod import flowruns  # noqa: E402
+from flowpod_devcluster import plane  # noqa: E402
 
 __all__ = ["Bench", "bench_env", "async_client", "watch"]
 

@@ -6,7 +6,7 @@ runs `kubectl apply -f -` with a new FlowRun and times from just before kubectl 
 the arrival, on a watch of FlowRuns, of that run in state COMPLETED. Everything is real:
 the Job, the pod on the test node, the engine in it writing Running and Completed.
 
-    PYTHONPATH=tests .venv/bin/python tests/bench/operator_apply.py [--runs 10]
+    .venv/bin/python tests/bench/operator_apply.py [--runs 10]
 """
 
 from __future__ import annotations

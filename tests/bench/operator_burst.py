@@ -7,7 +7,7 @@ times from the first POST to the arrival of the last Job on a watch of Jobs. The
 pods are "parked" (a nodeSelector no node matches): the Job controller still creates
 every pod and the scheduler still tries each, but no Python process starts for them.
 
-    PYTHONPATH=tests .venv/bin/python tests/bench/operator_burst.py [--runs 1000]
+    .venv/bin/python tests/bench/operator_burst.py [--runs 1000]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ and times, for each, from just before the POST of the FlowRun to the arrival of 
 a watch of Jobs. The runs' pods are "parked" (a nodeSelector no node matches), so what is
 measured is the operator's reaction, not Python processes starting on the test node.
 
-    PYTHONPATH=tests .venv/bin/python tests/bench/operator_latency.py [--runs 200]
+    .venv/bin/python tests/bench/operator_latency.py [--runs 200]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from cluster import manifests, plane, waiting
+from flowpod_devcluster import manifests, plane, waiting
 
 _SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 

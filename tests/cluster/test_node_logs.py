@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cluster import manifests, plane, waiting
+from flowpod_devcluster import manifests, plane, waiting
 
 _CHATTY = """
     import sys, time

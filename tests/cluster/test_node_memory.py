@@ -4,7 +4,7 @@ limits fails here with the node's own explanation — it is never skipped."""
 
 from __future__ import annotations
 
-from cluster import manifests, plane, waiting
+from flowpod_devcluster import manifests, plane, waiting
 
 _HOG = """
     chunks = []

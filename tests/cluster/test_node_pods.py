@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from cluster import manifests, plane, waiting
+from flowpod_devcluster import manifests, plane, waiting
 
 
 def _terminated(pod: dict, name: str | None = None) -> dict:

@@ -3,7 +3,7 @@ after the kubelet's back-off, keeping its previous run's state and logs."""
 
 from __future__ import annotations
 
-from cluster import manifests, plane, waiting
+from flowpod_devcluster import manifests, plane, waiting
 
 _SCRATCH = {"name": "scratch", "mountPath": "/scratch"}
 

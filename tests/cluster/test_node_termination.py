@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from cluster import manifests, plane, waiting
+from flowpod_devcluster import manifests, plane, waiting
 
 # Keeps the pod object around after the node's final grace-0 delete, so the test can read the
 # status the node wrote last; the test removes it itself.

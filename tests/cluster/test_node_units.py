@@ -13,8 +13,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cluster.node import (containerlogs, environment, images, kubeapi, launching, quantities,
-                          statuses, syncing, volumes)
+from flowpod_devcluster.node import (containerlogs, environment, images, kubeapi, launching,
+                                     quantities, statuses, syncing, volumes)
 
 _T0 = datetime.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 
-from cluster import plane, waiting
+from flowpod_devcluster import plane, waiting
 
 
 def test_readyz_is_ok(cluster: plane.Cluster) -> None:

@@ -1,6 +1,6 @@
 """Running the pinned helm binary against charts/flowpod, for the delivery tests.
 
-Role: one place that finds helm (built and cached by tests/cluster/build-binaries.sh, the same
+Role: one place that finds helm (built and cached by flowpod_devcluster's build script, the same
 cache as the control plane), renders the chart into parsed objects, and runs helm commands with
 a clear failure message. Callers: tests/delivery/test_helm_chart.py and test_helm_install.py.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from cluster import plane
+from flowpod_devcluster import plane
 
 __all__ = ["CHART", "KUBE_VERSION", "Rendered", "built_in_kube_version", "helm_path", "run",
            "template"]

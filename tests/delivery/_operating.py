@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import operator_harness as harness
-from cluster import plane
+from flowpod_devcluster import plane
 
 __all__ = ["running_operator", "wait_final", "wait_state", "setup_namespace", "RBAC"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from cluster.node import kubeapi
+from flowpod_devcluster.node import kubeapi
 
 __all__ = ["Capacity", "NodeRegistration", "detect_capacity"]
 

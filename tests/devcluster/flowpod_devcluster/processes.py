@@ -1,8 +1,9 @@
 """Start long-lived processes detached from the caller, record them, and stop exactly those.
 
 Called by plane.py (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the test
-node) and by `python -m cluster down`. A record holds the PID *and* the process start time read
-from /proc, so tear-down never signals an unrelated process that reused a recorded PID.
+node) and by `python -m flowpod_devcluster down`. A record holds the PID *and* the process
+start time read from /proc, so tear-down never signals an unrelated process that reused a
+recorded PID.
 """
 
 from __future__ import annotations

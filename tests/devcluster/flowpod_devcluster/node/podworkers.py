@@ -19,8 +19,8 @@ from pathlib import Path
 
 import anyio
 
-from cluster.node import (containerrunning, contexts, environment, kubeapi, launching,
-                          statuses, volumes)
+from flowpod_devcluster.node import (containerrunning, contexts, environment, kubeapi,
+                                     launching, statuses, volumes)
 
 __all__ = ["PodWorker", "delete_pod"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cluster.node import (cgroups, containerlogs, contexts, environment, images, launching,
-                          quantities, statuses, volumes)
+from flowpod_devcluster.node import (cgroups, containerlogs, contexts, environment, images,
+                                     launching, quantities, statuses, volumes)
 
 __all__ = ["PodHooks", "Sandbox", "run_once", "memory_limit"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 import anyio
 
-from cluster.node import kubeapi
+from flowpod_devcluster.node import kubeapi
 
 __all__ = ["PodSync"]
 

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import anyio
 
-from cluster.node import cgroups, containerlogs, volumes
+from flowpod_devcluster.node import cgroups, containerlogs, volumes
 
 __all__ = ["LaunchSpec", "ProcessHandle", "run", "wrapper_argv"]
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from cluster import plane
+from flowpod_devcluster import plane
 
 __all__ = ["apply", "container_status", "waiting_reason", "get", "wait_for", "wait_for_pod"]
 

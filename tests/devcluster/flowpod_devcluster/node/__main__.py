@@ -1,5 +1,6 @@
-"""`python -m cluster.node --state-dir DIR --node-name NAME --node-ip IP [--image-map FILE]`:
-the test node's entry point, started (and stopped with SIGTERM) by tests/cluster/plane.py.
+"""`python -m flowpod_devcluster.node --state-dir DIR --node-name NAME --node-ip IP
+[--image-map FILE]`: the test node's entry point, started (and stopped with SIGTERM) by
+flowpod_devcluster.plane.
 
 Reads DIR/node.kubeconfig (identity system:node:NAME), DIR/pki/kubelet-serving.{crt,key} and
 DIR/pki/ca.crt, DIR/cluster.json (api_port); keeps pod files under DIR/pods/.
@@ -17,18 +18,20 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from cluster.node import (cgroups, contexts, images, kubeapi, kubelet, registering, serving)
+from flowpod_devcluster.node import (cgroups, contexts, images, kubeapi, kubelet, registering,
+                                     serving)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cluster.node", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m flowpod_devcluster.node", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True,
                         help="the plane's state directory (kubeconfigs, pki/, cluster.json)")
     parser.add_argument("--node-name", required=True)
     parser.add_argument("--node-ip", required=True,
                         help="InternalIP to report; containerLogs is served on it")
     parser.add_argument("--image-map", type=Path, default=None,
-                        help="JSON image map (format: cluster/node/images.py); default built in")
+                        help="JSON image map (format: flowpod_devcluster/node/images.py); "
+                             "default built in")
     parser.add_argument("--cpu", default="16",
                         help="cpu capacity to advertise; the node does not enforce cpu, so it "
                              "advertises enough for many concurrent test pods (default 16)")

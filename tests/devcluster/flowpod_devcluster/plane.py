@@ -1,16 +1,17 @@
 """A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager
 and kube-scheduler from the pinned, locally built release, plus the process-backed test node.
 
-Called by `python -m cluster up|down|status` (the Makefile's cluster-up / cluster-down) and by
-the session fixture in tests/conftest.py. State lives in one directory (default .cluster/):
-pki/, kubeconfig, logs/, pids.json and cluster.json (ports, node address).
+Called by `python -m flowpod_devcluster up|down|status|env` (the Makefile's cluster-up /
+cluster-down, the demo, the benchmarks) and by the session fixture in tests/conftest.py.
+State lives in one directory (default .cluster/): pki/, kubeconfig, logs/, pids.json and
+cluster.json (ports, node address).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
+import shlex
 import socket
 import ssl
 import subprocess
@@ -19,11 +20,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster import pki, processes
+from flowpod_devcluster import pki, processes
 
-__all__ = ["Cluster", "up", "down", "load", "binaries_dir", "REPO_ROOT", "NODE_NAME"]
+__all__ = ["Cluster", "up", "down", "load", "binaries_dir", "shell_exports", "REPO_ROOT",
+           "NODE_NAME"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The package is installed editable from the checkout it serves (tests/devcluster/
+# flowpod_devcluster/): the plane applies that checkout's files and its node runs pods from it.
+REPO_ROOT = Path(__file__).resolve().parents[3]
 NODE_NAME = "flowpod-node"
 _BUILD_SCRIPT = Path(__file__).with_name("build-binaries.sh")
 _READY_TIMEOUT = 90.0
@@ -64,6 +68,15 @@ class Cluster:
 
     def is_ready(self) -> bool:
         return _readyz(self) == "ok"
+
+
+def shell_exports(cluster: Cluster) -> list[str]:
+    """The two lines README's "Three ways to run it" has users type, with absolute paths: the
+    plane's kubeconfig, then the pinned kubectl and helm and this venv's `flowpod` on PATH."""
+    venv_bin = Path(sys.executable).parent  # not resolved: a venv's python is a symlink
+    return [f"export KUBECONFIG={shlex.quote(str(cluster.kubeconfig))}",
+            f"export PATH={shlex.quote(str(cluster.bin_dir))}:{shlex.quote(str(venv_bin))}:$PATH"
+            "   # kubectl, helm, flowpod"]
 
 
 def binaries_dir() -> Path:
@@ -186,17 +199,12 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _python_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "tests"),
-                                                      env.get("PYTHONPATH")]))
-    return env
-
-
 def _start_node(c: Cluster) -> processes.ProcessRecord:
-    argv = [sys.executable, "-m", "cluster.node", "--state-dir", str(c.state_dir),
+    # The working directory is what the node's image map gives flowpod images (the checkout),
+    # and the node's interpreter is the venv those images run in (node/images.py).
+    argv = [sys.executable, "-m", "flowpod_devcluster.node", "--state-dir", str(c.state_dir),
             "--node-name", NODE_NAME, "--node-ip", c.node_ip]
-    return processes.spawn(c.state_dir, "node", argv, env=_python_env(), cwd=REPO_ROOT)
+    return processes.spawn(c.state_dir, "node", argv, cwd=REPO_ROOT)
 
 
 def _write_credentials(c: Cluster) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from cluster.node import contexts, podworkers, registering, serving, syncing
+from flowpod_devcluster.node import contexts, podworkers, registering, serving, syncing
 
 __all__ = ["Kubelet"]
 

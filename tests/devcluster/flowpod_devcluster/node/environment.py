@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cluster.node import kubeapi, quantities
+from flowpod_devcluster.node import kubeapi, quantities
 
 __all__ = ["ConfigError", "Objects", "PodFacts", "build", "expand", "field_value"]
 

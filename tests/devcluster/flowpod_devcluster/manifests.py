@@ -1,7 +1,7 @@
 """Small builders for the Pod and Job manifests the harness tests create.
 
-Used by tests/cluster/test_*.py. Everything runs the image python:3.11, which the test node's
-default image map resolves to the repository's virtualenv.
+Used by the test node's suites (tests/cluster/test_*.py). Everything runs the image
+python:3.11, which the test node's default image map resolves to the repository's virtualenv.
 """
 
 from __future__ import annotations

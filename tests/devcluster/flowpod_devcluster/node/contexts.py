@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.node import cgroups, environment, images, kubeapi
+from flowpod_devcluster.node import cgroups, environment, images, kubeapi
 
 __all__ = ["NodeContext", "utc_now"]
 

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from cluster.node import environment, kubeapi
+from flowpod_devcluster.node import environment, kubeapi
 
 __all__ = ["Mount", "mounts_for", "prepare"]
 

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl), etcd and helm from the Go module proxy into a cache outside the
-# repo. Called by the Makefile and by tests/cluster/plane.py; a warm cache returns at once.
+# repo. Called by the Makefile and by plane.py next to it; a warm cache returns at once.
 #
 # Why a go.mod of our own: k8s.io/kubernetes carries replace directives to ./staging, so
 # `go install ...@version` is refused. Requiring it from our module and replacing each staging
 # module with its published v0.X.Y twin gives the same sources the release was built from.
+#
+# Safe to run twice at once (a demo and a test run): a cold build holds an flock on
+# $CACHE/build.lock, so a second run waits for it and then finds the binaries warm instead of
+# racing it on the same *.tmp outputs.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
@@ -91,6 +95,15 @@ build_helm() {
 }
 
 mkdir -p "$BIN"
+if have_all; then echo "$BIN"; exit 0; fi
+# Held on fd 9 until this script (and the go builds it runs) exit; the kernel drops it even
+# when a build is killed, so a lock file left behind never blocks anyone.
+exec 9>"$CACHE/build.lock"
+if ! flock --nonblock 9; then
+  log "another build of $BIN is running; waiting for it (lock: $CACHE/build.lock)"
+  flock 9
+fi
+# The run we waited for may have built everything.
 if have_all; then echo "$BIN"; exit 0; fi
 start=$(date +%s)
 build_etcd

@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSListener
 
-from cluster.node import containerlogs
+from flowpod_devcluster.node import containerlogs
 
 __all__ = ["LogServer", "Locate", "server_context"]
 

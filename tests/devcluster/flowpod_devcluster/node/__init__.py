@@ -1,7 +1,8 @@
 """The flowpod test node: a kubelet that runs each pod's containers as local processes.
 
-Started by tests/cluster/plane.py as `python -m cluster.node --state-dir DIR --node-name NAME
---node-ip IP` against the real local control plane. The modules, from the bottom up:
+Started by flowpod_devcluster.plane as `python -m flowpod_devcluster.node --state-dir DIR
+--node-name NAME --node-ip IP` against the real local control plane. The modules, from the
+bottom up:
 
 - kubeapi: async HTTP client for the API server with the node's own client certificate.
 - quantities, images, cgroups: resource quantities, the image map, memory cgroups.

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import flowpod_operator.cli as cli
 from delivery._fakeapi import FakeApi, run_object, status_of
-from flowpod_operator import crdgen
+from flowpod_operator.crds import crdgen
 from flowpod_operator.cli import _kubeconfig
 from flowpod_operator.cli._client import Kube
 

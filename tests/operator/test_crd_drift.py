@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from flowpod_operator import crdgen
+from flowpod_operator.crds import crdgen
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 

@@ -13,7 +13,12 @@ import pkgutil
 import pytest
 
 import flowpod_operator
-from flowpod_operator import _acting, _indexing, _logging, _observations, _queueing, running
+from flowpod_operator import running
+from flowpod_operator._decisions import observations as _observations
+from flowpod_operator._runtime import indexing as _indexing
+from flowpod_operator._runtime import kubeapi as _acting
+from flowpod_operator._runtime import logs as _logging
+from flowpod_operator._runtime import queueing as _queueing
 
 
 def test_index_keeps_the_newer_body(k8s):
@@ -122,9 +127,12 @@ def test_missing_kubeconfig_is_a_clear_error(capsys, tmp_path):
     assert f"--kubeconfig {tmp_path / 'nope'}: no such file" in capsys.readouterr().err
 
 
-MINE = ["_actions", "_acting", "_connecting", "_deciding", "_diagnosing", "_eventing",
-        "_indexing", "_logging", "_manifests", "_observations", "_queueing", "_reconciling",
-        "_validating", "_wiring", "running"]
+MINE = ["_decisions.actions", "_decisions.deciding", "_decisions.diagnosing",
+        "_decisions.manifests", "_decisions.observations", "_decisions.validating",
+        "_decisions.views", "_runtime.actuator", "_runtime.connecting", "_runtime.eventing",
+        "_runtime.indexing", "_runtime.intake", "_runtime.kubeapi", "_runtime.logs",
+        "_runtime.loop", "_runtime.queueing", "_runtime.wiring", "_kube.connecting",
+        "_kube.errors", "crds.resources", "crds.crdgen", "crds._cel", "running"]
 
 
 @pytest.mark.parametrize("name", MINE)
@@ -133,7 +141,14 @@ def test_each_module_exports_what_it_defines(name):
     assert "Role" in (module.__doc__ or ""), f"{name} has no role in its docstring"
     for exported in module.__all__:
         assert hasattr(module, exported), f"{name}.__all__ names missing {exported}"
-    assert name in {m.name for m in pkgutil.iter_modules(flowpod_operator.__path__)}
+    parent, _, leaf = module.__name__.rpartition(".")
+    assert leaf in {m.name for m in pkgutil.iter_modules(importlib.import_module(parent).__path__)}
+
+
+@pytest.mark.parametrize("layer", ["_decisions", "_runtime", "_kube", "crds", "cli"])
+def test_each_layer_says_what_it_is(layer):
+    package = importlib.import_module(f"flowpod_operator.{layer}")
+    assert "Role" in (package.__doc__ or ""), f"{layer} has no role in its docstring"
 
 
 def test_missing_crds_are_named_with_the_fix():

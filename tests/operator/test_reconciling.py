@@ -13,7 +13,13 @@ import pytest
 
 from flowpod import flowruns
 
-from flowpod_operator import _acting, _eventing, _indexing, _reconciling
+from flowpod_operator._runtime import kubeapi as _acting
+
+from flowpod_operator._runtime import eventing as _eventing
+
+from flowpod_operator._runtime import indexing as _indexing
+
+from flowpod_operator._runtime import loop as _reconciling
 
 
 class FakeApi:
@@ -85,7 +91,7 @@ def setup(k8s):
         events = _eventing.EventRecorder(api.post_event, clock=lambda: k8s.now)
         reconciler = _reconciling.Reconciler(index, api, events, clock=lambda: k8s.now)
         index.put_deployment(k8s.deployment())
-        reconciler.on_flowrun("ADDED", copy.deepcopy(flowrun))
+        reconciler.intake.on_flowrun("ADDED", copy.deepcopy(flowrun))
         return api, index, reconciler
     return make
 
@@ -112,7 +118,7 @@ def test_restarted_operator_does_not_make_a_second_job(setup, k8s):
     second_index = _indexing.Index()
     second_index.put_deployment(k8s.deployment())
     second = _reconciling.Reconciler(second_index, api, first.events, clock=lambda: k8s.now)
-    second.on_flowrun("ADDED", copy.deepcopy(api.flowrun))
+    second.intake.on_flowrun("ADDED", copy.deepcopy(api.flowrun))
     asyncio.run(second.reconcile(("ns", "run")))
     assert list(api.jobs) == ["run-1"]
     assert api.flowrun["status"]["jobName"] == "run-1"

@@ -4,9 +4,9 @@ Role: `decide(observation, now)` looks at a FlowRun, its Deployment, and the Job
 of its attempts, and returns the actions that move it on (create a Job, write a state,
 delete a pod, check again later). It keeps no memory between calls, so the same function
 serves a fresh event, a periodic resync, and an operator that restarted mid-run. Callers:
-flowpod_operator._reconciling (for real) and tests/operator/test_deciding.py (with dicts).
+flowpod_operator._runtime.loop (for real) and tests/operator/test_deciding_*.py (with dicts).
 
-Who writes what (issue 4): the operator writes Scheduled/Late, Pending, AwaitingRetry (an
+Who writes what (ARCHITECTURE.md, "Who writes which state"): the operator writes Scheduled/Late, Pending, AwaitingRetry (an
 infrastructure retry), Crashed, Cancelling, and Cancelled when the engine did not; the
 engine writes everything else. A terminal state is never left (the API server enforces it).
 """
@@ -19,11 +19,11 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from flowpod import flowruns, states
 
-from flowpod_operator import _actions as act
-from flowpod_operator import _diagnosing as diag
-from flowpod_operator import _manifests as manifests
-from flowpod_operator import _observations as obs
-from flowpod_operator import _validating
+from flowpod_operator._decisions import actions as act
+from flowpod_operator._decisions import diagnosing as diag
+from flowpod_operator._decisions import manifests
+from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions import validating
 
 __all__ = ["Policy", "decide"]
 
@@ -142,7 +142,7 @@ def _resolve(run: _Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, di
                             "with spec.image; set one of them")
     parameters = manifests.resolve_parameters(o.flowrun, deployment)
     schema = ((deployment or {}).get("spec") or {}).get("parameterSchema")
-    problem = _validating.parameter_problems(schema, parameters)
+    problem = validating.parameter_problems(schema, parameters)
     if problem:
         return _failed(run, problem)
     return deployment, parameters

@@ -2,9 +2,9 @@
 
 Role: pure builders (no API calls). `job_name` makes the same name for the same FlowRun and
 attempt every time, which is what keeps a restarted operator from creating a second Job.
-`build_job` renders the Job shape of DESIGN.md ("Job shape"). Callers:
-flowpod_operator._deciding (create attempt N), _indexing (label values to select a run's
-objects), tests.
+`build_job` renders the Job of one attempt (ARCHITECTURE.md, "One FlowRun, end to end").
+Callers: flowpod_operator._decisions.deciding (create attempt N), ._runtime.actuator (label
+values to select a run's objects), tests.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 from flowpod import flowruns
 
-from flowpod_operator import _diagnosing
-from flowpod_operator import _observations as obs
+from flowpod_operator._decisions import diagnosing
+from flowpod_operator._decisions import observations as obs
 
 __all__ = [
     "job_name",
@@ -92,7 +92,7 @@ def _env(flowrun: Mapping[str, Any], entrypoint: str, parameters: Mapping[str, A
 def _container(image: str, env: list[dict[str, Any]],
                template: Mapping[str, Any]) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": _diagnosing.CONTAINER,
+        "name": diagnosing.CONTAINER,
         "image": image,
         "command": list(ENGINE_COMMAND),
         "env": env,

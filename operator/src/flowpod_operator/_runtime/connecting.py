@@ -1,53 +1,31 @@
-"""Where the API server is and how to authenticate: one configuration for both clients.
+"""The operator's connection: one configuration for kopf's watches and our own calls.
 
-Role: load a kubernetes-asyncio Configuration from `--kubeconfig` (or, without it, the
-in-cluster service account, falling back to $KUBECONFIG / ~/.kube/config outside a
-cluster), and express the same credentials as a kopf ConnectionInfo, so kopf's watches and
-our own calls can never talk to different clusters. Callers: flowpod_operator.running
-(configuration) and _wiring (kopf's login handler).
+Role: load the kubernetes-asyncio Configuration through flowpod_operator._kube.connecting
+(--kubeconfig, else the in-cluster service account, else $KUBECONFIG / ~/.kube/config),
+sized for the operator's workers, and express the same credentials as a kopf
+ConnectionInfo, so kopf's watches and our own calls can never talk to different clusters.
+Callers: flowpod_operator.running (configuration) and ._runtime.wiring (kopf's login).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import kopf
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
-__all__ = ["load_configuration", "connection_info"]
+from flowpod_operator._kube.connecting import Connection, Target, connect
 
-
-def _in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and Path(
-        config.incluster_config.SERVICE_TOKEN_FILENAME).exists()
+__all__ = ["load_connection", "connection_info"]
 
 
-async def load_configuration(kubeconfig: str | None = None,
-                             context: str | None = None) -> client.Configuration:
-    """A client Configuration for the given kubeconfig, else in-cluster, else the default
-    kubeconfig ($KUBECONFIG or ~/.kube/config). Raises ValueError with the fix if none."""
-    cfg = client.Configuration()
-    if kubeconfig:
-        path = Path(kubeconfig).expanduser()
-        if not path.is_file():
-            raise ValueError(f"--kubeconfig {kubeconfig}: no such file; pass the path of a "
-                             "kubeconfig, or omit it to use the in-cluster service account")
-        await config.load_kube_config(config_file=str(path), context=context,
-                                      client_configuration=cfg, persist_config=False)
-    elif _in_cluster():
-        config.load_incluster_config(client_configuration=cfg)
-    else:
-        default = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
-            Path("~/.kube/config").expanduser())
-        if not Path(default).is_file():
-            raise ValueError("no cluster to connect to: not running in a pod and no kubeconfig "
-                             "found; pass --kubeconfig PATH")
-        await config.load_kube_config(config_file=default, context=context,
-                                      client_configuration=cfg, persist_config=False)
+async def load_connection(kubeconfig: str | None = None,
+                          context: str | None = None) -> Connection:
+    """The operator's Connection (a pod prefers its service account to any kubeconfig
+    lying around). Raises flowpod_operator._kube.errors.ConfigError with the fix."""
+    connection = await connect(Target(kubeconfig, context), in_cluster_first=True)
+    cfg = connection.configuration
     # Hundreds of runs start at once in a burst; keep enough connections for the workers.
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 128)
-    return cfg
+    return connection
 
 
 async def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:

@@ -1,7 +1,7 @@
 """A work queue of FlowRun keys: deduplicated, one worker per key, with delayed re-adds.
 
 Role: sits between the watch handlers (which only say "look at this run again") and the
-reconcile workers (flowpod_operator._reconciling). A key is queued at most once however
+reconcile workers (flowpod_operator._runtime.loop). A key is queued at most once however
 many events arrive for it; a key being reconciled is never handed to a second worker, and
 is re-queued when it is marked again meanwhile (so no event is lost). `add_after` keeps the
 earliest of several delays. Everything runs on one event loop.

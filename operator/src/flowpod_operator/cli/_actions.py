@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from flowpod import flowruns, states
-from flowpod_operator import resources
+from flowpod_operator.crds import resources
 from flowpod_operator.cli import _errors, _flows, _kubeconfig, _render, _watching
 from flowpod_operator.cli._client import Kube, deployment_ref, flowrun_ref
 

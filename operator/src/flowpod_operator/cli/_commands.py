@@ -173,7 +173,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
     @app.command()
     def crds() -> None:
         """Print the flowpod CRDs (pipe them into `kubectl apply -f -`)."""
-        from flowpod_operator import crdgen  # pydantic-heavy: only this command needs it
+        from flowpod_operator.crds import crdgen  # pydantic-heavy: only this command needs it
 
         deps.out.print("---\n".join(crdgen.render_all().values()).rstrip(), markup=False)
 

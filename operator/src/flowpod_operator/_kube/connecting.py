@@ -35,6 +35,7 @@ __all__ = ["Target", "Connection", "connect", "api_client", "SERVICE_ACCOUNT_DIR
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _NO_CONFIG_HINT = ("pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config "
                    "(the local plane writes .cluster/kubeconfig: `make cluster-up`)")
+_NO_USER = "flowpod: no user"  # stands in for a context's missing user (not a valid name)
 # The library logs a failed exec plugin at ERROR before raising; we raise it worded, so a
 # CLI without logging configured must not also print the library's line.
 logging.getLogger("kubernetes_asyncio.config").addHandler(logging.NullHandler())
@@ -145,7 +146,12 @@ async def _from_kubeconfig(files: list[Path], target: Target) -> Connection:
                           f"which kubeconfig '{where}' does not define (or has no server)",
                           "fix the kubeconfig's clusters section")
     user = _entries(merged, "users").get(context.get("user"))
-    configuration = await _load(merger, name, _plain(user) or {}, where)
+    if user is None:
+        # kubectl allows a context without a user; the library needs one for https.
+        user = {"name": _NO_USER, "user": {}}
+        merged.setdefault("users", []).append(user)
+        _plain(contexts[name]).setdefault("context", {})["user"] = _NO_USER
+    configuration = await _load(merger, name, _plain(user), where)
     _reread_token_file(configuration, user)
     return Connection(configuration,
                       target.namespace or context.get("namespace") or "default",

@@ -16,7 +16,9 @@ import anyio
 import typer
 from rich.text import Text
 
-from flowpod_operator.cli import _actions, _errors, _flows, _kubeconfig
+from flowpod_operator._kube.connecting import Target
+from flowpod_operator._kube.errors import KubeError
+from flowpod_operator.cli import _actions, _errors, _flows
 from flowpod_operator.cli._actions import Deps
 from flowpod_operator.cli._client import Kube
 
@@ -38,24 +40,24 @@ Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", help="Print the object(s) as yaml or json.", show_default=False)]
 
 
-def _fail(deps: Deps, error: _errors.CliError) -> typer.Exit:
+def _fail(deps: Deps, error: KubeError) -> typer.Exit:
     deps.err.print(Text.assemble(("error: ", "bold red"), error.problem))
     if error.fix:
         deps.err.print(Text.assemble(("  fix: ", "bold"), error.fix))
-    return typer.Exit(error.exit_code)
+    return typer.Exit(getattr(error, "exit_code", 1))
 
 
-def _execute(deps: Deps, target: _kubeconfig.Target,
+def _execute(deps: Deps, target: Target,
              action: Callable[[Kube, str], Awaitable[int]]) -> None:
     """The sync wrapper: load the config, open a session, run ``action(kube, namespace)``."""
     async def session() -> int:
-        config = deps.load_config(target)
-        async with deps.connect(config) as kube:
+        connection = await deps.load_config(target)
+        async with deps.connect(connection) as kube:
             return await action(kube, target.namespace or kube.namespace)
 
     try:
         code = anyio.run(session)
-    except _errors.CliError as error:
+    except KubeError as error:
         raise _fail(deps, error) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -112,7 +114,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
             manifest["metadata"]["namespace"] = ns
             return await _actions.apply_deployment(kube, deps, manifest, output)
 
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace), action)
+        _execute(deps, Target(kubeconfig, context, namespace), action)
 
     @app.command()
     def run(
@@ -128,7 +130,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
     ) -> None:
         """Create a FlowRun of a Deployment and, with --watch, follow it to its end."""
         parameters = _guard(deps, lambda: _flows.parse_parameters(param))
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace),
+        _execute(deps, Target(kubeconfig, context, namespace),
                  lambda kube, ns: _actions.start_run(kube, deps, ns, deployment, parameters,
                                                      name=name, watch=watch, logs=logs))
 
@@ -140,7 +142,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
         """Request cancellation (spec.cancel): Cancelling, SIGTERM to the flow, Cancelled."""
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace),
+        _execute(deps, Target(kubeconfig, context, namespace),
                  lambda kube, ns: _actions.cancel_run(kube, deps, ns, run, wait=wait))
 
     @app.command()
@@ -151,7 +153,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
         """Print the logs of a FlowRun's current pod."""
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace),
+        _execute(deps, Target(kubeconfig, context, namespace),
                  lambda kube, ns: _actions.show_logs(kube, deps, ns, run, follow=follow))
 
     @app.command()
@@ -165,7 +167,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
     ) -> None:
         """A table of FlowRuns with state and duration, or one run in detail."""
         _guard(deps, lambda: _actions.check_output(output))
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace),
+        _execute(deps, Target(kubeconfig, context, namespace),
                  lambda kube, ns: _actions.show_runs(kube, deps, ns, run,
                                                      all_namespaces=all_namespaces,
                                                      output=output))

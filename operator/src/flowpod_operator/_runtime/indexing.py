@@ -93,8 +93,8 @@ class Index:
 
     # --- Deployments -----------------------------------------------------------------------
     def put_deployment(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        self._deployments[(meta["namespace"], meta["name"])] = body
+        meta = Meta(body)
+        self._deployments[(meta.namespace or "", meta.name or "")] = body
 
     def remove_deployment(self, namespace: str, name: str) -> None:
         self._deployments.pop((namespace, name), None)
@@ -109,7 +109,7 @@ class Index:
     def remove_job(self, body: Mapping[str, Any]) -> Key | None:
         key = key_of_child(body)
         if key is not None:
-            self._jobs.get(key, {}).pop(body["metadata"]["name"], None)
+            self._jobs.get(key, {}).pop(Meta(body).name, None)
         return key
 
     def drop_job(self, key: Key, name: str) -> None:
@@ -117,7 +117,7 @@ class Index:
 
     def put_pod(self, body: Mapping[str, Any]) -> Key | None:
         key = key_of_child(body)
-        if key is not None and body["metadata"]["name"] in self._gone.get(key, {}):
+        if key is not None and Meta(body).name in self._gone.get(key, {}):
             return key  # a late event of a pod already seen deleted
         return self._put(self._pods, body)
 
@@ -125,7 +125,7 @@ class Index:
         key = key_of_child(body)
         if key is None:
             return None
-        name = body["metadata"]["name"]
+        name = Meta(body).name or ""
         last = self._pods.get(key, {}).pop(name, None)
         # The deletion event carries the final body; keep whichever is newer.
         keep = last if last is not None and _is_older(body, last) else body
@@ -139,7 +139,7 @@ class Index:
         key = key_of_child(body)
         if key is None:
             return None
-        name = body["metadata"]["name"]
+        name = Meta(body).name or ""
         bucket = table.setdefault(key, {})
         if not _is_older(body, bucket.get(name)):
             bucket[name] = body

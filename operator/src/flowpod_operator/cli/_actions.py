@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import pydantic
 import yaml
@@ -20,11 +20,13 @@ from rich.console import Console
 from rich.text import Text
 
 from flowpod import flowruns, states
-from flowpod_operator._kube import connecting
 from flowpod_operator._kube.errors import KubeError, MissingCrdError
 from flowpod_operator.cli import _errors, _flows, _render, _watching
-from flowpod_operator.cli._client import Kube
 from flowpod_operator.crds import resources
+
+if TYPE_CHECKING:
+    from flowpod_operator._kube.connecting import Connection, Target
+    from flowpod_operator.cli._client import Kube
 
 __all__ = ["Deps", "dump", "check_output", "deployment_manifest", "apply_deployment",
            "start_run", "cancel_run", "show_logs", "show_runs"]
@@ -34,6 +36,20 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# The client stack (kubernetes-asyncio, aiohttp: ~0.5 s to import) loads only for commands
+# that talk to a cluster; `--help`, `deploy --dry-run` and `crds` start without it.
+def _connect(connection: Connection) -> Kube:
+    from flowpod_operator.cli._client import Kube
+
+    return Kube(connection)
+
+
+async def _load_config(target: Target) -> Connection:
+    from flowpod_operator._kube import connecting
+
+    return await connecting.connect(target)
 
 
 def _operator_main(argv: list[str]) -> int | None:
@@ -47,9 +63,8 @@ def _operator_main(argv: list[str]) -> int | None:
 class Deps:
     """What the commands need from the outside world; tests replace any of it."""
 
-    connect: Callable[[connecting.Connection], Kube] = Kube
-    load_config: Callable[[connecting.Target], Awaitable[connecting.Connection]] = \
-        connecting.connect
+    connect: Callable[[Connection], Kube] = _connect
+    load_config: Callable[[Target], Awaitable[Connection]] = _load_config
     clock: Callable[[], datetime] = _utc_now
     out: Console = field(default_factory=lambda: Console(soft_wrap=True, highlight=False))
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True,

@@ -10,17 +10,18 @@ every command that talks to a cluster, as in kubectl. Callers: flowpod_operator.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Optional
 
 import anyio
 import typer
 from rich.text import Text
 
-from flowpod_operator._kube.connecting import Target
 from flowpod_operator._kube.errors import KubeError
 from flowpod_operator.cli import _actions, _errors, _flows
 from flowpod_operator.cli._actions import Deps
-from flowpod_operator.cli._client import Kube
+
+if TYPE_CHECKING:
+    from flowpod_operator.cli._client import Kube
 
 __all__ = ["build_app", "main"]
 
@@ -47,9 +48,15 @@ def _fail(deps: Deps, error: KubeError) -> typer.Exit:
     return typer.Exit(getattr(error, "exit_code", 1))
 
 
-def _execute(deps: Deps, target: Target,
+def _execute(deps: Deps, where: tuple[Optional[Path], Optional[str], Optional[str]],
              action: Callable[[Kube, str], Awaitable[int]]) -> None:
-    """The sync wrapper: load the config, open a session, run ``action(kube, namespace)``."""
+    """The sync wrapper: load the configuration for `where` (--kubeconfig, --context,
+    --namespace), open a session, run ``action(kube, namespace)``."""
+    # Imported here: only commands that talk to a cluster load the client stack.
+    from flowpod_operator._kube.connecting import Target
+
+    target = Target(*where)
+
     async def session() -> int:
         connection = await deps.load_config(target)
         async with deps.connect(connection) as kube:
@@ -114,7 +121,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
             manifest["metadata"]["namespace"] = ns
             return await _actions.apply_deployment(kube, deps, manifest, output)
 
-        _execute(deps, Target(kubeconfig, context, namespace), action)
+        _execute(deps, (kubeconfig, context, namespace), action)
 
     @app.command()
     def run(
@@ -130,7 +137,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
     ) -> None:
         """Create a FlowRun of a Deployment and, with --watch, follow it to its end."""
         parameters = _guard(deps, lambda: _flows.parse_parameters(param))
-        _execute(deps, Target(kubeconfig, context, namespace),
+        _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.start_run(kube, deps, ns, deployment, parameters,
                                                      name=name, watch=watch, logs=logs))
 
@@ -142,7 +149,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
         """Request cancellation (spec.cancel): Cancelling, SIGTERM to the flow, Cancelled."""
-        _execute(deps, Target(kubeconfig, context, namespace),
+        _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.cancel_run(kube, deps, ns, run, wait=wait))
 
     @app.command()
@@ -153,7 +160,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
         """Print the logs of a FlowRun's current pod."""
-        _execute(deps, Target(kubeconfig, context, namespace),
+        _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.show_logs(kube, deps, ns, run, follow=follow))
 
     @app.command()
@@ -167,7 +174,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
     ) -> None:
         """A table of FlowRuns with state and duration, or one run in detail."""
         _guard(deps, lambda: _actions.check_output(output))
-        _execute(deps, Target(kubeconfig, context, namespace),
+        _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.show_runs(kube, deps, ns, run,
                                                      all_namespaces=all_namespaces,
                                                      output=output))

@@ -12,14 +12,16 @@ from __future__ import annotations
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import anyio
 
 from flowpod import flowruns, states
 from flowpod_operator._kube.errors import KubeError
 from flowpod_operator.cli._errors import CliError
-from flowpod_operator.cli._client import Kube
+
+if TYPE_CHECKING:
+    from flowpod_operator.cli._client import Kube
 
 __all__ = ["Output", "run_updates", "follow_run", "pod_of", "stream_pod_logs", "is_final",
            "wait_for_pod"]

@@ -1,8 +1,8 @@
 """The engine inside a real pod reports to its FlowRun through the in-cluster API.
 
 No operator here: each test creates a FlowRun (ad-hoc form) and, by hand, a Job shaped as
-DESIGN.md says the operator creates it, with a ServiceAccount allowed exactly what the
-engine needs. The pod runs `python -m flowpod.engine` on the test node (image
+the operator creates it (ARCHITECTURE.md, "One FlowRun, end to end"), with a ServiceAccount
+allowed exactly what the engine needs. The pod runs `python -m flowpod.engine` on the test node (image
 flowpod/engine:dev = the repository's venv, working directory = the repository root), so
 the entrypoints below are repo-relative files in tests/operator/flows/.
 """
@@ -41,7 +41,7 @@ def engine_namespace(cluster, namespace, node_ready) -> str:
 
 
 def _job(flowrun: dict, entrypoint: str, parameters: dict[str, Any]) -> dict:
-    """The Job the operator would create for attempt 1 (DESIGN.md, "Job shape")."""
+    """The Job the operator would create for attempt 1 (its shape: _decisions.manifests)."""
     name = flowrun["metadata"]["name"]
     labels = {flowruns.LABEL_FLOW_RUN: name}
     env = [

@@ -18,8 +18,8 @@ from fakeapi import FakeApi, status_response
 from flowpod import flowruns
 from flowpod_operator._runtime import eventing as _eventing
 from flowpod_operator._runtime import indexing as _indexing
-from flowpod_operator._runtime import loop as _reconciling
 from flowpod_operator._runtime.kubeapi import KubeApi
+from flowpod_operator._runtime.loop import Reconciler
 
 
 class Fake(FakeApi):
@@ -63,7 +63,7 @@ def setup(k8s, loop):
             # One poster keeps the Events in the order they were queued (the default, 4,
             # posts concurrently: order on the server is then not the queue's).
             events = _eventing.EventRecorder(kube.post_event, clock=lambda: k8s.now, workers=1)
-            reconciler = _reconciling.Reconciler(index, kube, events, clock=lambda: k8s.now)
+            reconciler = Reconciler(index, kube, events, clock=lambda: k8s.now)
             index.put_deployment(k8s.deployment())
             reconciler.intake.on_flowrun("ADDED", copy.deepcopy(flowrun))
             return api, index, reconciler
@@ -95,7 +95,7 @@ def test_restarted_operator_does_not_make_a_second_job(setup, k8s, loop):
     api.update("flowruns", "ns", "run", status={})
     second_index = _indexing.Index()
     second_index.put_deployment(k8s.deployment())
-    second = _reconciling.Reconciler(second_index, first.api, first.events, clock=lambda: k8s.now)
+    second = Reconciler(second_index, first.api, first.events, clock=lambda: k8s.now)
     second.intake.on_flowrun("ADDED", copy.deepcopy(api.flowrun))
     loop(second.reconcile(("ns", "run")))
     assert list(api.jobs) == ["run-1"]

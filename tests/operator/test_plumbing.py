@@ -1,5 +1,6 @@
 """The operator's plumbing without a cluster: the index (stale events, tombstones), the work
-queue (dedup, one worker per key, delays), JSON logs, the CLI, and each module's exports."""
+queue (dedup, one worker per key, delays), JSON logs, the CLI, the typed views, and each
+module's and layer's docstring and exports."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pkgutil
 
 import pytest
 
-import flowpod_operator
 from flowpod_operator import running
 from flowpod_operator._decisions import observations as _observations
+from flowpod_operator._decisions.views import FlowRunView, Meta
 from flowpod_operator._runtime import indexing as _indexing
 from flowpod_operator._runtime import kubeapi as _acting
 from flowpod_operator._runtime import logs as _logging
@@ -175,3 +176,16 @@ def test_missing_crds_are_named_with_the_fix():
 def test_times_from_the_api(text, expected):
     parsed = _observations.parse_time(text)
     assert (parsed.isoformat() if parsed else None) == expected
+
+
+def test_views_read_what_the_api_may_omit(k8s):
+    run = k8s.flowrun(state=k8s.state("RUNNING"), attempt=2)
+    view = FlowRunView(run)
+    assert view.key == ("ns", "run") and view.deployment_name == "hello"
+    assert (view.state_type, view.attempt, view.meta.generation) == ("RUNNING", 2, 1)
+    bare = FlowRunView({"metadata": {"name": "x", "namespace": "ns"}})
+    assert (bare.state_type, bare.attempt, bare.status, dict(bare.spec)) == (None, 0, None, {})
+    assert Meta({}).labels == {} and Meta({"metadata": None}).name is None
+    newer = {"metadata": {"uid": "u", "resourceVersion": "12"}}
+    assert Meta({"metadata": {"uid": "u", "resourceVersion": "9"}}).is_older_than(newer)
+    assert not Meta({"metadata": {"uid": "v", "resourceVersion": "9"}}).is_older_than(newer)

@@ -47,7 +47,7 @@ cluster-down: ## Stop exactly the processes cluster-up started.
 	$(PY) -m flowpod_devcluster down
 
 crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models.
-	$(PY) -m flowpod_operator.crdgen
+	$(PY) -m flowpod_operator.crds
 	cp crds/*.yaml charts/flowpod/crds/
 
 clean: cluster-down

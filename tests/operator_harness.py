@@ -25,7 +25,8 @@ import yaml
 
 from flowpod import contract, flowruns
 from flowpod_devcluster import plane
-from flowpod_operator import _acting
+from flowpod_operator._runtime import kubeapi as _acting
+from flowpod_operator._decisions import observations as _observations
 
 __all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "LABEL_ATTEMPT", "FINAL",
            "FLOW_RUN_RBAC", "apply_crds", "prepare_namespace", "operator_kubeconfig", "Api",
@@ -70,7 +71,7 @@ def prepare_namespace(cluster: plane.Cluster, namespace: str) -> None:
 def operator_kubeconfig(cluster: plane.Cluster, namespace: str, path: Path,
                         account: str = "flowpod-operator") -> Path:
     """A kubeconfig for a ServiceAccount holding exactly the operator's RBAC
-    (flowpod_operator._acting.RBAC_RULES) in `namespace`, written to `path`. Running the
+    (flowpod_operator._runtime.kubeapi.RBAC_RULES) in `namespace`, written to `path`. Running the
     operator with it proves the documented permissions are enough."""
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": account}, "rules": [dict(r) for r in _acting.RBAC_RULES]}

@@ -1,7 +1,8 @@
 """Unit tests of the `flowpod` CLI against an in-memory API (httpx.MockTransport).
 
 Role: drives the real Typer commands (typer.testing.CliRunner) with injected dependencies
-(flowpod_operator.cli.Deps): the API is tests/delivery/_fakeapi.FakeApi, the clock is fixed.
+(flowpod_operator.cli.Deps): the API is the shared fake API server (tests/fakeapi.py), reached
+over loopback by the CLI's real kubernetes-asyncio client; the clock is fixed.
 Checks what is sent (server-side apply, generateName, merge patches), what is shown (states,
 logs, tables), exit codes, and that user errors name the object and the fix without a
 traceback. Hermetic; the real-cluster CLI tests are in test_cli_cluster.py.
@@ -17,14 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 from rich.console import Console
+from kubernetes_asyncio import client
 from typer.testing import CliRunner
 
 import flowpod_operator.cli as cli
+from fakeapi import FakeApi, run_object, status_of
 from flowpod import contract
-from delivery._fakeapi import FakeApi, run_object, status_of
-from flowpod_operator import crdgen
-from flowpod_operator.cli import _kubeconfig
-from flowpod_operator.cli._client import Kube
+from flowpod_operator._kube.connecting import Connection
+from flowpod_operator.crds import crdgen
 
 NOW = datetime(2030, 1, 1, 0, 1, 0, tzinfo=timezone.utc)
 FLOW_FILE = textwrap.dedent("""
@@ -37,6 +38,13 @@ FLOW_FILE = textwrap.dedent("""
 """)
 
 
+def _connection(server: str, token: str | None, namespace: str, source: str) -> Connection:
+    configuration = client.Configuration(host=server)
+    if token:
+        configuration.api_key["BearerToken"] = f"Bearer {token}"
+    return Connection(configuration, namespace, source)
+
+
 @pytest.fixture
 def api() -> FakeApi:
     return FakeApi()
@@ -45,10 +53,15 @@ def api() -> FakeApi:
 @pytest.fixture
 def invoke(api: FakeApi, tmp_path: Path):
     """Run `flowpod ARGS` against ``api``; the kubeconfig names namespace 'team'."""
-    config = _kubeconfig.ApiConfig(server="https://k8s.test", verify=True, token=lambda: "t0k",
-                                   namespace="team", source="test kubeconfig")
-    deps = cli.Deps(connect=lambda cfg: Kube(cfg, transport=api.transport()),
-                    load_config=lambda target: config, clock=lambda: NOW,
+    with api.serve() as url:
+        yield _invoker(api, _connection(url, "t0k", "team", "test kubeconfig"))
+
+
+def _invoker(api: FakeApi, connection: Connection):
+    async def load_config(target) -> Connection:
+        return connection
+
+    deps = cli.Deps(load_config=load_config, clock=lambda: NOW,
                     out=Console(width=200, soft_wrap=True),
                     err=Console(width=200, soft_wrap=True, stderr=True),
                     operator_main=lambda argv: api.requests.append(argv) or 0)  # type: ignore
@@ -258,9 +271,12 @@ def test_missing_crds_are_explained(invoke, api):
 
 
 def test_unreachable_cluster_is_explained(tmp_path: Path):
-    config = _kubeconfig.ApiConfig(server="https://127.0.0.1:9", verify=True,
-                                   token=lambda: None, namespace="default", source="kc")
-    deps = cli.Deps(load_config=lambda target: config, err=Console(width=200, stderr=True))
+    connection = _connection("https://127.0.0.1:9", None, "default", "kc")
+
+    async def load_config(target) -> Connection:
+        return connection
+
+    deps = cli.Deps(load_config=load_config, err=Console(width=200, stderr=True))
     result = CliRunner().invoke(cli.build_app(deps), ["get"], catch_exceptions=False)
     assert result.exit_code == 1
     assert "cannot reach the Kubernetes API at https://127.0.0.1:9 (kc)" in result.stderr

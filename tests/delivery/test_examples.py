@@ -23,7 +23,7 @@ import yaml
 
 from delivery import _helm, _operating
 from flowpod import contract, engine
-from flowpod_operator import resources
+from flowpod_operator.crds import resources
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

@@ -21,12 +21,13 @@ from dockerfile_parse import DockerfileParser
 
 from delivery import _helm
 from flowpod import contract
-from flowpod_operator import _acting
+from flowpod_operator._runtime import kubeapi
 
 REPO = _helm.CHART.parents[1]
 OPERATOR_NAME = "rel-flowpod-operator"
-# The operator's own account of what it calls (flowpod_operator._acting.RBAC_RULES), as data.
-OPERATOR_RULES = [dict(rule) for rule in _acting.RBAC_RULES]
+# The operator's own account of what it calls (flowpod_operator._runtime.kubeapi.RBAC_RULES),
+# as data.
+OPERATOR_RULES = [dict(rule) for rule in kubeapi.RBAC_RULES]
 FLOW_RUN_RULES = [
     {"apiGroups": ["flowpod.io"], "resources": ["flowruns"],
      "verbs": ["get", "patch", "watch", "create"]},

@@ -1,15 +1,18 @@
-"""The CLI's kubeconfig resolution (flowpod_operator.cli._kubeconfig), kubectl's rules.
+"""Kubeconfig resolution shared by the CLI and the operator (flowpod_operator._kube.connecting).
 
-Role: hermetic checks of --kubeconfig / KUBECONFIG lists / ~/.kube/config / in-cluster order,
-kubectl's first-wins merge, context and namespace selection, relative paths, embedded client
-certificates, token files, exec credential plugins, and the errors for each misconfiguration.
-Certificates are generated on the fly with `cryptography` (a dev dependency).
+Role: hermetic checks, through kubernetes-asyncio's own loaders, of --kubeconfig / KUBECONFIG
+lists / ~/.kube/config / in-cluster order, kubectl's first-wins merge, context and namespace
+selection, relative paths, embedded client certificates, token files, exec credential
+plugins, and the errors for each misconfiguration. Certificates are generated on the fly
+with `cryptography` (a dev dependency).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
+import ssl
 import stat
 import sys
 from pathlib import Path
@@ -21,8 +24,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from flowpod_operator.cli import CliError, _kubeconfig
-from flowpod_operator.cli._kubeconfig import Target, load
+from flowpod_operator._kube import connecting
+from flowpod_operator._kube.connecting import Connection, Target
+from flowpod_operator._kube.errors import KubeError
+
+
+def load(target: Target, **where) -> Connection:
+    return asyncio.run(connecting.connect(target, **where))
+
+
+def bearer(connection: Connection) -> str | None:
+    """The bearer token the next request would carry (None if it carries none)."""
+    value = asyncio.run(connection.configuration.get_api_key_with_prefix("BearerToken"))
+    return value.removeprefix("Bearer ") if value else None
 
 
 def _self_signed(tmp: Path, stem: str) -> tuple[Path, Path]:
@@ -64,11 +78,11 @@ def test_kubeconfig_list_merges_first_wins_and_skips_missing_files(tmp_path: Pat
                                                                "u2": {"token": "prod"}})
     env = {"KUBECONFIG": f"{tmp_path / 'missing'}:{a}:{b}"}
     config = load(Target(), env=env, home=tmp_path)
-    assert (config.server, config.token(), config.namespace) == ("https://one.test", "first",
+    assert (config.server, bearer(config), config.namespace) == ("https://one.test", "first",
                                                                  "team")
     assert "context 'dev'" in config.source
     prod = load(Target(context="prod", namespace="ops"), env=env, home=tmp_path)
-    assert (prod.server, prod.token(), prod.namespace) == ("https://two.test", "prod", "ops")
+    assert (prod.server, bearer(prod), prod.namespace) == ("https://two.test", "prod", "ops")
 
 
 def test_flag_beats_env_and_home_default_is_used_last(tmp_path: Path) -> None:
@@ -91,13 +105,13 @@ def test_flag_beats_env_and_home_default_is_used_last(tmp_path: Path) -> None:
 def test_configuration_errors_say_what_to_fix(tmp_path: Path, target, problem, fix) -> None:
     kc = _config(tmp_path / "kc", current="x", contexts={"x": {"cluster": "c"}},
                  clusters={"c": {"server": "https://a.test"}})
-    with pytest.raises(CliError) as err:
+    with pytest.raises(KubeError) as err:
         load(target, env={"KUBECONFIG": str(kc)}, home=tmp_path)
     assert problem in err.value.problem and fix in (err.value.fix or "")
 
 
 def test_no_configuration_at_all_points_at_the_local_plane(tmp_path: Path) -> None:
-    with pytest.raises(CliError) as err:
+    with pytest.raises(KubeError) as err:
         load(Target(), env={}, home=tmp_path, sa_dir=tmp_path / "sa")
     assert err.value.problem == "no Kubernetes configuration found"
     assert "make cluster-up" in err.value.fix
@@ -114,9 +128,12 @@ def test_embedded_client_cert_and_relative_ca_file_are_loaded(tmp_path: Path) ->
                               .decode(), "client-key-data": base64.b64encode(key.read_bytes())
                               .decode()}})
     config = load(Target(kubeconfig=kc), env={}, home=tmp_path)
-    ca_subjects = [c["subject"] for c in config.verify.get_ca_certs()]
+    tls = config.configuration
+    verify = ssl.create_default_context(cafile=tls.ssl_ca_cert)  # as the client builds it
+    verify.load_cert_chain(tls.cert_file, tls.key_file)
+    ca_subjects = [c["subject"] for c in verify.get_ca_certs()]
     assert ((("commonName", "ca"),),) in ca_subjects
-    assert config.token() is None
+    assert bearer(config) is None
 
 
 def test_token_file_is_reread_for_every_request(tmp_path: Path) -> None:
@@ -125,17 +142,19 @@ def test_token_file_is_reread_for_every_request(tmp_path: Path) -> None:
     kc = _config(tmp_path / "kc", current="x", contexts={"x": {"cluster": "c", "user": "u"}},
                  clusters={"c": {"server": "https://a.test"}}, users={"u": {"tokenFile": "token"}})
     config = load(Target(kubeconfig=kc), env={}, home=tmp_path)
-    assert config.token() == "one"
+    assert bearer(config) == "one"
     token.write_text("two")
-    assert config.token() == "two"
+    assert bearer(config) == "two"
 
 
-def test_exec_plugin_runs_once_and_gives_a_token(tmp_path: Path) -> None:
+def test_exec_plugin_runs_once_and_gives_a_token(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     plugin = tmp_path / "plugin"
     plugin.write_text(f"#!{sys.executable}\nimport json, os\n"
                       "info = json.loads(os.environ['KUBERNETES_EXEC_INFO'])\n"
                       "open(os.environ['CALLS'], 'a').write(info['kind'] + '\\n')\n"
-                      "print(json.dumps({'kind': 'ExecCredential', 'status': "
+                      "print(json.dumps({'apiVersion': info['apiVersion'], "
+                      "'kind': 'ExecCredential', 'status': "
                       "{'token': 'from-' + os.environ['CLOUD']}}))\n")
     plugin.chmod(plugin.stat().st_mode | stat.S_IEXEC)
     calls = tmp_path / "calls"
@@ -144,18 +163,22 @@ def test_exec_plugin_runs_once_and_gives_a_token(tmp_path: Path) -> None:
                  users={"u": {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
                                        "command": str(plugin),
                                        "env": [{"name": "CLOUD", "value": "eks"}]}}})
-    config = load(Target(kubeconfig=kc), env={"CALLS": str(calls)}, home=tmp_path)
-    assert config.token() == "from-eks"
+    monkeypatch.setenv("CALLS", str(calls))  # the plugin inherits the process environment
+    config = load(Target(kubeconfig=kc), env={}, home=tmp_path)
+    assert bearer(config) == "from-eks"
     assert calls.read_text() == "ExecCredential\n"
 
 
-def test_missing_exec_plugin_shows_its_install_hint(tmp_path: Path) -> None:
+def test_missing_exec_plugin_shows_its_install_hint(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     kc = _config(tmp_path / "kc", current="x", contexts={"x": {"cluster": "c", "user": "u"}},
                  clusters={"c": {"server": "https://a.test"}},
-                 users={"u": {"exec": {"command": "no-such-plugin-xyz",
+                 users={"u": {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                       "command": "no-such-plugin-xyz",
                                        "installHint": "install the cloud CLI"}}})
-    with pytest.raises(CliError) as err:
-        load(Target(kubeconfig=kc), env={"PATH": "/nonexistent"}, home=tmp_path)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(KubeError) as err:
+        load(Target(kubeconfig=kc), env={}, home=tmp_path)
     assert "'no-such-plugin-xyz' was not found" in err.value.problem
     assert err.value.fix == "install the cloud CLI"
 
@@ -169,11 +192,29 @@ def test_in_cluster_service_account_is_the_last_resort(tmp_path: Path) -> None:
     (sa / "namespace").write_text("flows")
     env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
     config = load(Target(), env=env, home=tmp_path, sa_dir=sa)
-    assert (config.server, config.token(), config.namespace) == ("https://10.96.0.1:443",
+    assert (config.server, bearer(config), config.namespace) == ("https://10.96.0.1:443",
                                                                  "pod-token", "flows")
     assert config.source == "in-cluster service account"
     assert load(Target(namespace="x"), env=env, home=tmp_path, sa_dir=sa).namespace == "x"
 
 
+def test_the_operator_prefers_its_service_account_to_a_kubeconfig(tmp_path: Path) -> None:
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    ca, _ = _self_signed(tmp_path, "cluster-ca")
+    (sa / "ca.crt").write_bytes(ca.read_bytes())
+    (sa / "token").write_text("pod-token")
+    kc = _config(tmp_path / "kc", current="x", contexts={"x": {"cluster": "c"}},
+                 clusters={"c": {"server": "https://a.test"}})
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+           "KUBECONFIG": str(kc)}
+    assert load(Target(), env=env, home=tmp_path, sa_dir=sa).server == "https://a.test"
+    operator = load(Target(), env=env, home=tmp_path, sa_dir=sa, in_cluster_first=True)
+    assert operator.source == "in-cluster service account"
+    assert load(Target(kubeconfig=kc), env=env, home=tmp_path, sa_dir=sa,
+                in_cluster_first=True).server == "https://a.test"
+
+
 def test_module_exports() -> None:
-    assert sorted(_kubeconfig.__all__) == ["ApiConfig", "SERVICE_ACCOUNT_DIR", "Target", "load"]
+    assert sorted(connecting.__all__) == ["Connection", "SERVICE_ACCOUNT_DIR", "Target",
+                                          "api_client", "connect"]

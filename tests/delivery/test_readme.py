@@ -90,7 +90,7 @@ def test_concepts_table_covers_every_state_type() -> None:
 def test_troubleshooting_covers_every_crashed_cause(reason: str) -> None:
     section = README.split("## Troubleshooting", 1)[1]
     assert reason in section
-    source = (REPO / "operator/src/flowpod_operator/_diagnosing.py").read_text()
+    source = (REPO / "operator/src/flowpod_operator/_decisions/diagnosing.py").read_text()
     # The README quotes the operator's own wording, so a user can search for it.
     assert reason in source, f"the operator no longer says {reason!r}; update the README"
 

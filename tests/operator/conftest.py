@@ -22,8 +22,8 @@ import pytest
 
 import operator_harness as harness
 from flowpod import contract, flowruns
-from flowpod_operator import _manifests
-from flowpod_operator import _observations as obs
+from flowpod_operator._decisions import manifests as _manifests
+from flowpod_operator._decisions import observations as obs
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 

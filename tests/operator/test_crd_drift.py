@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from flowpod_operator import crdgen
+from flowpod_operator.crds import crdgen
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
@@ -18,8 +18,8 @@ def test_committed_crds_match_the_models() -> None:
         path = CRDS / name
         assert path.is_file(), f"{path} is missing: run `make crds`"
         assert path.read_text(encoding="utf-8") == text, (
-            f"{path} differs from flowpod_operator.resources: run `make crds` "
-            f"(python -m flowpod_operator.crdgen) and commit the result")
+            f"{path} differs from flowpod_operator.crds.resources: run `make crds` "
+            f"(python -m flowpod_operator.crds) and commit the result")
 
 
 def test_no_other_crd_files_linger() -> None:

@@ -12,7 +12,9 @@ import pydantic
 import pytest
 
 from flowpod import flowruns, states
-from flowpod_operator import _cel, crdgen, resources
+from flowpod_operator.crds import _cel
+from flowpod_operator.crds import crdgen
+from flowpod_operator.crds import resources
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

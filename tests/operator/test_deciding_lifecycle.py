@@ -3,9 +3,9 @@ once), cancellation in every phase, and what happens after a final state."""
 
 from __future__ import annotations
 
-from flowpod_operator import _actions as act
-from flowpod_operator import _deciding
-from flowpod_operator import _observations as obs
+from flowpod_operator._decisions import actions as act
+from flowpod_operator._decisions import deciding as _deciding
+from flowpod_operator._decisions import observations as obs
 
 
 def decide(k8s, run, *, jobs=(), pods=(), gone=(), fresh=False, deployment="default"):

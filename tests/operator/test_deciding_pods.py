@@ -10,9 +10,9 @@ import pytest
 
 from flowpod import flowruns
 
-from flowpod_operator import _actions as act
-from flowpod_operator import _deciding
-from flowpod_operator import _observations as obs
+from flowpod_operator._decisions import actions as act
+from flowpod_operator._decisions import deciding as _deciding
+from flowpod_operator._decisions import observations as obs
 
 
 def running_run(k8s, kind="RUNNING", **kw):

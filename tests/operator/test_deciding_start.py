@@ -7,9 +7,9 @@ import json
 
 from flowpod import contract, flowruns
 
-from flowpod_operator import _actions as act
-from flowpod_operator import _deciding
-from flowpod_operator import _observations as obs
+from flowpod_operator._decisions import actions as act
+from flowpod_operator._decisions import deciding as _deciding
+from flowpod_operator._decisions import observations as obs
 
 
 def decide(k8s, flowrun, deployment="default", **kw):

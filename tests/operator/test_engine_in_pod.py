@@ -1,8 +1,8 @@
 """The engine inside a real pod reports to its FlowRun through the in-cluster API.
 
 No operator here: each test creates a FlowRun (ad-hoc form) and, by hand, a Job shaped as
-the operator creates it (flowpod_operator._manifests), with a ServiceAccount allowed
-exactly what the engine needs. The pod runs `python -m flowpod.engine` on the test node (image
+the operator creates it (ARCHITECTURE.md, "One FlowRun, end to end"), with a ServiceAccount
+allowed exactly what the engine needs. The pod runs `python -m flowpod.engine` on the test node (image
 flowpod/engine:dev = the repository's venv, working directory = the repository root), so
 the entrypoints below are repo-relative files in tests/operator/flows/.
 """

@@ -1,5 +1,6 @@
 """The operator's plumbing without a cluster: the index (stale events, tombstones), the work
-queue (dedup, one worker per key, delays), JSON logs, the CLI, and each module's exports."""
+queue (dedup, one worker per key, delays), JSON logs, the CLI, the typed views, and each
+module's and layer's docstring and exports."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import pytest
 
 import flowpod_operator
 from flowpod import contract
-from flowpod_operator import _acting, _indexing, _logging, _observations, _queueing, running
+from flowpod_operator import running
+from flowpod_operator._decisions import observations as _observations
+from flowpod_operator._decisions.views import FlowRunView, Meta
+from flowpod_operator._runtime import indexing as _indexing
+from flowpod_operator._runtime import kubeapi as _acting
+from flowpod_operator._runtime import logs as _logging
+from flowpod_operator._runtime import queueing as _queueing
 
 
 def test_index_keeps_the_newer_body(k8s):
@@ -123,9 +130,12 @@ def test_missing_kubeconfig_is_a_clear_error(capsys, tmp_path):
     assert f"--kubeconfig {tmp_path / 'nope'}: no such file" in capsys.readouterr().err
 
 
-MINE = ["_actions", "_acting", "_connecting", "_deciding", "_diagnosing", "_eventing",
-        "_indexing", "_logging", "_manifests", "_observations", "_queueing", "_reconciling",
-        "_validating", "_wiring", "running"]
+MINE = ["_decisions.actions", "_decisions.deciding", "_decisions.diagnosing",
+        "_decisions.manifests", "_decisions.observations", "_decisions.validating",
+        "_decisions.views", "_runtime.actuator", "_runtime.connecting", "_runtime.eventing",
+        "_runtime.indexing", "_runtime.intake", "_runtime.kubeapi", "_runtime.logs",
+        "_runtime.loop", "_runtime.queueing", "_runtime.wiring", "_kube.connecting",
+        "_kube.errors", "crds.resources", "crds.crdgen", "crds._cel", "running"]
 
 
 @pytest.mark.parametrize("name", MINE)
@@ -134,7 +144,14 @@ def test_each_module_exports_what_it_defines(name):
     assert "Role" in (module.__doc__ or ""), f"{name} has no role in its docstring"
     for exported in module.__all__:
         assert hasattr(module, exported), f"{name}.__all__ names missing {exported}"
-    assert name in {m.name for m in pkgutil.iter_modules(flowpod_operator.__path__)}
+    parent, _, leaf = module.__name__.rpartition(".")
+    assert leaf in {m.name for m in pkgutil.iter_modules(importlib.import_module(parent).__path__)}
+
+
+@pytest.mark.parametrize("layer", ["_decisions", "_runtime", "_kube", "crds", "cli"])
+def test_each_layer_says_what_it_is(layer):
+    package = importlib.import_module(f"flowpod_operator.{layer}")
+    assert "Role" in (package.__doc__ or ""), f"{layer} has no role in its docstring"
 
 
 def test_missing_crds_are_named_with_the_fix():
@@ -161,3 +178,16 @@ def test_missing_crds_are_named_with_the_fix():
 def test_times_from_the_api(text, expected):
     parsed = _observations.parse_time(text)
     assert (parsed.isoformat() if parsed else None) == expected
+
+
+def test_views_read_what_the_api_may_omit(k8s):
+    run = k8s.flowrun(state=k8s.state("RUNNING"), attempt=2)
+    view = FlowRunView(run)
+    assert view.key == ("ns", "run") and view.deployment_name == "hello"
+    assert (view.state_type, view.attempt, view.meta.generation) == ("RUNNING", 2, 1)
+    bare = FlowRunView({"metadata": {"name": "x", "namespace": "ns"}})
+    assert (bare.state_type, bare.attempt, bare.status, dict(bare.spec)) == (None, 0, None, {})
+    assert Meta({}).labels == {} and Meta({"metadata": None}).name is None
+    newer = {"metadata": {"uid": "u", "resourceVersion": "12"}}
+    assert Meta({"metadata": {"uid": "u", "resourceVersion": "9"}}).is_older_than(newer)
+    assert not Meta({"metadata": {"uid": "v", "resourceVersion": "9"}}).is_older_than(newer)

@@ -83,7 +83,7 @@ namespaces and any extra ones, without duplicates. Rendered as a JSON list for f
 
 {{/*
 The operator's permissions, shared by its ClusterRole and its per-namespace Roles: exactly
-flowpod_operator._acting.RBAC_RULES, verb for verb (tests/delivery/test_helm_chart.py checks).
+flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test_helm_chart.py checks).
 */}}
 {{- define "flowpod.operatorRules" -}}
 # Watch runs; re-read one after a 409 conflict.

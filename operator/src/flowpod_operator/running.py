@@ -2,9 +2,10 @@
 
 Role: the public entry. `main(argv)` parses the command line (also what the `flowpod
 operator` CLI command forwards to), `run(options)` blocks until SIGINT/SIGTERM, and
-`serve(options)` is the same as a coroutine. It connects (flowpod_operator._connecting),
-checks that the CRDs are served, then runs kopf's watches (_wiring) next to the
-Reconciler's workers (_reconciling) in one event loop. Callers: flowpod_operator.__main__,
+`serve(options)` is the same as a coroutine. It connects
+(flowpod_operator._runtime.connecting), checks that the CRDs are served, then runs kopf's
+watches (._runtime.wiring) next to the Reconciler's workers (._runtime.loop) in one event
+loop. Callers: flowpod_operator.__main__,
 flowpod_operator.cli (the `flowpod operator` command), tests.
 """
 
@@ -20,10 +21,14 @@ from pathlib import Path
 from typing import Sequence
 
 import kopf
-from kubernetes_asyncio import client
-
-from flowpod_operator import (_acting, _connecting, _deciding, _eventing, _indexing,
-                              _logging, _manifests, _reconciling, _wiring)
+from flowpod_operator._decisions import deciding, manifests
+from flowpod_operator._kube.connecting import api_client
+from flowpod_operator._kube.errors import KubeError
+from flowpod_operator._runtime import connecting, logs, wiring
+from flowpod_operator._runtime.eventing import EventRecorder
+from flowpod_operator._runtime.indexing import Index
+from flowpod_operator._runtime.kubeapi import KubeApi
+from flowpod_operator._runtime.loop import Reconciler
 
 __all__ = ["OperatorOptions", "serve", "run", "main", "build_parser", "options_from_args"]
 
@@ -41,7 +46,7 @@ class OperatorOptions:
     health_port: int = 8080
     workers: int = 32
     resync_seconds: float = 30.0
-    service_account: str = _manifests.DEFAULT_SERVICE_ACCOUNT
+    service_account: str = manifests.DEFAULT_SERVICE_ACCOUNT
     log_level: str = "INFO"
 
 
@@ -51,17 +56,18 @@ def _utcnow() -> datetime:
 
 async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or until `stop` is set)."""
-    cfg = await _connecting.load_configuration(options.kubeconfig, options.context)
-    async with client.ApiClient(configuration=cfg) as api_client:
-        api_client.user_agent = "flowpod-operator"  # how managedFields name our writes
-        api = _acting.KubeApi(api_client)
+    connection = await connecting.load_connection(options.kubeconfig, options.context)
+    cfg = connection.configuration
+    # The user agent is how managedFields name our writes.
+    async with api_client(connection, user_agent="flowpod-operator") as client:
+        api = KubeApi(client)
         await api.check_crds()
-        events = _eventing.EventRecorder(api.post_event, clock=_utcnow)
-        reconciler = _reconciling.Reconciler(
-            _indexing.Index(), api, events, clock=_utcnow,
-            policy=_deciding.Policy(service_account=options.service_account),
+        events = EventRecorder(api.post_event, clock=_utcnow)
+        reconciler = Reconciler(
+            Index(), api, events, clock=_utcnow,
+            policy=deciding.Policy(service_account=options.service_account),
             workers=options.workers, resync_seconds=options.resync_seconds)
-        registry = _wiring.build_registry(reconciler, lambda: _connecting.connection_info(cfg))
+        registry = wiring.build_registry(reconciler, lambda: connecting.connection_info(cfg))
         endpoint = (f"http://{options.health_host}:{options.health_port}/healthz"
                     if options.health_port else None)
         _log.info("operator starting", extra={
@@ -70,7 +76,7 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
         tasks = reconciler.start()
         try:
             await kopf.operator(
-                registry=registry, settings=_wiring.build_settings(), standalone=True,
+                registry=registry, settings=wiring.build_settings(), standalone=True,
                 clusterwide=not options.namespaces, namespaces=list(options.namespaces),
                 liveness_endpoint=endpoint, stop_flag=stop)
         finally:
@@ -102,9 +108,9 @@ def build_parser(prog: str = "python -m flowpod_operator") -> argparse.ArgumentP
                         help="FlowRuns reconciled concurrently (default 32)")
     parser.add_argument("--resync-seconds", type=float, default=30.0,
                         help="re-examine every unfinished run this often (default 30)")
-    parser.add_argument("--service-account", default=_manifests.DEFAULT_SERVICE_ACCOUNT,
+    parser.add_argument("--service-account", default=manifests.DEFAULT_SERVICE_ACCOUNT,
                         help="service account of flow-run pods when the Deployment names "
-                             f"none (default {_manifests.DEFAULT_SERVICE_ACCOUNT})")
+                             f"none (default {manifests.DEFAULT_SERVICE_ACCOUNT})")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -133,10 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = options_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
-    _logging.configure(options.log_level)
+    logs.configure(options.log_level)
     try:
         run(options)
-    except (ValueError, _acting.MissingCrdError) as exc:
+    except (ValueError, KubeError) as exc:
         _log.error(str(exc))
         print(f"flowpod operator: {exc}", file=sys.stderr)
         return 2

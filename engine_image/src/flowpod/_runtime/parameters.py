@@ -12,6 +12,7 @@ Callers: flowpod._runtime.flows (Flow), flowpod._runtime.flow_engine.
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any, Callable, Mapping
 
 from flowpod.errors import ParameterValidationError
@@ -26,6 +27,7 @@ class ParameterSpec:
     """The parameters a flow function accepts, and how to check values for them."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
         self.signature = inspect.signature(fn)
         params = self.signature.parameters.values()
         self.named = [p for p in params if p.kind not in _VARIADIC]
@@ -70,7 +72,7 @@ class ParameterSpec:
     def _validate_types(self, given: dict[str, Any]) -> dict[str, Any]:
         import pydantic
 
-        model = self._model or self._build_model(pydantic)
+        model = self.model()
         try:
             validated = model.model_validate(given)
         except pydantic.ValidationError as exc:
@@ -81,12 +83,23 @@ class ParameterSpec:
         return {name: getattr(validated, field) for field, name in self._fields.items()
                 if name in given}
 
+    def model(self) -> Any:
+        """The pydantic model of the named parameters (built once): what values are
+        validated with, and whose JSON schema `flowpod deploy` writes."""
+        import pydantic
+
+        return self._model or self._build_model(pydantic)
+
     def _build_model(self, pydantic: Any) -> Any:
         # Internal field names with the parameter name as alias: parameters may be
         # called `json` or `model_config`, which would clash with BaseModel's own names.
         self._fields = {f"p{i}": p.name for i, p in enumerate(self.named)}
+        try:  # resolves string annotations (`from __future__ import annotations`)
+            hints = typing.get_type_hints(self.fn)
+        except Exception:  # unresolvable forward references: the annotations as written
+            hints = {}
         fields = {
-            f"p{i}": (Any if p.annotation is p.empty else p.annotation,
+            f"p{i}": (hints.get(p.name, Any if p.annotation is p.empty else p.annotation),
                       pydantic.Field(... if p.default is p.empty else p.default, alias=p.name))
             for i, p in enumerate(self.named)
         }

@@ -21,7 +21,7 @@ from flowpod._runtime.deps import RunDeps
 from flowpod.engine._entrypoints import load_flow_from_entrypoint
 from flowpod.reporting import CancellationCheck, Reporter
 
-__all__ = ["run_flow_run", "load_flow_from_entrypoint", "RunDeps"]
+__all__ = ["run_flow_run", "load_flow_from_entrypoint", "parameter_model", "RunDeps"]
 
 
 async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
@@ -56,3 +56,10 @@ async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
                           cancel_check=is_cancellation_requested, deps=deps,
                           run_id=flow_run_id, tag_limits=tag_limits,
                           handle_sigterm=handle_sigterm)
+
+
+def parameter_model(flow: Any) -> Any:
+    """The pydantic model `flow`'s parameters are validated with in the pod: one field per
+    named parameter, aliased to its name. `flowpod deploy` writes its JSON schema into the
+    Deployment and checks `-p` values with it, so what deploys is what runs."""
+    return flow.parameters.model()

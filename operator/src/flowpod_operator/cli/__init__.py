@@ -2,9 +2,11 @@
 
 Role: public surface of the CLI package; the console script `flowpod` (pyproject.toml) calls
 `main`. Tests build the app with injected dependencies through `build_app(Deps(...))`.
-Implementation: ._commands (Typer wiring), ._actions (async command bodies), ._client (httpx
-API session), ._kubeconfig (kubectl-style configuration), ._watching (watch + log streams),
-._flows (flow loading and parameter schemas), ._render (Rich output), ._errors (CliError).
+Implementation: ._commands (Typer wiring), ._actions (async command bodies), ._client (the
+API session, on kubernetes-asyncio like the operator; its configuration comes from
+flowpod_operator._kube.connecting), ._watching (watch + log streams), ._flows (flow loading
+and parameter schemas), ._render (Rich output), ._errors (CliError). The CLI never imports
+kopf: `flowpod operator` loads the operator on use (ARCHITECTURE.md, "Package layers").
 """
 
 from __future__ import annotations

@@ -12,17 +12,21 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import pydantic
 import yaml
 from rich.console import Console
 from rich.text import Text
 
-from flowpod import contract, flowruns, states
-from flowpod_operator import resources
-from flowpod_operator.cli import _errors, _flows, _kubeconfig, _render, _watching
-from flowpod_operator.cli._client import Kube, deployment_ref, flowrun_ref
+from flowpod import flowruns, states
+from flowpod_operator._kube.errors import KubeError, MissingCrdError
+from flowpod_operator.cli import _errors, _flows, _render, _watching
+from flowpod_operator.crds import resources
+
+if TYPE_CHECKING:
+    from flowpod_operator._kube.connecting import Connection, Target
+    from flowpod_operator.cli._client import Kube
 
 __all__ = ["Deps", "dump", "check_output", "deployment_manifest", "apply_deployment",
            "start_run", "cancel_run", "show_logs", "show_runs"]
@@ -32,6 +36,20 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# The client stack (kubernetes-asyncio, aiohttp: ~0.5 s to import) loads only for commands
+# that talk to a cluster; `--help`, `deploy --dry-run` and `crds` start without it.
+def _connect(connection: Connection) -> Kube:
+    from flowpod_operator.cli._client import Kube
+
+    return Kube(connection)
+
+
+async def _load_config(target: Target) -> Connection:
+    from flowpod_operator._kube import connecting
+
+    return await connecting.connect(target)
 
 
 def _operator_main(argv: list[str]) -> int | None:
@@ -45,8 +63,8 @@ def _operator_main(argv: list[str]) -> int | None:
 class Deps:
     """What the commands need from the outside world; tests replace any of it."""
 
-    connect: Callable[[_kubeconfig.ApiConfig], Kube] = Kube
-    load_config: Callable[[_kubeconfig.Target], _kubeconfig.ApiConfig] = _kubeconfig.load
+    connect: Callable[[Connection], Kube] = _connect
+    load_config: Callable[[Target], Awaitable[Connection]] = _load_config
     clock: Callable[[], datetime] = _utc_now
     out: Console = field(default_factory=lambda: Console(soft_wrap=True, highlight=False))
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True,
@@ -77,10 +95,6 @@ def dump(deps: Deps, obj: Any, fmt: str) -> None:
 def check_output(output: str | None) -> None:
     if output is not None and output not in ("yaml", "json"):
         raise _errors.CliError(f"unknown output format '{output}'", "use -o yaml or -o json")
-
-
-def _deployment_path(namespace: str, name: str) -> str:
-    return contract.deployment_path(namespace, name)
 
 
 def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str] | None, *,
@@ -121,14 +135,13 @@ def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str
 async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
                            output: str | None) -> int:
     name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    path, ref = _deployment_path(ns, name), deployment_ref(ns, name)
     try:
-        before = await kube.get(path, ref)
-    except _errors.CliError as error:
-        if error.http_status != 404 or "CRDs" in error.problem:
+        before = await kube.get_deployment(ns, name)
+    except KubeError as error:
+        if error.status != 404 or isinstance(error, MissingCrdError):
             raise
         before = None
-    after = await kube.apply(path, ref, manifest)
+    after = await kube.apply_deployment(ns, name, manifest)
     if output:
         dump(deps, after, output)
         return 0
@@ -146,12 +159,12 @@ async def start_run(kube: Kube, deps: Deps, ns: str, deployment: str,
                     parameters: dict[str, Any], *, name: str | None, watch: bool,
                     logs: bool) -> int:
     # Checked first so a typo is reported as a missing Deployment, not as a run that Fails.
-    await kube.get(_deployment_path(ns, deployment), deployment_ref(ns, deployment))
+    await kube.get_deployment(ns, deployment)
     metadata = {"name": name} if name else {"generateName": f"{deployment[:57]}-"}
     spec: dict[str, Any] = {"deploymentName": deployment}
     if parameters:
         spec["parameters"] = parameters
-    created = await kube.create(flowruns.flowrun_path(ns), flowrun_ref(ns, name), {
+    created = await kube.create_flowrun(ns, {
         "apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
         "metadata": metadata, "spec": spec})
     run_name = created["metadata"]["name"]
@@ -166,8 +179,7 @@ async def start_run(kube: Kube, deps: Deps, ns: str, deployment: str,
 
 
 async def cancel_run(kube: Kube, deps: Deps, ns: str, run: str, *, wait: bool) -> int:
-    path, ref = flowruns.flowrun_path(ns, run), flowrun_ref(ns, run)
-    current = await kube.get(path, ref)
+    current = await kube.get_flowrun(ns, run)
     state = flowruns.current_state(current)
     if state is not None and state.type in states.TERMINAL_TYPES:
         again = current["spec"].get("deploymentName") or "DEPLOYMENT"
@@ -175,7 +187,7 @@ async def cancel_run(kube: Kube, deps: Deps, ns: str, run: str, *, wait: bool) -
                                f"{state.name}; there is nothing to cancel",
                                f"start a new run with `flowpod run {again}`")
     if not current["spec"].get("cancel"):
-        current = await kube.merge_patch(path, ref, {"spec": {"cancel": True}})
+        current = await kube.patch_flowrun(ns, run, {"spec": {"cancel": True}})
     deps.out.print(f"flowrun.{flowruns.GROUP}/{run} cancellation requested", markup=False)
     if not wait:
         return 0
@@ -184,7 +196,7 @@ async def cancel_run(kube: Kube, deps: Deps, ns: str, run: str, *, wait: bool) -
 
 
 async def show_logs(kube: Kube, deps: Deps, ns: str, run: str, *, follow: bool) -> int:
-    current = await kube.get(flowruns.flowrun_path(ns, run), flowrun_ref(ns, run))
+    current = await kube.get_flowrun(ns, run)
     pod = _watching.pod_of(current)
     if pod is None and follow and not _watching.is_final(current):
         pod = await _watching.wait_for_pod(kube, ns, run)
@@ -201,14 +213,13 @@ async def show_logs(kube: Kube, deps: Deps, ns: str, run: str, *, follow: bool) 
 async def show_runs(kube: Kube, deps: Deps, ns: str, run: str | None, *,
                     all_namespaces: bool, output: str | None) -> int:
     if run:
-        obj = await kube.get(flowruns.flowrun_path(ns, run), flowrun_ref(ns, run))
+        obj = await kube.get_flowrun(ns, run)
         if output:
             dump(deps, obj, output)
         else:
             deps.out.print(_render.run_detail(obj, deps.clock()))
         return 0
-    path = contract.flowrun_path(None if all_namespaces else ns)
-    listed = await kube.get(path, flowrun_ref(None if all_namespaces else ns))
+    listed = await kube.list_flowruns(None if all_namespaces else ns)
     items = sorted(listed.get("items", []), key=lambda o: (
         o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]))
     if output:

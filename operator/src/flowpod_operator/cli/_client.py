@@ -1,44 +1,36 @@
-"""The CLI's async Kubernetes API client (httpx): requests, watches and log streams.
+"""The CLI's session with the API server, on kubernetes-asyncio (the operator's client).
 
-Role: the one async core every `flowpod` command talks through. It authenticates from an
-ApiConfig (flowpod_operator.cli._kubeconfig), and turns every API failure into a CliError that
-names the object and the fix (a missing FlowRun, missing CRDs, RBAC, an unreachable cluster).
-Callers: flowpod_operator.cli._commands and ._watching. Tests inject an httpx transport
-(httpx.MockTransport) instead of a server.
+Role: the one async core every `flowpod` command talks through: FlowRuns and Deployments
+through CustomObjectsApi (get, list, create, merge patch, server-side apply), a FlowRun's
+changes through kubernetes_asyncio.watch.Watch, and a pod's log through
+CoreV1Api.read_namespaced_pod_log (streamed with `follow`). The Connection comes from
+flowpod_operator._kube.connecting; every failure becomes an error of the shared vocabulary
+(flowpod_operator._kube.errors) that names the object and the fix (a missing FlowRun,
+missing CRDs, RBAC, an unreachable cluster). Callers: flowpod_operator.cli._actions and
+._watching. Tests point it at the shared fake API server (tests/fakeapi.py).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Generator, Mapping
+import asyncio
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
-import httpx
+import aiohttp
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from flowpod import flowruns
-from flowpod_operator.cli import _errors
-from flowpod_operator.cli._kubeconfig import ApiConfig
+from flowpod import contract, flowruns
+from flowpod_operator._kube import errors
+from flowpod_operator._kube.connecting import Connection, api_client
+from flowpod_operator._kube.errors import KubeError, Ref
 
-__all__ = ["Ref", "Kube", "flowrun_ref", "deployment_ref", "pod_ref", "APPLY_PATCH"]
+__all__ = ["Kube", "flowrun_ref", "deployment_ref", "pod_ref", "APPLY_PATCH", "FIELD_MANAGER"]
 
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "flowpod-cli"
-_CRD_FIX = ("install them with `flowpod crds | kubectl apply -f -` "
-            "or `helm install flowpod charts/flowpod`")
-
-
-@dataclass(frozen=True)
-class Ref:
-    """The object a request is about, so errors can name it and say how to fix it."""
-
-    kind: str
-    name: str | None
-    namespace: str | None
-    missing_fix: str | None = None
-
-    def describe(self) -> str:
-        where = f" in namespace '{self.namespace}'" if self.namespace else ""
-        return f"{self.kind} '{self.name}'{where}" if self.name else f"{self.kind}s{where}"
+# Connect within 30 s; no read timeout: watches and `logs -f` stay silent for minutes.
+_TIMEOUT = (30, None)
+_GROUP, _VERSION = flowruns.GROUP, flowruns.VERSION
 
 
 def flowrun_ref(namespace: str | None, name: str | None = None) -> Ref:
@@ -56,142 +48,131 @@ def pod_ref(namespace: str, name: str) -> Ref:
     return Ref("Pod", name, namespace, "the run's pod may have been deleted already")
 
 
-class _Bearer(httpx.Auth):
-    """Adds the token per request: token files and exec tokens may change between calls."""
-
-    def __init__(self, config: ApiConfig) -> None:
-        self._config = config
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self._config.token()
-        if token:
-            request.headers["Authorization"] = f"Bearer {token}"
-        yield request
-
-
 class Kube:
-    """An async session with one API server; use as `async with Kube(config) as kube:`."""
+    """An async session with one API server; use as `async with Kube(connection) as kube:`."""
 
-    def __init__(self, config: ApiConfig, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.config = config
-        self.namespace = config.namespace
-        # No read timeout: watches and `logs -f` legitimately stay silent for minutes.
-        self._http = httpx.AsyncClient(
-            base_url=config.server, verify=config.verify, transport=transport,
-            auth=_Bearer(config), timeout=httpx.Timeout(30.0, read=None),
-            headers={"User-Agent": "flowpod-cli"})
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.namespace = connection.namespace
+        self._api = api_client(connection, user_agent=FIELD_MANAGER)
+        self._custom = client.CustomObjectsApi(self._api)
+        self._core = client.CoreV1Api(self._api)
 
     async def __aenter__(self) -> "Kube":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._http.aclose()
+        await self._api.close()
 
-    # --- plain requests ---------------------------------------------------------------------
+    # --- FlowRuns and Deployments -----------------------------------------------------------
+    async def get_flowrun(self, ns: str, name: str) -> dict[str, Any]:
+        return await self._call(flowrun_ref(ns, name), self._custom.get_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name)
 
-    async def request(self, method: str, path: str, ref: Ref, *,
-                      params: Mapping[str, Any] | None = None, body: Any = None,
-                      content_type: str | None = None) -> dict[str, Any]:
-        headers = {"Content-Type": content_type} if content_type else {}
-        content = json.dumps(body).encode() if body is not None else None
-        try:
-            response = await self._http.request(method, path, params=params, content=content,
-                                                 headers=headers)
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
-        if response.status_code >= 400:
-            raise self._error(response, ref)
-        return response.json()
+    async def list_flowruns(self, ns: str | None) -> dict[str, Any]:
+        """The runs of `ns`, or of every namespace when `ns` is None."""
+        if ns is None:
+            return await self._call(flowrun_ref(None), self._custom.list_cluster_custom_object,
+                                    _GROUP, _VERSION, flowruns.FLOWRUNS)
+        return await self._call(flowrun_ref(ns), self._custom.list_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS)
 
-    async def get(self, path: str, ref: Ref, **params: Any) -> dict[str, Any]:
-        return await self.request("GET", path, ref, params=params or None)
+    async def create_flowrun(self, ns: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        name = body["metadata"].get("name")
+        return await self._call(flowrun_ref(ns, name),
+                                self._custom.create_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, body)
 
-    async def create(self, path: str, ref: Ref, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", path, ref, body=body)
+    async def patch_flowrun(self, ns: str, name: str,
+                            patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the FlowRun (e.g. spec.cancel)."""
+        return await self._call(flowrun_ref(ns, name),
+                                self._custom.patch_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name, patch,
+                                _content_type=flowruns.MERGE_PATCH)
 
-    async def merge_patch(self, path: str, ref: Ref, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("PATCH", path, ref, body=patch,
-                                  content_type=flowruns.MERGE_PATCH)
+    async def get_deployment(self, ns: str, name: str) -> dict[str, Any]:
+        return await self._call(deployment_ref(ns, name),
+                                self._custom.get_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, flowruns.DEPLOYMENTS, name)
 
-    async def apply(self, path: str, ref: Ref, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply_deployment(self, ns: str, name: str,
+                               body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply: create or update in one call, owning the fields we set."""
-        return await self.request("PATCH", path, ref, body=body, content_type=APPLY_PATCH,
-                                  params={"fieldManager": FIELD_MANAGER, "force": "true"})
+        return await self._call(deployment_ref(ns, name),
+                                self._custom.patch_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, flowruns.DEPLOYMENTS, name, body,
+                                field_manager=FIELD_MANAGER, force=True,
+                                _content_type=APPLY_PATCH)
 
     # --- streams ----------------------------------------------------------------------------
+    async def watch_flowrun(self, ns: str, name: str, *, resource_version: str | None,
+                            timeout_seconds: int = 300
+                            ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) watch events of one FlowRun from `resource_version` on, until the
+        server ends the watch. A 410 Gone (too old a version) is raised as KubeError."""
+        ref = flowrun_ref(ns, name)
+        async with watch.Watch() as stream:
+            events = stream.stream(
+                self._custom.list_namespaced_custom_object, _GROUP, _VERSION, ns,
+                flowruns.FLOWRUNS, field_selector=f"metadata.name={name}",
+                resource_version=resource_version, allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds, _request_timeout=_TIMEOUT)
+            while True:
+                try:
+                    event = await self._guard(ref, events.__anext__())
+                except StopAsyncIteration:
+                    return
+                if not isinstance(event, dict):  # not JSON: an error page, not an event
+                    status = stream.resp.status if stream.resp is not None else 500
+                    raise self._error(status, None, ref, str(event))
+                yield event["type"], event["raw_object"]
 
-    async def lines(self, path: str, ref: Ref,
-                    params: Mapping[str, Any] | None = None) -> AsyncIterator[str]:
-        """The response body line by line, as it arrives (watch events, `logs -f`)."""
+    async def pod_log_lines(self, ns: str, pod: str, *, follow: bool) -> AsyncIterator[str]:
+        """The flow container's log, line by line as it arrives (until it ends, with
+        `follow`)."""
+        ref = pod_ref(ns, pod)
+        # `follow` only when asked: without it the server sends the log so far and ends.
+        more = {"follow": True} if follow else {}
+        response = await self._call(ref, self._core.read_namespaced_pod_log, pod, ns,
+                                    container=contract.CONTAINER_NAME, _preload_content=False, **more)
         try:
-            async with self._http.stream("GET", path, params=params) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._error(response, ref)
-                async for line in response.aiter_lines():
-                    yield line
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
-
-    async def watch(self, path: str, ref: Ref, *, resource_version: str | None,
-                    field_selector: str | None = None,
-                    timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """(type, object) watch events of a collection, from ``resource_version`` on."""
-        params: dict[str, Any] = {"watch": "1", "allowWatchBookmarks": "true",
-                                  "timeoutSeconds": str(timeout_seconds)}
-        if resource_version:
-            params["resourceVersion"] = resource_version
-        if field_selector:
-            params["fieldSelector"] = field_selector
-        async for line in self.lines(path, ref, params):
-            if line.strip():
-                event = json.loads(line)
-                yield event["type"], event["object"]
+            if response.status >= 400:
+                raw = await response.read()
+                raise self._error(response.status, errors.status_body(raw), ref,
+                                  raw.decode(errors="replace"))
+            while True:
+                line = await self._guard(ref, response.content.readline())
+                if not line:
+                    return
+                yield line.decode(errors="replace").rstrip("\r\n")
+        finally:
+            response.release()
 
     # --- errors -----------------------------------------------------------------------------
+    async def _call(self, ref: Ref, fn: Callable[..., Awaitable[Any]], *args: Any,
+                    **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", _TIMEOUT)
+        return await self._guard(ref, fn(*args, **kwargs))
 
-    def _unreachable(self, exc: Exception) -> _errors.CliError:
-        return _errors.CliError(
-            f"cannot reach the Kubernetes API at {self.config.server} "
-            f"({self.config.source}): {exc or type(exc).__name__}",
-            "is the cluster running? For the local plane run `make cluster-up`; otherwise "
-            "check --kubeconfig / --context")
-
-    def _error(self, response: httpx.Response, ref: Ref) -> _errors.CliError:
-        error = self._describe_error(response, ref)
-        error.http_status = response.status_code
-        return error
-
-    def _describe_error(self, response: httpx.Response, ref: Ref) -> _errors.CliError:
+    async def _guard(self, ref: Ref, pending: Awaitable[Any]) -> Any:
+        """Await `pending`, turning every way it can fail into the shared vocabulary."""
         try:
-            status = response.json()
-        except ValueError:
-            status = None
-        code = response.status_code
-        if not isinstance(status, dict) or status.get("kind") != "Status":
-            if code == 404:
-                # A bare "404 page not found" means the URL's resource type is unknown.
-                return _errors.CliError(
-                    f"the cluster does not know {ref.kind}s (flowpod.io/v1alpha1): the flowpod "
-                    f"CRDs are not installed ({self.config.source})", _CRD_FIX)
-            return _errors.CliError(f"the API server answered HTTP {code} for "
-                                    f"{ref.describe()}: {response.text[:300]}")
-        message, reason = status.get("message", ""), status.get("reason", "")
-        if code == 404:
-            return _errors.CliError(f"{ref.describe()} not found", ref.missing_fix)
-        if code == 401:
-            return _errors.CliError(
-                f"the API server at {self.config.server} rejected the credentials from "
-                f"{self.config.source}", "log in again or fix the kubeconfig's user")
-        if code == 403:
-            return _errors.CliError(f"forbidden: {message}",
-                                    "ask a cluster admin for RBAC on flowpod.io resources in "
-                                    "this namespace, or use another --namespace/--context")
-        if reason == "AlreadyExists":
-            return _errors.CliError(f"{ref.describe()} already exists",
-                                    "choose another name or delete the existing one")
-        if code == 422:
-            return _errors.CliError(f"the API server rejected {ref.describe()}: {message}",
-                                    "fix the field it names and try again")
-        return _errors.CliError(f"{ref.describe()}: HTTP {code} {reason}: {message}")
+            return await pending
+        except ApiException as exc:
+            raw = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) \
+                else str(exc.body or "")
+            status = errors.status_body(raw)
+            if status is None and exc.body is None and exc.reason:
+                # Watch errors arrive as ApiException(status, "Reason: message"), no body.
+                reason, _, message = str(exc.reason).partition(": ")
+                status = {"kind": "Status", "reason": reason, "message": message}
+            raise self._error(exc.status or 0, status, ref, raw) from None
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise errors.unreachable(exc, server=self.connection.server,
+                                     source=self.connection.source) from None
+
+    def _error(self, code: int, status: Mapping[str, Any] | None, ref: Ref,
+               text: str) -> KubeError:
+        return errors.api_error(code, status, ref, server=self.connection.server,
+                                source=self.connection.source, text=text)

@@ -10,15 +10,18 @@ every command that talks to a cluster, as in kubectl. Callers: flowpod_operator.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Optional
 
 import anyio
 import typer
 from rich.text import Text
 
-from flowpod_operator.cli import _actions, _errors, _flows, _kubeconfig
+from flowpod_operator._kube.errors import KubeError
+from flowpod_operator.cli import _actions, _errors, _flows
 from flowpod_operator.cli._actions import Deps
-from flowpod_operator.cli._client import Kube
+
+if TYPE_CHECKING:
+    from flowpod_operator.cli._client import Kube
 
 __all__ = ["build_app", "main"]
 
@@ -38,24 +41,30 @@ Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", help="Print the object(s) as yaml or json.", show_default=False)]
 
 
-def _fail(deps: Deps, error: _errors.CliError) -> typer.Exit:
+def _fail(deps: Deps, error: KubeError) -> typer.Exit:
     deps.err.print(Text.assemble(("error: ", "bold red"), error.problem))
     if error.fix:
         deps.err.print(Text.assemble(("  fix: ", "bold"), error.fix))
-    return typer.Exit(error.exit_code)
+    return typer.Exit(getattr(error, "exit_code", 1))
 
 
-def _execute(deps: Deps, target: _kubeconfig.Target,
+def _execute(deps: Deps, where: tuple[Optional[Path], Optional[str], Optional[str]],
              action: Callable[[Kube, str], Awaitable[int]]) -> None:
-    """The sync wrapper: load the config, open a session, run ``action(kube, namespace)``."""
+    """The sync wrapper: load the configuration for `where` (--kubeconfig, --context,
+    --namespace), open a session, run ``action(kube, namespace)``."""
+    # Imported here: only commands that talk to a cluster load the client stack.
+    from flowpod_operator._kube.connecting import Target
+
+    target = Target(*where)
+
     async def session() -> int:
-        config = deps.load_config(target)
-        async with deps.connect(config) as kube:
+        connection = await deps.load_config(target)
+        async with deps.connect(connection) as kube:
             return await action(kube, target.namespace or kube.namespace)
 
     try:
         code = anyio.run(session)
-    except _errors.CliError as error:
+    except KubeError as error:
         raise _fail(deps, error) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -112,7 +121,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
             manifest["metadata"]["namespace"] = ns
             return await _actions.apply_deployment(kube, deps, manifest, output)
 
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace), action)
+        _execute(deps, (kubeconfig, context, namespace), action)
 
     @app.command()
     def run(
@@ -128,7 +137,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
     ) -> None:
         """Create a FlowRun of a Deployment and, with --watch, follow it to its end."""
         parameters = _guard(deps, lambda: _flows.parse_parameters(param))
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace),
+        _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.start_run(kube, deps, ns, deployment, parameters,
                                                      name=name, watch=watch, logs=logs))
 
@@ -140,7 +149,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
         """Request cancellation (spec.cancel): Cancelling, SIGTERM to the flow, Cancelled."""
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace),
+        _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.cancel_run(kube, deps, ns, run, wait=wait))
 
     @app.command()
@@ -151,7 +160,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
         """Print the logs of a FlowRun's current pod."""
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace),
+        _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.show_logs(kube, deps, ns, run, follow=follow))
 
     @app.command()
@@ -165,7 +174,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
     ) -> None:
         """A table of FlowRuns with state and duration, or one run in detail."""
         _guard(deps, lambda: _actions.check_output(output))
-        _execute(deps, _kubeconfig.Target(kubeconfig, context, namespace),
+        _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.show_runs(kube, deps, ns, run,
                                                      all_namespaces=all_namespaces,
                                                      output=output))
@@ -173,7 +182,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
     @app.command()
     def crds() -> None:
         """Print the flowpod CRDs (pipe them into `kubectl apply -f -`)."""
-        from flowpod_operator import crdgen  # pydantic-heavy: only this command needs it
+        from flowpod_operator.crds import crdgen  # pydantic-heavy: only this command needs it
 
         deps.out.print("---\n".join(crdgen.render_all().values()).rstrip(), markup=False)
 

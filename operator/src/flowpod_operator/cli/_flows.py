@@ -1,16 +1,15 @@
 """Flows as the CLI sees them: load FILE:FLOW, derive its parameter schema, parse `-p k=v`.
 
 Role: `flowpod deploy` imports the user's flow locally (with the engine's loader) to write
-a Deployment whose spec.parameterSchema is the JSON schema of the flow function's signature,
-built by pydantic, and whose spec.parameters are the `-p` defaults, checked against that
-signature before anything reaches the cluster. Callers: flowpod_operator.cli._commands.
+a Deployment whose spec.parameterSchema is the JSON schema of the engine's own parameter
+model of the flow (flowpod.engine.parameter_model, pydantic), and whose spec.parameters are
+the `-p` defaults, checked against that model before anything reaches the cluster. Callers: flowpod_operator.cli._commands.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import typing
 import warnings
 from typing import Any, Callable
 
@@ -41,26 +40,11 @@ def flow_function(flow: Any) -> Callable[..., Any]:
 
 
 def parameter_model(flow: Any) -> type[pydantic.BaseModel]:
-    """A pydantic model of the flow function's parameters (annotation + default each)."""
-    fn = flow_function(flow)
-    if not callable(fn):
+    """The pydantic model of the flow function's parameters: the engine's own
+    (flowpod.engine.parameter_model), the one that validates them in the pod."""
+    if not hasattr(flow, "parameters"):
         raise _errors.CliError(f"'{flow!r}' is not a flow function", "decorate it with @flow")
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable forward references: fall back to Any for each
-        hints = {}
-    fields: dict[str, Any] = {}
-    for i, (name, param) in enumerate(inspect.signature(fn).parameters.items()):
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue  # *args/**kwargs cannot be named by a FlowRun's parameters object
-        default = ... if param.default is param.empty else param.default
-        # Internal field names, the parameter's name as alias: a parameter may be called
-        # `json` or `schema`, which would clash with BaseModel's own attributes.
-        fields[f"p{i}"] = (hints.get(name, Any), pydantic.Field(default, alias=name))
-    title = getattr(flow, "name", None) or getattr(fn, "__name__", "flow")
-    config = pydantic.ConfigDict(arbitrary_types_allowed=True)
-    return pydantic.create_model(f"{title}_parameters", __config__=config,
-                                 **fields)  # type: ignore[call-overload]
+    return engine.parameter_model(flow)
 
 
 def _aliases(model: type[pydantic.BaseModel]) -> dict[str, Any]:

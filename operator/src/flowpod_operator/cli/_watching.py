@@ -9,15 +9,19 @@ bounded, once the run is final. Callers: flowpod_operator.cli._commands.
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import anyio
 
-from flowpod import contract, flowruns, states
-from flowpod_operator.cli import _errors
-from flowpod_operator.cli._client import Kube, flowrun_ref, pod_ref
+from flowpod import flowruns, states
+from flowpod_operator._kube.errors import KubeError
+from flowpod_operator.cli._errors import CliError
+
+if TYPE_CHECKING:
+    from flowpod_operator.cli._client import Kube
 
 __all__ = ["Output", "run_updates", "follow_run", "pod_of", "stream_pod_logs", "is_final",
            "wait_for_pod"]
@@ -49,23 +53,25 @@ def pod_of(run: dict[str, Any]) -> str | None:
 async def run_updates(kube: Kube, namespace: str, name: str,
                       resource_version: str) -> AsyncIterator[dict[str, Any]]:
     """Every new version of one FlowRun, for as long as the caller iterates."""
-    path, ref = flowruns.flowrun_path(namespace), flowrun_ref(namespace, name)
     rv = resource_version
     while True:
         gone = False
-        async for kind, obj in kube.watch(path, ref, resource_version=rv,
-                                          field_selector=f"metadata.name={name}"):
-            if kind == "ERROR":
-                gone = obj.get("code") == 410  # our resourceVersion is too old: re-read
-                break
-            rv = obj.get("metadata", {}).get("resourceVersion", rv)
-            if kind == "DELETED":
-                raise _errors.CliError(f"FlowRun '{name}' in namespace '{namespace}' was "
+        events = kube.watch_flowrun(namespace, name, resource_version=rv)
+        async with aclosing(events):
+            try:
+                async for kind, obj in events:
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if kind == "DELETED":
+                        raise CliError(f"FlowRun '{name}' in namespace '{namespace}' was "
                                        f"deleted while being watched")
-            if kind in ("ADDED", "MODIFIED"):
-                yield obj
+                    if kind in ("ADDED", "MODIFIED"):
+                        yield obj
+            except KubeError as error:
+                if error.status != 410:
+                    raise
+                gone = True  # our resourceVersion is too old: re-read
         if gone:
-            obj = await kube.get(flowruns.flowrun_path(namespace, name), ref)
+            obj = await kube.get_flowrun(namespace, name)
             rv = obj["metadata"]["resourceVersion"]
             yield obj
 
@@ -73,16 +79,16 @@ async def run_updates(kube: Kube, namespace: str, name: str,
 async def stream_pod_logs(kube: Kube, namespace: str, pod: str, write: Callable[[str], None],
                           *, follow: bool) -> None:
     """Write the flow container's log lines; with ``follow``, until the container ends."""
-    path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
-    params = {"container": contract.CONTAINER_NAME, **({"follow": "true"} if follow else {})}
     while True:
+        lines = kube.pod_log_lines(namespace, pod, follow=follow)
         try:
-            async for line in kube.lines(path, pod_ref(namespace, pod), params):
-                write(line)
+            async with aclosing(lines):
+                async for line in lines:
+                    write(line)
             return
-        except _errors.CliError as exc:
+        except KubeError as exc:
             # 400: the container has not started yet (ContainerCreating); wait for it.
-            if getattr(exc, "http_status", None) != 400 or not follow:
+            if exc.status != 400 or not follow:
                 raise
         await anyio.sleep(_LOG_RETRY_SECONDS)
 
@@ -90,15 +96,14 @@ async def stream_pod_logs(kube: Kube, namespace: str, pod: str, write: Callable[
 async def follow_run(kube: Kube, namespace: str, name: str, out: Output, *,
                      logs: bool = True, first: dict[str, Any] | None = None) -> dict[str, Any]:
     """Show state changes (and logs) of a FlowRun until it is final; returns the final object."""
-    run = first or await kube.get(flowruns.flowrun_path(namespace, name),
-                                  flowrun_ref(namespace, name))
+    run = first or await kube.get_flowrun(namespace, name)
     tails: list[anyio.Event] = []
     shown: list[tuple[Any, ...]] = []  # keys of the states already printed
 
     async def tail(pod: str, done: anyio.Event) -> None:
         try:
             await stream_pod_logs(kube, namespace, pod, out.log, follow=True)
-        except _errors.CliError:
+        except KubeError:
             pass  # the pod went away (retry, cancel, deletion): its state line says why
         finally:
             done.set()
@@ -116,11 +121,12 @@ async def follow_run(kube: Kube, namespace: str, name: str, out: Output, *,
 
         observe(run)
         if not is_final(run):
-            async for run in run_updates(kube, namespace, name,
-                                         run["metadata"]["resourceVersion"]):
-                observe(run)
-                if is_final(run):
-                    break
+            updates = run_updates(kube, namespace, name, run["metadata"]["resourceVersion"])
+            async with aclosing(updates):
+                async for run in updates:
+                    observe(run)
+                    if is_final(run):
+                        break
         # The final state can land before the last log lines; give the tails a bounded drain.
         with anyio.move_on_after(_DRAIN_SECONDS):
             for done in tails:
@@ -152,10 +158,12 @@ def _new_states(run: dict[str, Any], shown: list[tuple[Any, ...]]) -> list[dict[
 
 async def wait_for_pod(kube: Kube, namespace: str, name: str) -> str | None:
     """The run's pod as soon as it has one; None if it ends without ever getting one."""
-    run = await kube.get(flowruns.flowrun_path(namespace, name), flowrun_ref(namespace, name))
+    run = await kube.get_flowrun(namespace, name)
     if pod_of(run) or is_final(run):
         return pod_of(run)
-    async for run in run_updates(kube, namespace, name, run["metadata"]["resourceVersion"]):
-        if pod_of(run) or is_final(run):
-            return pod_of(run)
+    updates = run_updates(kube, namespace, name, run["metadata"]["resourceVersion"])
+    async with aclosing(updates):
+        async for run in updates:
+            if pod_of(run) or is_final(run):
+                return pod_of(run)
     return None

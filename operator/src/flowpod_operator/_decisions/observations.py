@@ -2,8 +2,8 @@
 
 Role: plain, immutable data (an `Observation` of a FlowRun with its Deployment, Jobs and
 Pods, and the `RunSettings` that govern it) plus small readers for the Kubernetes objects
-(plain dicts as the API returns them). Callers: flowpod_operator._deciding and
-_diagnosing (read), _reconciling and _indexing (build), tests (build by hand from dicts).
+(plain dicts as the API returns them). Callers: flowpod_operator._decisions.deciding
+and .diagnosing (read), ._runtime.indexing (build), tests (build by hand from dicts).
 
 Kubernetes objects stay plain dicts on purpose: they are what the watch delivers, what the
 tests write, and parsing each event into models would cost more than the decision itself.

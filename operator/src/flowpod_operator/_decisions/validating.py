@@ -3,7 +3,7 @@
 Role: a pure function returning None (valid) or a message that names each bad parameter
 and how to fix it; the decision function ends the run Failed with it before any Job is
 made. The engine re-validates against the flow's signature inside the pod; this early check
-saves a pod for the common mistakes. Caller: flowpod_operator._deciding.
+saves a pod for the common mistakes. Caller: flowpod_operator._decisions.deciding.
 """
 
 from __future__ import annotations

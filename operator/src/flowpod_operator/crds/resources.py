@@ -1,6 +1,6 @@
 """Pydantic models of the flowpod custom resources: Deployment and FlowRun (flowpod.io/v1alpha1).
 
-Role: the source of the CRD schemas (flowpod_operator.crdgen turns these models, their field
+Role: the source of the CRD schemas (flowpod_operator.crds.crdgen turns these models, their field
 descriptions and their CEL rules into crds/*.yaml) and typed parsing of objects read from the
 API server (the operator and the CLI call `FlowRun.model_validate(obj)`).
 
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from flowpod import flowruns, states
-from flowpod_operator import _cel
+from flowpod_operator.crds import _cel
 
 __all__ = [
     "ResourceRequirements", "EnvVar", "PodTemplate", "DeploymentSpec", "Deployment",

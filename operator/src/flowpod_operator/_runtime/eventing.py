@@ -4,8 +4,8 @@ Role: `EventRecorder.observe` compares each new FlowRun body with the last one s
 queues an Event for every state appended to its history since (whoever wrote it: the
 operator or the engine). `record` queues one for an operator action (Job created, pod
 deleted). Posting happens in the background, off the reconcile path, through an injected
-`post` coroutine (flowpod_operator._acting.KubeApi.post_event). Callers:
-flowpod_operator._reconciling.
+`post` coroutine (flowpod_operator._runtime.kubeapi.KubeApi.post_event). Callers:
+flowpod_operator._runtime.intake (observe) and .actuator (record).
 
 After an operator restart, transitions made while it was down are not re-announced: the
 first sight of a run only sets the baseline, so a restart never duplicates Events.

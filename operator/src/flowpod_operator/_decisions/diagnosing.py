@@ -2,9 +2,9 @@
 
 Role: a pure function from the observed Job and Pod(s) of one attempt to a `Diagnosis`:
 still starting, running, stopping, or ended, and if ended, the exact Crashed message the
-run gets when its engine did not report a final state. Every row of that mapping table
-(ARCHITECTURE.md, "Who writes which state") lives here, with its message. Caller:
-flowpod_operator._deciding (and the unit tests, with plain dicts).
+run gets when its engine did not report a final state. Every row of the Crashed-message table
+(README.md, "Troubleshooting"; ARCHITECTURE.md, "Who writes which state") lives here, with
+its message. Caller: flowpod_operator._decisions.deciding (and the unit tests, with dicts).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from flowpod import contract
 
-from flowpod_operator import _observations as obs
+from flowpod_operator._decisions import observations as obs
 
 __all__ = [
     "Phase",
@@ -215,7 +215,7 @@ def _live_pod(pod: Mapping[str, Any], pending: int, now: datetime) -> Diagnosis:
     if deleting is not None:
         if now < deleting + STUCK_AFTER:
             # Carries the verdict: when nobody asked to cancel, the engine sees only SIGTERM,
-            # so the operator says exactly why the pod is going (see _deciding._follow).
+            # so the operator says exactly why the pod is going (see deciding._follow).
             verdict = _ended_pod(pod, deleted=True)
             return Diagnosis(Phase.STOPPING, verdict.reason, verdict.message, None, name,
                              settled=False, recheck_at=deleting + STUCK_AFTER)

@@ -1,10 +1,17 @@
 """A work queue of FlowRun keys: deduplicated, one worker per key, with delayed re-adds.
 
 Role: sits between the watch handlers (which only say "look at this run again") and the
-reconcile workers (flowpod_operator._reconciling). A key is queued at most once however
+reconcile workers (flowpod_operator._runtime.loop). A key is queued at most once however
 many events arrive for it; a key being reconciled is never handed to a second worker, and
 is re-queued when it is marked again meanwhile (so no event is lost). `add_after` keeps the
 earliest of several delays. Everything runs on one event loop.
+
+Why not kopf's own per-object handlers: kopf serialises work per *object*, but a FlowRun's
+decision depends on its Deployment, Jobs and Pods too. Keyed by FlowRun, this queue lets
+every event of a run (a pod's, a Job's) mark one key, so exactly one worker decides for the
+run on the whole picture, and bursts of events collapse into one decision. kopf's handlers
+would also store their progress in the FlowRun (an annotation, a finalizer), which needs
+write access to the user's object; the operator writes only `.status`.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 Role: build a kopf registry and settings for the operator. Only `@kopf.on.event` handlers
 are used (no on.create/on.update): they need no finalizers, progress annotations or
 "last-handled" patches, so the hot path of a new FlowRun is one watch event and our own
-two writes (the Job, the status). Jobs and Pods are watched with a server-side label
+two writes (the Job, the status), and nothing but `.status` is ever written to a FlowRun
+(ARCHITECTURE.md, "One FlowRun, end to end", says why, with figures). Jobs and Pods are watched with a server-side label
 selector (flowpod.io/flow-run exists), so unrelated pods never reach the operator. Empty
 kopf indexes on Jobs, Pods and Deployments make kopf hold every handler until those have
 been listed once, so after a restart the first decision about a run already sees its Job
-and Pod. Callers: flowpod_operator.running.
+and Pod. Handlers only feed the Intake (flowpod_operator._runtime.intake).
+Callers: flowpod_operator.running.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import kopf
 
 from flowpod import flowruns
 
-from flowpod_operator import _reconciling
+from flowpod_operator._runtime.loop import Reconciler
 
 __all__ = ["build_registry", "build_settings"]
 
@@ -30,10 +32,11 @@ _DEPLOYMENTS = {"group": flowruns.GROUP, "version": flowruns.VERSION,
 _OURS = {flowruns.LABEL_FLOW_RUN: kopf.PRESENT}
 
 
-def build_registry(reconciler: _reconciling.Reconciler,
+def build_registry(reconciler: Reconciler,
                    login: Callable[[], Awaitable[kopf.ConnectionInfo]]) -> kopf.OperatorRegistry:
     """A fresh registry (never kopf's global one) bound to `reconciler`."""
     registry = kopf.OperatorRegistry()
+    intake = reconciler.intake
 
     @kopf.on.login(registry=registry)
     async def _login(**_: Any) -> kopf.ConnectionInfo:
@@ -45,19 +48,19 @@ def build_registry(reconciler: _reconciling.Reconciler,
 
     @kopf.on.event(**_FLOWRUNS, registry=registry)
     async def _flowrun(event: dict[str, Any], **_: Any) -> None:
-        reconciler.on_flowrun(event.get("type"), event["object"])
+        intake.on_flowrun(event.get("type"), event["object"])
 
     @kopf.on.event(**_DEPLOYMENTS, registry=registry)
     async def _deployment(event: dict[str, Any], **_: Any) -> None:
-        reconciler.on_deployment(event.get("type"), event["object"])
+        intake.on_deployment(event.get("type"), event["object"])
 
     @kopf.on.event(**_JOBS, labels=_OURS, registry=registry)
     async def _job(event: dict[str, Any], **_: Any) -> None:
-        reconciler.on_job(event.get("type"), event["object"])
+        intake.on_job(event.get("type"), event["object"])
 
     @kopf.on.event(**_PODS, labels=_OURS, registry=registry)
     async def _pod(event: dict[str, Any], **_: Any) -> None:
-        reconciler.on_pod(event.get("type"), event["object"])
+        intake.on_pod(event.get("type"), event["object"])
 
     # Handlers are coroutines: kopf runs plain functions in a thread pool, and the index
     # must only ever be touched from the event loop.

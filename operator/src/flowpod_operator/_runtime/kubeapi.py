@@ -1,11 +1,13 @@
-"""Every API call the operator makes (besides kopf's watches), on kubernetes-asyncio.
+"""The operator's API client: every call it makes besides kopf's watches.
 
-Role: carry out the decided actions (create a Job, delete a Job or Pod, patch a FlowRun's
-status with a resourceVersion precondition), read what a decision needs fresh (a FlowRun, a
-Deployment, a run's Jobs and Pods), and post Kubernetes Events. Responses are read as plain
-JSON (`_preload_content=False`), skipping the client's model deserialisation, which costs
-more than the request itself at a thousand runs. Callers: flowpod_operator._reconciling,
-_eventing (post_event), running (check_crds).
+Role: the requests behind the actuator's actions (create a Job, delete a Job or Pod, patch
+a FlowRun's status with a resourceVersion precondition), the reads a decision may need
+fresh (a FlowRun, a Deployment, a run's Jobs and Pods), Event posting, and the start-up
+check that the CRDs are served. Responses are read as plain JSON (`_preload_content=False`),
+skipping kubernetes-asyncio's model deserialisation, which costs more than the request
+itself at a thousand runs; answers the caller acts on (404, 409, 422) come back as a
+`Reply`, not an exception. Callers: flowpod_operator._runtime.actuator and .loop, .eventing
+(post_event through running), running (check_crds).
 
 RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
 
@@ -46,6 +48,9 @@ from kubernetes_asyncio import client
 
 from flowpod import contract, flowruns
 
+from flowpod_operator._kube import errors
+from flowpod_operator._kube.errors import ApiError, MissingCrdError
+
 __all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError", "RBAC_RULES"]
 
 _log = logging.getLogger("flowpod_operator.api")
@@ -83,23 +88,20 @@ class Reply:
         return str(self.body.get("message") or self.body.get("reason") or self.status)
 
 
-class ApiError(RuntimeError):
-    """An API call failed in a way the caller cannot act on (it is retried later)."""
-
-    def __init__(self, what: str, reply: Reply) -> None:
-        super().__init__(f"{what} failed: HTTP {reply.status}: {reply.message}")
-        self.reply = reply
-
-
-class MissingCrdError(RuntimeError):
-    """The flowpod CRDs are not installed on this API server."""
-
-
 class KubeApi:
     """Thin async calls on one kubernetes-asyncio ApiClient (shared connection pool)."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._client = api_client
+
+    def failure(self, verb: str, ref: errors.Ref, reply: Reply) -> ApiError:
+        """An answer the operator cannot act on (its caller retries later), worded by the
+        shared vocabulary (flowpod_operator._kube.errors) and prefixed with the call."""
+        status = reply.body if reply.body.get("kind") == "Status" else None
+        error = errors.api_error(reply.status, status, ref,
+                                 server=self._client.configuration.host,
+                                 source="the operator's credentials", text=reply.message)
+        return ApiError(f"{verb} failed: {error.problem}", error.fix, status=reply.status)
 
     async def _call(self, method: str, path: str, *, body: Any = None,
                     query: Mapping[str, Any] | None = None,
@@ -123,7 +125,7 @@ class KubeApi:
         if reply.status == 404:
             return None
         if not reply.ok:
-            raise ApiError(f"GET FlowRun {namespace}/{name}", reply)
+            raise self.failure("GET", errors.Ref("FlowRun", name, namespace), reply)
         return reply.body
 
     async def patch_status(self, namespace: str, name: str, resource_version: str | None,
@@ -139,7 +141,7 @@ class KubeApi:
         if reply.status == 404:
             return None
         if not reply.ok:
-            raise ApiError(f"GET Deployment {namespace}/{name}", reply)
+            raise self.failure("GET", errors.Ref("Deployment", name, namespace), reply)
         return reply.body
 
     # --- Jobs and Pods ---------------------------------------------------------------------
@@ -153,7 +155,7 @@ class KubeApi:
         if reply.status == 404:
             return None
         if not reply.ok:
-            raise ApiError(f"GET Job {namespace}/{name}", reply)
+            raise self.failure("GET", errors.Ref("Job", name, namespace), reply)
         return reply.body
 
     async def delete_job(self, namespace: str, name: str) -> Reply:
@@ -162,7 +164,7 @@ class KubeApi:
             body={"kind": "DeleteOptions", "apiVersion": "v1",
                   "propagationPolicy": "Background"})
         if not reply.ok and reply.status != 404:
-            raise ApiError(f"DELETE Job {namespace}/{name}", reply)
+            raise self.failure("DELETE", errors.Ref("Job", name, namespace), reply)
         return reply
 
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> Reply:
@@ -171,7 +173,7 @@ class KubeApi:
             body={"kind": "DeleteOptions", "apiVersion": "v1",
                   "gracePeriodSeconds": max(int(grace_seconds), 0)})
         if not reply.ok and reply.status != 404:
-            raise ApiError(f"DELETE Pod {namespace}/{name}", reply)
+            raise self.failure("DELETE", errors.Ref("Pod", name, namespace), reply)
         return reply
 
     async def list_children(self, namespace: str, selector: str
@@ -181,9 +183,10 @@ class KubeApi:
         jobs = await self._call("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs",
                                 query=query)
         pods = await self._call("GET", f"/api/v1/namespaces/{namespace}/pods", query=query)
-        for what, reply in (("LIST Jobs", jobs), ("LIST Pods", pods)):
+        for kind, reply in (("Job", jobs), ("Pod", pods)):
             if not reply.ok:
-                raise ApiError(f"{what} in {namespace} ({selector})", reply)
+                raise self.failure(f"LIST ({selector})", errors.Ref(kind, None, namespace),
+                                   reply)
         return list(jobs.body.get("items") or []), list(pods.body.get("items") or [])
 
     # --- Events and discovery --------------------------------------------------------------
@@ -210,9 +213,6 @@ class KubeApi:
             if not missing:
                 return
             if loop.time() >= deadline:
-                raise MissingCrdError(
-                    f"the API server does not serve {sorted(missing)} in "
-                    f"{flowruns.API_VERSION}: install the CRDs first (kubectl apply -f "
-                    "crds/, or the Helm chart)")
+                raise errors.crds_not_served(sorted(missing))
             _log.warning("waiting for the flowpod CRDs", extra={"missing": sorted(missing)})
             await asyncio.sleep(interval)

@@ -1,7 +1,7 @@
 """The operator's in-memory picture of the cluster: FlowRuns, Deployments, Jobs and Pods.
 
-Role: fed by the watch handlers (flowpod_operator._wiring) and by the API responses of the
-operator's own writes (flowpod_operator._reconciling); read to build an `Observation` per
+Role: fed by the watch intake (flowpod_operator._runtime.intake) and by the API responses of
+the operator's own writes (flowpod_operator._runtime.actuator); read to build an `Observation` per
 FlowRun, so a reconcile never lists the API. Jobs and Pods are grouped under the FlowRun they
 belong to; a deleted pod is kept as a tombstone (its last body), because how it vanished is
 part of the diagnosis ("pod deleted", "node lost"). Everything runs on one event loop, so
@@ -14,47 +14,34 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from flowpod import flowruns, states
 
-from flowpod_operator import _diagnosing
-from flowpod_operator import _observations as obs
+from flowpod_operator._decisions import diagnosing
+from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 
 __all__ = ["Key", "Index", "key_of_flowrun", "key_of_child"]
 
-Key = tuple[str, str]  # (namespace, FlowRun name)
 _TERMINAL_WIRE = frozenset(t.value for t in states.TERMINAL_TYPES)
 
 
 def key_of_flowrun(body: Mapping[str, Any]) -> Key:
-    meta = body["metadata"]
-    return meta["namespace"], meta["name"]
+    return FlowRunView(body).key
 
 
 def key_of_child(body: Mapping[str, Any]) -> Key | None:
     """The FlowRun a Job or Pod belongs to, or None for objects that are not ours."""
-    meta = body.get("metadata") or {}
-    name = (meta.get("annotations") or {}).get(obs.ANNOTATION_FLOW_RUN)
+    meta = Meta(body)
+    name = meta.annotations.get(obs.ANNOTATION_FLOW_RUN)
     if not name:
-        for ref in meta.get("ownerReferences") or ():
+        for ref in meta.owner_references:
             if ref.get("kind") == flowruns.KIND_FLOW_RUN and ref.get("controller"):
                 name = ref.get("name")
     if not name:
-        name = (meta.get("labels") or {}).get(flowruns.LABEL_FLOW_RUN)
-    return (meta.get("namespace"), name) if name and meta.get("namespace") else None
+        name = meta.labels.get(flowruns.LABEL_FLOW_RUN)
+    return (meta.namespace, name) if name and meta.namespace else None
 
 
 def _is_older(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
-    """True when `new` is an earlier version of the same object than `old`.
-
-    A watch event can arrive after the response of the operator's own, later write; keeping
-    the newer body avoids deciding on a view that is already known to be stale. Resource
-    versions are compared only when both are plain integers (what etcd gives).
-    """
-    if old is None:
-        return False
-    new_meta, old_meta = new.get("metadata") or {}, old.get("metadata") or {}
-    if new_meta.get("uid") != old_meta.get("uid"):
-        return False
-    a, b = str(new_meta.get("resourceVersion", "")), str(old_meta.get("resourceVersion", ""))
-    return a.isdigit() and b.isdigit() and int(a) < int(b)
+    return Meta(new).is_older_than(old)
 
 
 class Index:
@@ -92,22 +79,22 @@ class Index:
         """FlowRuns not yet final, or final with a pod still alive: the resync set."""
         out = []
         for key, body in self._flowruns.items():
-            state = ((body.get("status") or {}).get("state") or {}).get("type")
+            state = FlowRunView(body).state_type
             pods = self._pods.get(key, {}).values()
-            if state not in _TERMINAL_WIRE or not all(map(_diagnosing.is_terminated, pods)):
+            if state not in _TERMINAL_WIRE or not all(map(diagnosing.is_terminated, pods)):
                 out.append(key)
         return out
 
     def waiting_for_deployment(self, namespace: str, name: str) -> list[Key]:
         """FlowRuns of a Deployment that have not started an attempt yet."""
-        return [key for key, body in self._flowruns.items()
-                if key[0] == namespace and (body.get("spec") or {}).get("deploymentName") == name
-                and not (body.get("status") or {}).get("attempt")]
+        views = (FlowRunView(body) for body in self._flowruns.values())
+        return [run.key for run in views if run.key[0] == namespace
+                and run.deployment_name == name and not run.attempt]
 
     # --- Deployments -----------------------------------------------------------------------
     def put_deployment(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        self._deployments[(meta["namespace"], meta["name"])] = body
+        meta = Meta(body)
+        self._deployments[(meta.namespace or "", meta.name or "")] = body
 
     def remove_deployment(self, namespace: str, name: str) -> None:
         self._deployments.pop((namespace, name), None)
@@ -122,7 +109,7 @@ class Index:
     def remove_job(self, body: Mapping[str, Any]) -> Key | None:
         key = key_of_child(body)
         if key is not None:
-            self._jobs.get(key, {}).pop(body["metadata"]["name"], None)
+            self._jobs.get(key, {}).pop(Meta(body).name, None)
         return key
 
     def drop_job(self, key: Key, name: str) -> None:
@@ -130,7 +117,7 @@ class Index:
 
     def put_pod(self, body: Mapping[str, Any]) -> Key | None:
         key = key_of_child(body)
-        if key is not None and body["metadata"]["name"] in self._gone.get(key, {}):
+        if key is not None and Meta(body).name in self._gone.get(key, {}):
             return key  # a late event of a pod already seen deleted
         return self._put(self._pods, body)
 
@@ -138,7 +125,7 @@ class Index:
         key = key_of_child(body)
         if key is None:
             return None
-        name = body["metadata"]["name"]
+        name = Meta(body).name or ""
         last = self._pods.get(key, {}).pop(name, None)
         # The deletion event carries the final body; keep whichever is newer.
         keep = last if last is not None and _is_older(body, last) else body
@@ -152,7 +139,7 @@ class Index:
         key = key_of_child(body)
         if key is None:
             return None
-        name = body["metadata"]["name"]
+        name = Meta(body).name or ""
         bucket = table.setdefault(key, {})
         if not _is_older(body, bucket.get(name)):
             bucket[name] = body
@@ -169,7 +156,7 @@ class Index:
         """The Observation of one FlowRun. `children` = freshly listed (jobs, pods);
         `deployment_fresh` = the Deployment entry was just read from the API."""
         flowrun = self._flowruns[key]
-        name = (flowrun.get("spec") or {}).get("deploymentName")
+        name = FlowRunView(flowrun).deployment_name
         jobs, pods = children if children is not None else self.children(key)
         return obs.Observation(
             flowrun=flowrun, deployment=self.deployment(key[0], name) if name else None,

@@ -2,9 +2,9 @@
 
 Role: pure builders (no API calls). `job_name` makes the same name for the same FlowRun and
 attempt every time, which is what keeps a restarted operator from creating a second Job.
-`build_job` renders the Job of ARCHITECTURE.md, "One FlowRun, end to end". Callers:
-flowpod_operator._deciding (create attempt N), _indexing (label values to select a run's
-objects), tests.
+`build_job` renders the Job of one attempt (ARCHITECTURE.md, "One FlowRun, end to end").
+Callers: flowpod_operator._decisions.deciding (create attempt N), ._runtime.actuator (label
+values to select a run's objects), tests.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from flowpod import contract, flowruns
 from flowpod.contract import DEFAULT_SERVICE_ACCOUNT, ENGINE_COMMAND
 
-from flowpod_operator import _observations as obs
+from flowpod_operator._decisions import observations as obs
 
 __all__ = [
     "job_name",

@@ -1,6 +1,6 @@
 """Generate crds/flowpod.io_deployments.yaml and crds/flowpod.io_flowruns.yaml from the models.
 
-Role: the only writer of the CRD files (`python -m flowpod_operator.crdgen`, i.e. `make crds`).
+Role: the only writer of the CRD files (`python -m flowpod_operator.crds`, i.e. `make crds`).
 The drift test (tests/operator/test_crd_drift.py) calls `render_all()` and compares it with
 the committed files; the cluster tests apply the files. Nothing here runs in the operator.
 
@@ -20,7 +20,8 @@ import yaml
 from pydantic import BaseModel
 
 from flowpod import flowruns
-from flowpod_operator import _cel, resources
+from flowpod_operator.crds import _cel
+from flowpod_operator.crds import resources
 
 __all__ = ["to_structural", "deployment_crd", "flowrun_crd", "render", "render_all",
            "write_all", "main", "FILENAMES", "HEADER"]
@@ -29,7 +30,7 @@ FILENAMES = {
     flowruns.DEPLOYMENTS: f"{flowruns.GROUP}_{flowruns.DEPLOYMENTS}.yaml",
     flowruns.FLOWRUNS: f"{flowruns.GROUP}_{flowruns.FLOWRUNS}.yaml",
 }
-HEADER = ("# Generated from flowpod_operator.resources by `python -m flowpod_operator.crdgen`"
+HEADER = ("# Generated from flowpod_operator.crds.resources by `python -m flowpod_operator.crds`"
           " (make crds).\n# Do not edit by hand: change the models and regenerate.\n")
 _DROP = {"title", "$defs"}
 
@@ -217,7 +218,7 @@ def write_all(directory: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flowpod_operator.crdgen",
+    parser = argparse.ArgumentParser(prog="python -m flowpod_operator.crds",
                                      description="Write the flowpod CRDs from the models.")
     parser.add_argument("--output-dir", type=Path, default=Path("crds"),
                         help="directory to write the CRD files into (default: ./crds)")

@@ -4,12 +4,11 @@ Role: `decide(observation, now)` looks at a FlowRun, its Deployment, and the Job
 of its attempts, and returns the actions that move it on (create a Job, write a state,
 delete a pod, check again later). It keeps no memory between calls, so the same function
 serves a fresh event, a periodic resync, and an operator that restarted mid-run. Callers:
-flowpod_operator._reconciling (for real) and tests/operator/test_deciding_*.py (with dicts).
+flowpod_operator._runtime.loop (for real) and tests/operator/test_deciding_*.py (with dicts).
 
-Who writes what (ARCHITECTURE.md, "Who writes which state"): the operator writes
-Scheduled/Late, Pending, AwaitingRetry (an infrastructure retry), Crashed, Cancelling, and
-Cancelled when the engine did not; the engine writes everything else. A terminal state is
-never left (the API server enforces it).
+Who writes what (ARCHITECTURE.md, "Who writes which state"): the operator writes Scheduled/Late, Pending, AwaitingRetry (an
+infrastructure retry), Crashed, Cancelling, and Cancelled when the engine did not; the
+engine writes everything else. A terminal state is never left (the API server enforces it).
 """
 
 from __future__ import annotations
@@ -20,11 +19,12 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from flowpod import flowruns, states
 
-from flowpod_operator import _actions as act
-from flowpod_operator import _diagnosing as diag
-from flowpod_operator import _manifests as manifests
-from flowpod_operator import _observations as obs
-from flowpod_operator import _validating
+from flowpod_operator._decisions import actions as act
+from flowpod_operator._decisions import diagnosing as diag
+from flowpod_operator._decisions import manifests
+from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions import validating
+from flowpod_operator._decisions.views import Meta
 
 __all__ = ["Policy", "decide"]
 
@@ -143,7 +143,7 @@ def _resolve(run: _Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, di
                             "with spec.image; set one of them")
     parameters = manifests.resolve_parameters(o.flowrun, deployment)
     schema = ((deployment or {}).get("spec") or {}).get("parameterSchema")
-    problem = _validating.parameter_problems(schema, parameters)
+    problem = validating.parameter_problems(schema, parameters)
     if problem:
         return _failed(run, problem)
     return deployment, parameters
@@ -229,7 +229,7 @@ def _cleanup(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
     actions += [act.DeletePod(n, grace) for n in d.unstarted_pods]
     att = run.attempt()
     if d.reason == "PendingTimeout" and att.job is not None and not att.pods:
-        actions.append(act.DeleteJob(att.job["metadata"]["name"]))
+        actions.append(act.DeleteJob(Meta(att.job).name or ""))
     return actions
 
 
@@ -286,12 +286,12 @@ def _active_jobs(run: _Run) -> list[str]:
     names = []
     for att in run.attempts.values():
         job = att.job
-        if job is None or att.pods or att.gone or job["metadata"].get("deletionTimestamp"):
+        if job is None or att.pods or att.gone or Meta(job).deletion_timestamp:
             continue
         conditions = (job.get("status") or {}).get("conditions") or []
         if not any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
                    for c in conditions):
-            names.append(job["metadata"]["name"])
+            names.append(Meta(job).name or "")
     return names
 
 
@@ -319,7 +319,7 @@ def _cancel(run: _Run) -> list[act.Action]:
     if not live:
         return _cancelled(run)
     grace = run.settings().cancellation_grace_period_seconds
-    names = ", ".join(p["metadata"]["name"] for p in live)
+    names = ", ".join(Meta(p).name or "" for p in live)
     if run.state is None or run.state.type is not _T.CANCELLING:
         text = (f"Cancellation requested (spec.cancel): stopping pod {names} with a "
                 f"{grace}s grace period")
@@ -328,8 +328,8 @@ def _cancel(run: _Run) -> list[act.Action]:
     stuck: list[str] = []
     recheck: datetime | None = None
     for pod in live:
-        name = pod["metadata"]["name"]
-        deleting = obs.parse_time(pod["metadata"].get("deletionTimestamp"))
+        meta = Meta(pod)
+        name, deleting = meta.name or "", obs.parse_time(meta.deletion_timestamp)
         if deleting is None:
             actions.append(act.DeletePod(name, grace))
             deleting = run.now + timedelta(seconds=grace)
@@ -355,15 +355,16 @@ def _settle(run: _Run) -> list[act.Action]:
     linger_until = run.state.timestamp + run.policy.linger
     grace = run.settings().cancellation_grace_period_seconds
     for pod in run.live_pods():
-        deleting = obs.parse_time(pod["metadata"].get("deletionTimestamp"))
+        meta = Meta(pod)
+        deleting = obs.parse_time(meta.deletion_timestamp)
         if deleting is not None:
             # Stuck terminating (its node gone, say): force it once its grace is long over.
             stuck_at = deleting + diag.STUCK_AFTER
-            actions.append(act.DeletePod(pod["metadata"]["name"], 0) if run.now >= stuck_at
+            actions.append(act.DeletePod(meta.name or "", 0) if run.now >= stuck_at
                            else act.Requeue(_until(stuck_at, run.now)))
             continue
         if not diag.is_started(pod) or run.now >= linger_until:
-            actions.append(act.DeletePod(pod["metadata"]["name"], grace))
+            actions.append(act.DeletePod(meta.name or "", grace))
         else:
             actions.append(act.Requeue(_until(linger_until, run.now)))
     att = run.attempt()

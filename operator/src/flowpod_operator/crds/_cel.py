@@ -2,7 +2,7 @@
 
 Role: the API server's half of the state machine. The transition rule on FlowRun
 `status.state` is generated from flowpod.states.ALLOWED_TRANSITIONS, so the engine and the
-API server enforce one table. Callers: flowpod_operator.resources (attaches the rules to the
+API server enforce one table. Callers: flowpod_operator.crds.resources (attaches the rules to the
 pydantic models, which carry them into the schema) and its tests.
 
 Each rule is an `x-kubernetes-validations` entry: {"rule", "message"[, "messageExpression"]}.

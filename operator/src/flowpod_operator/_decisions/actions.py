@@ -1,7 +1,7 @@
 """The actions the decision function asks for, and the status patch a state write becomes.
 
-Role: plain data returned by flowpod_operator._deciding.decide and carried out by
-_reconciling/_acting against the API server. Tests compare these values directly.
+Role: plain data returned by flowpod_operator._decisions.deciding.decide and carried out
+by flowpod_operator._runtime.actuator against the API server. Tests compare these values directly.
 `status_patch_for` turns a WriteStatus into the JSON merge patch for `.status`, through the
 shared builder flowpod.flowruns.status_patch (one implementation with the in-pod reporter).
 

@@ -1,0 +1,70 @@
+"""Watch intake: events in, the index kept current, the affected FlowRun queued.
+
+Role: the only code the kopf handlers (flowpod_operator._runtime.wiring) call. Each event
+updates the in-memory Index and says "look at this run again" to the work queue; nothing
+here decides or writes. A FlowRun body also feeds the EventRecorder, which announces the
+states appended since the last body it saw. Callers: wiring (events), loop and actuator
+(`remember`, for the bodies the API returns to the operator's own writes and re-reads).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flowpod_operator._decisions.views import FlowRunView, Key, Meta
+from flowpod_operator._runtime.eventing import EventRecorder
+from flowpod_operator._runtime.indexing import Index
+from flowpod_operator._runtime.queueing import WorkQueue
+
+__all__ = ["Intake"]
+
+
+class Intake:
+    """Turns watch events into index updates and queued keys."""
+
+    def __init__(self, index: Index, queue: WorkQueue, events: EventRecorder) -> None:
+        self.index = index
+        self.queue = queue
+        self.events = events
+
+    def on_flowrun(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = FlowRunView(body).key
+        if event_type == "DELETED":
+            self.forget(key)
+            return
+        # A run first seen in the start-up listing (no event type) sets the Events' baseline.
+        self.remember(body, baseline=event_type is None)
+        self.queue.add(key)
+
+    def on_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = self.index.remove_job(body) if event_type == "DELETED" else self.index.put_job(body)
+        self._poke(key)
+
+    def on_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = self.index.remove_pod(body) if event_type == "DELETED" else self.index.put_pod(body)
+        self._poke(key)
+
+    def on_deployment(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = Meta(body)
+        namespace, name = meta.namespace or "", meta.name or ""
+        if event_type == "DELETED":
+            self.index.remove_deployment(namespace, name)
+            return
+        self.index.put_deployment(body)
+        for key in self.index.waiting_for_deployment(namespace, name):
+            self.queue.add(key)
+
+    def remember(self, body: Mapping[str, Any], *, baseline: bool = False) -> None:
+        """Store a FlowRun body unless a newer one is known; announce its new states."""
+        if self.index.put_flowrun(body):
+            self.events.observe(body, baseline=baseline)
+
+    def forget(self, key: Key) -> None:
+        """The FlowRun is gone: drop it, its Event marker and any timer of its key."""
+        self.index.remove_flowrun(key)
+        self.events.forget(key)
+        self.queue.forget(key)
+
+    def _poke(self, key: Key | None) -> None:
+        if key is not None and self.index.flowrun(key) is not None:
+            self.queue.add(key)

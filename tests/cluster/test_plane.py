@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 
+from flowpod import contract
 from flowpod_devcluster import plane, waiting
 
 
@@ -33,7 +34,7 @@ def test_node_registers_ready_with_capacity(cluster: plane.Cluster) -> None:
 def _renewed(cluster: plane.Cluster) -> datetime.datetime:
     lease = waiting.get(cluster, "lease", plane.NODE_NAME, "kube-node-lease")
     assert lease is not None and lease["spec"]["holderIdentity"] == plane.NODE_NAME
-    return datetime.datetime.fromisoformat(lease["spec"]["renewTime"].replace("Z", "+00:00"))
+    return contract.parse_time(lease["spec"]["renewTime"])
 
 
 def test_node_lease_is_renewed(cluster: plane.Cluster) -> None:

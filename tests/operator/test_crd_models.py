@@ -1,5 +1,5 @@
-"""Unit tests of the CRD models (flowpod_operator.resources), the CEL rule generator
-(flowpod_operator._cel) and the structural-schema conversion (flowpod_operator.crdgen)."""
+"""Unit tests of the CRD models (flowpod_operator.crds.resources), the CEL rule generator
+(flowpod_operator.crds._cel) and the structural-schema conversion (flowpod_operator.crds.crdgen)."""
 
 from __future__ import annotations
 

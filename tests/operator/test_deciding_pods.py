@@ -1,5 +1,5 @@
 """The decision function on a started attempt: every row of the pod/Job mapping table in
-flowpod_operator._diagnosing, with its exact message, for a run whose engine did not report
+flowpod_operator._decisions.diagnosing, with its exact message, for a run whose engine did not report
 a final state."""
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSListener
 
+from flowpod import contract
 from flowpod_devcluster.node import containerlogs
 
 __all__ = ["LogServer", "Locate", "server_context"]
@@ -60,7 +61,7 @@ def _since(query: dict[str, list[str]], now: datetime.datetime) -> str | None:
     if "sinceSeconds" in query:
         moment = now - datetime.timedelta(seconds=int(query["sinceSeconds"][0]))
     elif "sinceTime" in query:
-        moment = datetime.datetime.fromisoformat(query["sinceTime"][0].replace("Z", "+00:00"))
+        moment = contract.parse_time(query["sinceTime"][0])
     else:
         return None
     return containerlogs.format_timestamp(moment)

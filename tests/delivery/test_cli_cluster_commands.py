@@ -1,0 +1,95 @@
+"""The `flowpod` CLI's run commands against the real local control plane, no operator.
+
+Role: what only a real API server shows. `run --watch` with no operator running warns (after
+the injectable `Deps.no_state_seconds`) that no operator seems to watch the namespace, and
+keeps watching; CLI-made runs carry the flowpod.io/deployment label and time-ordered names,
+and `flowpod delete --deployment` finds them through a real label selector. Called by pytest
+with the `cluster` and `namespace` fixtures.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+from rich.console import Console
+
+from delivery import _operating
+from flowpod import contract
+from flowpod_operator._kube import connecting
+from flowpod_operator.cli import Deps, _actions
+from flowpod_operator.cli._client import Kube
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYMENT = """
+apiVersion: flowpod.io/v1alpha1
+kind: Deployment
+metadata: {name: hello}
+spec: {entrypoint: "examples/hello/flow.py:hello", image: "flowpod/engine:dev"}
+"""
+
+
+def _flowpod(cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    return subprocess.run([sys.executable, "-m", "flowpod_operator.cli", *args,
+                           "--kubeconfig", str(cluster.kubeconfig)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_run_watch_without_an_operator_warns_and_keeps_watching(cluster, namespace) -> None:
+    _operating.setup_namespace(cluster, namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    out, err = io.StringIO(), io.StringIO()
+    deps = Deps(out=Console(file=out, width=300), err=Console(file=err, width=300),
+                no_state_seconds=0.5)
+
+    async def watch_for_three_seconds() -> bool:
+        target = connecting.Target(cluster.kubeconfig, None, namespace)
+        async with Kube(await connecting.connect(target)) as kube:
+            with anyio.move_on_after(3) as scope:
+                await _actions.start_run(kube, deps, namespace, "hello", {}, name=None,
+                                         watch=True, logs=True)
+        return scope.cancelled_caught
+
+    assert anyio.run(watch_for_three_seconds), "the watch must go on after the warning"
+    warning = err.getvalue()
+    assert warning.count("warning:") == 1, warning
+    assert (f"has no state after 0.5 s: no flowpod operator seems to watch namespace "
+            f"'{namespace}'") in " ".join(warning.split())
+    assert "kubectl get pods -n flowpod-system" in warning
+    assert f"flowpod operator --namespace {namespace}" in " ".join(warning.split())
+
+
+def test_cli_runs_are_labelled_time_ordered_and_deleted_by_deployment(cluster,
+                                                                     namespace) -> None:
+    _operating.setup_namespace(cluster, namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    for _ in range(2):
+        made = _flowpod(cluster, "run", "hello", "-n", namespace)
+        assert made.returncode == 0, made.stderr
+        assert f"flowpod watch hello-" in made.stderr
+    ad_hoc = _flowpod(cluster, "run", "--entrypoint", "examples/hello/flow.py:hello",
+                      "--image", "flowpod/engine:dev", "-n", namespace)
+    assert ad_hoc.returncode == 0, ad_hoc.stderr
+    listed = json.loads(cluster.kubectl(
+        "get", "flowruns", "-n", namespace, "-l", f"{contract.LABEL_DEPLOYMENT}=hello",
+        "-o", "json").stdout)["items"]
+    names = [item["metadata"]["name"] for item in listed]
+    assert len(names) == 2 and all(re.fullmatch(r"hello-\d{14}-[a-z0-9]{4}", n) for n in names)
+    by_time = sorted(listed, key=lambda i: i["metadata"]["creationTimestamp"])
+    assert sorted(names) == [i["metadata"]["name"] for i in by_time] or \
+        by_time[0]["metadata"]["creationTimestamp"] == by_time[1]["metadata"]["creationTimestamp"]
+
+    deleted = _flowpod(cluster, "delete", "--deployment", "hello", "-n", namespace)
+    assert deleted.returncode == 0, deleted.stderr
+    assert sorted(deleted.stdout.split("\n")[:2]) == sorted(
+        f"flowrun.flowpod.io/{n} deleted" for n in names)
+    left = cluster.kubectl("get", "flowruns", "-n", namespace, "-o",
+                           "jsonpath={.items[*].metadata.name}").stdout.split()
+    assert len(left) == 1 and left[0].startswith("hello-"), "the ad-hoc run is not the Deployment's"

@@ -3,7 +3,8 @@
 Role: what only a real API server shows. `run --watch` with no operator running warns (after
 the injectable `Deps.no_state_seconds`) that no operator seems to watch the namespace, and
 keeps watching; CLI-made runs carry the flowpod.io/deployment label and time-ordered names,
-and `flowpod delete --deployment` finds them through a real label selector. Called by pytest
+and `flowpod delete --deployment` finds them through a real label selector; `flowpod resume`
+writes Running through the real status subresource and CEL rule. Called by pytest
 with the `cluster` and `namespace` fixtures.
 """
 
@@ -73,7 +74,7 @@ def test_cli_runs_are_labelled_time_ordered_and_deleted_by_deployment(cluster,
     for _ in range(2):
         made = _flowpod(cluster, "run", "hello", "-n", namespace)
         assert made.returncode == 0, made.stderr
-        assert f"flowpod watch hello-" in made.stderr
+        assert "flowpod watch hello-" in made.stderr
     ad_hoc = _flowpod(cluster, "run", "--entrypoint", "examples/hello/flow.py:hello",
                       "--image", "flowpod/engine:dev", "-n", namespace)
     assert ad_hoc.returncode == 0, ad_hoc.stderr
@@ -93,3 +94,32 @@ def test_cli_runs_are_labelled_time_ordered_and_deleted_by_deployment(cluster,
     left = cluster.kubectl("get", "flowruns", "-n", namespace, "-o",
                            "jsonpath={.items[*].metadata.name}").stdout.split()
     assert len(left) == 1 and left[0].startswith("hello-"), "the ad-hoc run is not the Deployment's"
+
+
+def _status_patch(*states: tuple[str, str]) -> str:
+    history = [{"type": t, "name": n, "message": "", "timestamp": f"2030-01-01T00:00:0{i}Z"}
+               for i, (t, n) in enumerate(states)]
+    return json.dumps({"status": {"state": history[-1], "stateHistory": history}})
+
+
+def test_resume_moves_a_paused_run_to_running_on_the_api_server(cluster, namespace) -> None:
+    # The real status subresource and CEL transition rule accept what `resume` writes; the
+    # states are written by hand here, as the engine would have (Running, then Paused).
+    _operating.setup_namespace(cluster, namespace)
+    for name, last in (("paused", ("PAUSED", "Paused")), ("suspended", ("PAUSED", "Suspended"))):
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=(
+            f"apiVersion: flowpod.io/v1alpha1\nkind: FlowRun\nmetadata: {{name: {name}}}\n"
+            f"spec: {{deploymentName: hello}}\n"))
+        cluster.kubectl("patch", "flowrun", name, "-n", namespace, "--subresource=status",
+                        "--type=merge", "-p", _status_patch(("RUNNING", "Running"), last))
+    resumed = _flowpod(cluster, "resume", "paused", "-n", namespace)
+    assert resumed.returncode == 0, resumed.stderr
+    run = json.loads(cluster.kubectl("get", "flowrun", "paused", "-n", namespace, "-o",
+                                     "json").stdout)
+    assert run["status"]["state"]["type"] == "RUNNING"
+    assert [h["name"] for h in run["status"]["stateHistory"]] == ["Running", "Paused", "Running"]
+    again = _flowpod(cluster, "resume", "paused", "-n", namespace)
+    assert again.returncode == 1 and "is not Paused (Running)" in again.stderr
+    suspended = _flowpod(cluster, "resume", "suspended", "-n", namespace)
+    assert suspended.returncode == 1
+    assert "resuming suspended runs is not supported yet" in suspended.stderr

@@ -1,7 +1,7 @@
 """What each `flowpod` command does, as async functions over one API session.
 
-Role: the async core of the CLI commands (deploy, run, watch, cancel, logs, get), kept apart from the
-Typer wiring in flowpod_operator.cli._commands so each stays short and testable. Each function
+Role: the async core of the CLI commands (deploy, run, watch, cancel, logs, get), kept apart
+from the Typer wiring in flowpod_operator.cli._commands so each stays short and testable. Each function
 takes the session (`Kube`), the injected `Deps` (consoles, clock) and plain arguments, and
 returns the process exit code; user errors are raised as CliError. Caller: ._commands.
 """

@@ -1,11 +1,12 @@
 """Following a FlowRun live: its state changes (a watch) and its pod's logs (a log stream).
 
-Role: the async behaviour behind `flowpod run --watch`, `flowpod watch`, `flowpod logs -f` and
-`flowpod cancel --wait`. A run that gets no state at all within `Output.no_state_seconds` is
-reported once as "no operator seems to watch this namespace", and watching goes on. State updates come from a watch on the one FlowRun, resumed from the
-last resourceVersion when the server ends it and re-read after 410 Gone, so no transition is
+Role: the async behaviour behind `flowpod run --watch`, `flowpod watch`, `flowpod logs -f`
+and `flowpod cancel --wait`. State updates come from a watch on the one FlowRun, resumed from
+the last resourceVersion when the server ends it and re-read after 410 Gone, so no transition is
 missed. Logs of every pod the run gets (one per attempt) are tailed concurrently and drained,
-bounded, once the run is final. Callers: flowpod_operator.cli._commands.
+bounded, once the run is final. A run that gets no state at all within
+`Output.no_state_seconds` is reported once as "no operator seems to watch this namespace",
+and watching goes on. Callers: flowpod_operator.cli._actions.
 """
 
 from __future__ import annotations

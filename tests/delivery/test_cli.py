@@ -57,14 +57,15 @@ def invoke(api: FakeApi, tmp_path: Path):
         yield _invoker(api, _connection(url, "t0k", "team", "test kubeconfig"))
 
 
-def _invoker(api: FakeApi, connection: Connection):
+def _invoker(api: FakeApi, connection: Connection, **more):
     async def load_config(target) -> Connection:
         return connection
 
-    deps = cli.Deps(load_config=load_config, clock=lambda: NOW,
-                    out=Console(width=200, soft_wrap=True),
-                    err=Console(width=200, soft_wrap=True, stderr=True),
-                    operator_main=lambda argv: api.requests.append(argv) or 0)  # type: ignore
+    deps = cli.Deps(**{"load_config": load_config, "clock": lambda: NOW,
+                       "out": Console(width=200, soft_wrap=True),
+                       "err": Console(width=200, soft_wrap=True, stderr=True),
+                       "operator_main": lambda argv: api.requests.append(argv) or 0,
+                       "random_suffix": lambda: "x1y2", **more})
 
     def run(*args: str):
         result = CliRunner().invoke(cli.build_app(deps), list(args), catch_exceptions=False)
@@ -139,9 +140,12 @@ def test_run_creates_a_flow_run_with_json_parameters(invoke, api):
              "metadata": {"name": "hello", "namespace": "team"}, "spec": {}})
     result = invoke("run", "hello", "-p", "n=3", "-p", "who=world", "-p", 'xs=[1, 2]')
     assert result.exit_code == 0, result.output
-    assert "flowrun.flowpod.io/hello-x1y2z created" in result.stdout
+    assert "flowrun.flowpod.io/hello-20300101000100-x1y2 created" in result.stdout
     (body,) = api.bodies("POST")
-    assert body["metadata"]["generateName"] == "hello-"
+    # Named by the CLI so names sort by creation time: <deployment>-<UTC stamp>-<random>.
+    assert body["metadata"]["name"] == "hello-20300101000100-x1y2"
+    assert "generateName" not in body["metadata"]
+    assert body["metadata"]["labels"] == {contract.LABEL_DEPLOYMENT: "hello"}
     assert body["spec"] == {"deploymentName": "hello",
                             "parameters": {"n": 3, "who": "world", "xs": [1, 2]}}
 
@@ -157,18 +161,18 @@ def test_run_of_a_missing_deployment_names_it_and_the_fix(invoke, api):
 def _watched_run(api: FakeApi, final: dict) -> None:
     api.add({"apiVersion": "flowpod.io/v1alpha1", "kind": "Deployment",
              "metadata": {"name": "hello", "namespace": "team"}, "spec": {}})
-    api.watch_script["hello-x1y2z"] = [
+    api.watch_script["hello-20300101000100-x1y2"] = [
         status_of("SCHEDULED", "Scheduled"),
-        status_of("PENDING", "Pending", podName="hello-x1y2z-1-abcde"),
-        status_of("RUNNING", "Running", podName="hello-x1y2z-1-abcde",
+        status_of("PENDING", "Pending", podName="hello-20300101000100-x1y2-1-abcde"),
+        status_of("RUNNING", "Running", podName="hello-20300101000100-x1y2-1-abcde",
                   startTime="2030-01-01T00:00:10Z"),
         final,
     ]
-    api.logs["hello-x1y2z-1-abcde"] = ["Hello, world!", "done"]
+    api.logs["hello-20300101000100-x1y2-1-abcde"] = ["Hello, world!", "done"]
 
 
 def test_run_watch_shows_states_and_logs_and_exits_zero_on_completed(invoke, api):
-    _watched_run(api, status_of("COMPLETED", "Completed", podName="hello-x1y2z-1-abcde",
+    _watched_run(api, status_of("COMPLETED", "Completed", podName="hello-20300101000100-x1y2-1-abcde",
                                 startTime="2030-01-01T00:00:10Z",
                                 endTime="2030-01-01T00:00:11.5Z"))
     result = invoke("run", "hello", "--watch")
@@ -176,14 +180,14 @@ def test_run_watch_shows_states_and_logs_and_exits_zero_on_completed(invoke, api
     for name in ("Scheduled", "Pending", "Running"):
         assert f"00:01:00 {name}" in result.stderr
     assert "Hello, world!\ndone\n" in result.stdout
-    assert "hello-x1y2z Completed in 1.5s" in result.stderr
+    assert "hello-20300101000100-x1y2 Completed in 1.5s" in result.stderr
 
 
 @pytest.mark.parametrize("final,shown", [
     (status_of("FAILED", "Failed", "Flow run raised ValueError: boom"),
-     "hello-x1y2z Failed: Flow run raised ValueError: boom"),
+     "hello-20300101000100-x1y2 Failed: Flow run raised ValueError: boom"),
     (status_of("CRASHED", "Crashed", "exited with code 137 (SIGKILL)", podName="p"),
-     "hello-x1y2z Crashed: exited with code 137 (SIGKILL)"),
+     "hello-20300101000100-x1y2 Crashed: exited with code 137 (SIGKILL)"),
 ])
 def test_run_watch_exits_non_zero_unless_completed(invoke, api, final, shown):
     _watched_run(api, final)
@@ -319,7 +323,7 @@ def test_run_watch_shows_every_transition_even_when_one_write_carries_two(invoke
     scheduled = status_of("SCHEDULED", "Scheduled", "Scheduled to start now")["state"]
     pending = status_of("PENDING", "Pending", "Job created")["state"]
     done = status_of("COMPLETED", "Completed")["state"]
-    api.watch_script["hello-x1y2z"] = [
+    api.watch_script["hello-20300101000100-x1y2"] = [
         {"state": pending, "stateHistory": [scheduled, pending]},
         {"state": done, "stateHistory": [scheduled, pending, done]},
     ]

@@ -1,7 +1,7 @@
 """What each `flowpod` command does, as async functions over one API session.
 
-Role: the async core of the CLI commands (deploy, run, cancel, logs, get), kept apart from the
-Typer wiring in flowpod_operator.cli._commands so each stays short and testable. Each function
+Role: the async core of the CLI commands (deploy, run, watch, cancel, logs, get), kept apart
+from the Typer wiring in flowpod_operator.cli._commands so each stays short and testable. Each function
 takes the session (`Kube`), the injected `Deps` (consoles, clock) and plain arguments, and
 returns the process exit code; user errors are raised as CliError. Caller: ._commands.
 """
@@ -19,9 +19,10 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 from flowpod_operator._kube.errors import KubeError, MissingCrdError
-from flowpod_operator.cli import _errors, _flows, _render, _watching
+from flowpod_operator._decisions.manifests import label_value
+from flowpod_operator.cli import _errors, _flows, _naming, _render, _watching, _wirejson
 from flowpod_operator.crds import resources
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from flowpod_operator.cli._client import Kube
 
 __all__ = ["Deps", "dump", "check_output", "deployment_manifest", "apply_deployment",
-           "start_run", "cancel_run", "show_logs", "show_runs"]
+           "start_run", "follow_and_summarise", "cancel_run", "show_logs", "show_runs",
+           "show_deployments", "without_managed_fields", "print_rows", "summarise"]
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -70,6 +72,8 @@ class Deps:
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True,
                                                          highlight=False))
     operator_main: Callable[[list[str]], int | None] = _operator_main
+    random_suffix: Callable[[], str] = _naming.random_suffix  # of CLI-made run names
+    no_state_seconds: float = 10.0  # `run --watch` warns of a missing operator after this
 
 
 class _Yaml11SafeDumper(yaml.SafeDumper):
@@ -87,9 +91,28 @@ _Yaml11SafeDumper.add_representer(str, _represent_str)
 
 
 def dump(deps: Deps, obj: Any, fmt: str) -> None:
-    text = (json.dumps(obj, indent=2) if fmt == "json"
+    _wirejson.check(obj, "the output")  # YAML would print .nan, which kubectl cannot send
+    text = (_wirejson.dumps(obj, indent=2) if fmt == "json"
             else yaml.dump(obj, Dumper=_Yaml11SafeDumper, sort_keys=False))
     deps.out.print(text.rstrip(), markup=False)
+
+
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object (or each item of a List) without metadata.managedFields, as kubectl shows
+    it: server-side apply bookkeeping, long and of no use when reading a run."""
+    if "items" in obj:
+        return {**obj, "items": [without_managed_fields(item) for item in obj["items"]]}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta} if "metadata" in obj else obj
+
+
+def print_rows(deps: Deps, header: list[str], rows: list[list[Any]]) -> None:
+    """A table: Rich on a terminal, plain (untruncated, one line per row) when piped."""
+    if deps.out.is_terminal:
+        deps.out.print(_render.rich_table(header, rows))
+    else:
+        deps.out.print(_render.plain_table(header, rows), markup=False, highlight=False,
+                       crop=False, overflow="ignore")
 
 
 def check_output(output: str | None) -> None:
@@ -100,18 +123,32 @@ def check_output(output: str | None) -> None:
 def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str] | None, *,
                         namespace: str | None = None, retries: int | None = None,
                         timeout_seconds: int | None = None,
-                        service_account: str | None = None) -> dict[str, Any]:
-    """The Deployment for FILE:FLOW, its parameterSchema derived from the flow's signature."""
+                        service_account: str | None = None, no_import: bool = False,
+                        schema_file: str | None = None) -> dict[str, Any]:
+    """The Deployment for FILE:FLOW, its parameterSchema derived from the flow's signature,
+    or (--no-import) read from ``schema_file`` without importing the flow."""
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         raise _errors.CliError(f"Deployment name '{name}' is not a valid Kubernetes name",
                                "use lower-case letters, digits and '-', e.g. my-flow")
-    flow = _flows.load_flow(entrypoint)
     parameters = _flows.parse_parameters(params)
-    _flows.check_parameters(flow, parameters)
+    if no_import:
+        if schema_file is None:
+            raise _errors.CliError("--no-import needs --parameter-schema FILE: without "
+                                   "importing the flow its parameters are unknown",
+                                   "write the JSON schema of the flow's parameters to a file "
+                                   "(e.g. from `flowpod deploy ... --dry-run` where the flow "
+                                   "imports) and pass it with --parameter-schema")
+        schema = _flows.read_parameter_schema(schema_file)
+        _flows.check_parameters_against_schema(schema, parameters)
+    else:
+        flow = _flows.load_flow(entrypoint)
+        _flows.check_parameters(flow, parameters)
+        schema = (_flows.read_parameter_schema(schema_file) if schema_file
+                  else _flows.parameter_schema(flow))
     spec: dict[str, Any] = {"entrypoint": entrypoint, "image": image}
     if parameters:
         spec["parameters"] = parameters
-    spec["parameterSchema"] = _flows.parameter_schema(flow)
+    spec["parameterSchema"] = schema
     if retries is not None:
         spec["retries"] = retries
     if timeout_seconds is not None:
@@ -143,7 +180,7 @@ async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
         before = None
     after = await kube.apply_deployment(ns, name, manifest)
     if output:
-        dump(deps, after, output)
+        dump(deps, without_managed_fields(after), output)
         return 0
     if before is None:
         verb = "created"
@@ -155,27 +192,65 @@ async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
     return 0
 
 
-async def start_run(kube: Kube, deps: Deps, ns: str, deployment: str,
+async def start_run(kube: Kube, deps: Deps, ns: str, deployment: str | None,
                     parameters: dict[str, Any], *, name: str | None, watch: bool,
-                    logs: bool) -> int:
-    # Checked first so a typo is reported as a missing Deployment, not as a run that Fails.
-    await kube.get_deployment(ns, deployment)
-    metadata = {"name": name} if name else {"generateName": f"{deployment[:57]}-"}
-    spec: dict[str, Any] = {"deploymentName": deployment}
+                    logs: bool, entrypoint: str | None = None,
+                    image: str | None = None) -> int:
+    """Create a FlowRun of ``deployment``, or an ad-hoc one of ``entrypoint`` + ``image``."""
+    spec: dict[str, Any]
+    if deployment is not None:
+        # Checked first so a typo is reported as a missing Deployment, not as a run that Fails.
+        await kube.get_deployment(ns, deployment)
+        spec, base = {"deploymentName": deployment}, deployment
+    else:
+        assert entrypoint is not None and image is not None
+        spec, base = {"entrypoint": entrypoint, "image": image}, _naming.base_of_entrypoint(
+            entrypoint)
     if parameters:
         spec["parameters"] = parameters
-    created = await kube.create_flowrun(ns, {
-        "apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
-        "metadata": metadata, "spec": spec})
+    created = await _create_run(kube, deps, ns, spec, base, name)
     run_name = created["metadata"]["name"]
     deps.out.print(f"flowrun.{flowruns.GROUP}/{run_name} created", markup=False)
     if not watch:
-        deps.err.print(f"follow it with `flowpod run ... --watch`, `flowpod logs {run_name} -f "
-                       f"-n {ns}` or `flowpod get {run_name} -n {ns}`", markup=False)
+        deps.err.print(f"follow it with `flowpod watch {run_name} -n {ns}`, or read it with "
+                       f"`flowpod logs {run_name} -f -n {ns}` or `flowpod get {run_name} -n "
+                       f"{ns}`", markup=False)
         return 0
-    final = await _watching.follow_run(kube, ns, run_name, _output(deps), logs=logs,
-                                       first=created)
-    return _summarise(deps, final)
+    return await follow_and_summarise(kube, deps, ns, run_name, logs=logs, first=created)
+
+
+async def _create_run(kube: Kube, deps: Deps, ns: str, spec: dict[str, Any], base: str,
+                      name: str | None) -> dict[str, Any]:
+    """POST the FlowRun under ``name``, or under a time-ordered name (retried on a clash)."""
+    labels = ({flowruns.LABEL_DEPLOYMENT: label_value(spec["deploymentName"])}
+              if "deploymentName" in spec else {})
+    for _ in range(5):
+        metadata: dict[str, Any] = {"name": name or _naming.run_name(
+            base, deps.clock(), deps.random_suffix())}
+        if labels:
+            metadata["labels"] = labels
+        body = {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+                "metadata": metadata, "spec": spec}
+        try:
+            return await kube.create_flowrun(ns, body)
+        except KubeError as error:
+            if name is not None or error.status != 409:
+                raise
+    raise _errors.CliError(f"could not find a free FlowRun name for '{base}' in namespace "
+                           f"'{ns}' after 5 tries", "name the run with --name")
+
+
+async def follow_and_summarise(kube: Kube, deps: Deps, ns: str, run: str, *, logs: bool,
+                               first: dict[str, Any] | None = None) -> int:
+    """Follow a run to its end (`run --watch`, `watch`): states, logs, the closing line and
+    the flow's result; exit 0 only for Completed."""
+    final = await _watching.follow_run(kube, ns, run, _output(deps), logs=logs, first=first)
+    code = summarise(deps, final)
+    result = (final.get("status") or {}).get("result") or {}
+    if code == 0 and (result.get("value") is not None or result.get("reference")):
+        shown = result.get("reference") or _render.as_json(result.get("value"))
+        deps.out.print(f"result: {shown}", markup=False, highlight=False)
+    return code
 
 
 async def cancel_run(kube: Kube, deps: Deps, ns: str, run: str, *, wait: bool) -> int:
@@ -192,11 +267,16 @@ async def cancel_run(kube: Kube, deps: Deps, ns: str, run: str, *, wait: bool) -
     if not wait:
         return 0
     final = await _watching.follow_run(kube, ns, run, _output(deps), logs=False, first=current)
-    return _summarise(deps, final, success=states.StateType.CANCELLED)
+    return summarise(deps, final, success=states.StateType.CANCELLED)
 
 
-async def show_logs(kube: Kube, deps: Deps, ns: str, run: str, *, follow: bool) -> int:
+async def show_logs(kube: Kube, deps: Deps, ns: str, run: str, *, follow: bool,
+                    attempt: int | None = None) -> int:
     current = await kube.get_flowrun(ns, run)
+    if attempt is not None:
+        pod = await _pod_of_attempt(kube, ns, run, attempt)
+        await _watching.stream_pod_logs(kube, ns, pod, _log_writer(deps), follow=follow)
+        return 0
     pod = _watching.pod_of(current)
     if pod is None and follow and not _watching.is_final(current):
         pod = await _watching.wait_for_pod(kube, ns, run)
@@ -210,39 +290,81 @@ async def show_logs(kube: Kube, deps: Deps, ns: str, run: str, *, follow: bool) 
     return 0
 
 
+async def _pod_of_attempt(kube: Kube, ns: str, run: str, attempt: int) -> str:
+    """The pod of attempt ``attempt`` of ``run`` (found by the labels the operator puts on
+    every pod of an attempt; the newest if its Job made more than one)."""
+    selector = f"{flowruns.LABEL_FLOW_RUN}={label_value(run)}"
+    pods = await kube.list_pods(ns, selector)
+    labels = [(p.get("metadata") or {}).get("labels") or {} for p in pods]
+    matching = sorted((p for p, lab in zip(pods, labels)
+                       if lab.get(contract.LABEL_ATTEMPT) == str(attempt)),
+                      key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    if matching:
+        return str(matching[-1]["metadata"]["name"])
+    known = sorted({int(v) for lab in labels if (v := lab.get(contract.LABEL_ATTEMPT, ""))
+                    .isdigit()})
+    have = (f"its pods are of attempt {', '.join(map(str, known))}" if known
+            else "it has no pods left (deleted with their Job, or never started)")
+    raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' has no pod of attempt "
+                           f"{attempt}; {have}", f"see its attempts with `flowpod get {run} "
+                           f"-n {ns}`")
+
+
 async def show_runs(kube: Kube, deps: Deps, ns: str, run: str | None, *,
                     all_namespaces: bool, output: str | None) -> int:
     if run:
         obj = await kube.get_flowrun(ns, run)
         if output:
-            dump(deps, obj, output)
+            dump(deps, without_managed_fields(obj), output)
         else:
             deps.out.print(_render.run_detail(obj, deps.clock()))
         return 0
     listed = await kube.list_flowruns(None if all_namespaces else ns)
+    return _show_list(deps, listed, "FlowRuns", _render.runs_rows, ns=ns,
+                      all_namespaces=all_namespaces, output=output)
+
+
+async def show_deployments(kube: Kube, deps: Deps, ns: str, name: str | None, *,
+                           all_namespaces: bool, output: str | None) -> int:
+    """`flowpod get deployments [NAME]`: a table, or one Deployment as yaml/json."""
+    if name:
+        dump(deps, without_managed_fields(await kube.get_deployment(ns, name)),
+             output or "yaml")
+        return 0
+    listed = await kube.list_deployments(None if all_namespaces else ns)
+    return _show_list(deps, listed, "Deployments", _render.deployments_rows, ns=ns,
+                      all_namespaces=all_namespaces, output=output)
+
+
+def _show_list(deps: Deps, listed: dict[str, Any], what: str,
+               rows: Callable[..., tuple[list[str], list[list[Any]]]], *, ns: str,
+               all_namespaces: bool, output: str | None) -> int:
     items = sorted(listed.get("items", []), key=lambda o: (
         o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]))
     if output:
-        dump(deps, {"apiVersion": "v1", "kind": "List", "items": items}, output)
+        dump(deps, without_managed_fields({"apiVersion": "v1", "kind": "List",
+                                           "items": items}), output)
     elif not items:
         where = "any namespace" if all_namespaces else f"namespace '{ns}'"
-        deps.err.print(f"No FlowRuns in {where}.", markup=False)
+        deps.err.print(f"No {what} in {where}.", markup=False)
     else:
-        deps.out.print(_render.runs_table(items, deps.clock(), all_namespaces=all_namespaces))
+        print_rows(deps, *rows(items, deps.clock(), all_namespaces=all_namespaces))
     return 0
 
 
 def _output(deps: Deps) -> _watching.Output:
     return _watching.Output(
         state=lambda wire: deps.err.print(_render.state_line(wire, deps.clock())),
-        log=_log_writer(deps), clock=deps.clock)
+        log=_log_writer(deps), clock=deps.clock,
+        warn=lambda text: deps.err.print(Text.assemble(("warning: ", "bold yellow"), text)),
+        no_state_seconds=deps.no_state_seconds)
 
 
 def _log_writer(deps: Deps) -> Callable[[str], None]:
     return lambda line: deps.out.print(line, markup=False, highlight=False)
 
 
-def _summarise(deps: Deps, final: dict[str, Any],
+def summarise(deps: Deps, final: dict[str, Any],
                success: states.StateType = states.StateType.COMPLETED) -> int:
     """The closing line of a followed run, and the exit code: 0 only for ``success``."""
     state = flowruns.current_state(final)

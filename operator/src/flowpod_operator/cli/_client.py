@@ -1,7 +1,8 @@
 """The CLI's session with the API server, on kubernetes-asyncio (the operator's client).
 
 Role: the one async core every `flowpod` command talks through: FlowRuns and Deployments
-through CustomObjectsApi (get, list, create, merge patch, server-side apply), a FlowRun's
+through CustomObjectsApi (get, list, create, merge patch, status patch, delete, server-side
+apply; every body is checked to be strict JSON first, ._wirejson), pods by label, a FlowRun's
 changes through kubernetes_asyncio.watch.Watch, and a pod's log through
 CoreV1Api.read_namespaced_pod_log (streamed with `follow`). The Connection comes from
 flowpod_operator._kube.connecting; every failure becomes an error of the shared vocabulary
@@ -23,6 +24,7 @@ from flowpod import contract, flowruns
 from flowpod_operator._kube import errors
 from flowpod_operator._kube.connecting import Connection, api_client
 from flowpod_operator._kube.errors import KubeError, Ref
+from flowpod_operator.cli import _wirejson
 
 __all__ = ["Kube", "flowrun_ref", "deployment_ref", "pod_ref", "APPLY_PATCH", "FIELD_MANAGER"]
 
@@ -69,16 +71,19 @@ class Kube:
         return await self._call(flowrun_ref(ns, name), self._custom.get_namespaced_custom_object,
                                 _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name)
 
-    async def list_flowruns(self, ns: str | None) -> dict[str, Any]:
+    async def list_flowruns(self, ns: str | None, *,
+                            label_selector: str | None = None) -> dict[str, Any]:
         """The runs of `ns`, or of every namespace when `ns` is None."""
+        more = {"label_selector": label_selector} if label_selector else {}
         if ns is None:
             return await self._call(flowrun_ref(None), self._custom.list_cluster_custom_object,
-                                    _GROUP, _VERSION, flowruns.FLOWRUNS)
+                                    _GROUP, _VERSION, flowruns.FLOWRUNS, **more)
         return await self._call(flowrun_ref(ns), self._custom.list_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS)
+                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, **more)
 
     async def create_flowrun(self, ns: str, body: Mapping[str, Any]) -> dict[str, Any]:
         name = body["metadata"].get("name")
+        _wirejson.check(body, f"FlowRun '{name}'")
         return await self._call(flowrun_ref(ns, name),
                                 self._custom.create_namespaced_custom_object,
                                 _GROUP, _VERSION, ns, flowruns.FLOWRUNS, body)
@@ -86,10 +91,45 @@ class Kube:
     async def patch_flowrun(self, ns: str, name: str,
                             patch: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of the FlowRun (e.g. spec.cancel)."""
+        _wirejson.check(patch, f"the patch of FlowRun '{name}'")
         return await self._call(flowrun_ref(ns, name),
                                 self._custom.patch_namespaced_custom_object,
                                 _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name, patch,
                                 _content_type=flowruns.MERGE_PATCH)
+
+    async def patch_flowrun_status(self, ns: str, name: str,
+                                   body: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the status subresource (flowruns.patch_body: with a
+        resourceVersion precondition, so a concurrent write is a 409, not overwritten)."""
+        _wirejson.check(body, f"the status patch of FlowRun '{name}'")
+        return await self._call(flowrun_ref(ns, name),
+                                self._custom.patch_namespaced_custom_object_status,
+                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name, body,
+                                _content_type=flowruns.MERGE_PATCH)
+
+    async def delete_flowrun(self, ns: str, name: str) -> dict[str, Any]:
+        return await self._call(flowrun_ref(ns, name),
+                                self._custom.delete_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name)
+
+    async def list_deployments(self, ns: str | None) -> dict[str, Any]:
+        """The Deployments of `ns`, or of every namespace when `ns` is None."""
+        if ns is None:
+            return await self._call(Ref("Deployment", None, None),
+                                    self._custom.list_cluster_custom_object,
+                                    _GROUP, _VERSION, flowruns.DEPLOYMENTS)
+        return await self._call(deployment_ref(ns), self._custom.list_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, flowruns.DEPLOYMENTS)
+
+    async def list_pods(self, ns: str, label_selector: str) -> list[dict[str, Any]]:
+        """Pods matching `label_selector`, as plain API dicts."""
+        response = await self._call(Ref("Pod", None, ns, "check the selector"),
+                                    self._core.list_namespaced_pod, ns,
+                                    label_selector=label_selector, _preload_content=False)
+        try:
+            return list((await response.json()).get("items") or [])
+        finally:
+            response.release()
 
     async def get_deployment(self, ns: str, name: str) -> dict[str, Any]:
         return await self._call(deployment_ref(ns, name),
@@ -99,6 +139,7 @@ class Kube:
     async def apply_deployment(self, ns: str, name: str,
                                body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply: create or update in one call, owning the fields we set."""
+        _wirejson.check(body, f"Deployment '{name}'")
         return await self._call(deployment_ref(ns, name),
                                 self._custom.patch_namespaced_custom_object,
                                 _GROUP, _VERSION, ns, flowruns.DEPLOYMENTS, name, body,

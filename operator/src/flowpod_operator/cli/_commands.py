@@ -1,4 +1,5 @@
-"""The `flowpod` command line (Typer): deploy, run, cancel, logs, get, crds, operator.
+"""The `flowpod` command line (Typer): deploy, run, watch, resume, cancel, delete, logs, get,
+crds, operator.
 
 Role: the thin sync layer. Each command parses its flags and runs one async function of
 flowpod_operator.cli._actions with anyio.run; user errors (CliError) print as "error: ..." plus
@@ -17,7 +18,7 @@ import typer
 from rich.text import Text
 
 from flowpod_operator._kube.errors import KubeError
-from flowpod_operator.cli import _actions, _errors, _flows
+from flowpod_operator.cli import _actions, _errors, _flows, _runs
 from flowpod_operator.cli._actions import Deps
 
 if TYPE_CHECKING:
@@ -80,13 +81,65 @@ def _guard(deps: Deps, fn: Callable[[], Any]) -> Any:
         raise _fail(deps, error) from None
 
 
+_DEPLOYMENT_WORDS = ("deployments", "deployment", "fdeploy")
+_RUN_WORDS = ("runs", "run", "flowruns", "flowrun", "fr")
+
+
+def _kind_and_name(what: str | None, name: str | None) -> tuple[str, str | None]:
+    """`get [RUN]`, `get runs [RUN]`, `get deployments [NAME]` as (kind, name)."""
+    if what in _DEPLOYMENT_WORDS:
+        return "deployments", name
+    if what in _RUN_WORDS:
+        return "runs", name
+    if name is not None:
+        raise _errors.CliError(f"`flowpod get {what} {name}`: '{what}' is not a kind",
+                               "use `flowpod get RUN`, `flowpod get runs [RUN]` or "
+                               "`flowpod get deployments [NAME]`")
+    return "runs", what
+
+
+def _check_run_target(deployment: str | None, entrypoint: str | None,
+                      image: str | None) -> None:
+    if deployment is not None and (entrypoint or image):
+        raise _errors.CliError("give a Deployment or --entrypoint/--image, not both",
+                               "drop DEPLOYMENT for an ad-hoc run, or the flags to run the "
+                               "Deployment")
+    if deployment is None and not (entrypoint and image):
+        raise _errors.CliError("nothing to run: give a Deployment, or --entrypoint FILE:FLOW "
+                               "with --image IMAGE for an ad-hoc run",
+                               "e.g. `flowpod run hello` or `flowpod run --entrypoint "
+                               "flows/hello.py:hello --image my/flows:1`")
+
+
+def _print_version(deps: Deps) -> Callable[[bool], None]:
+    def show(value: bool) -> None:
+        if value:
+            from importlib.metadata import version
+
+            deps.out.print(f"flowpod {version('flowpod')}", markup=False, highlight=False)
+            raise typer.Exit()
+    return show
+
+
 def build_app(deps: Deps | None = None) -> typer.Typer:
     """The `flowpod` Typer application, wired to ``deps``."""
     deps = deps or Deps()
     app = typer.Typer(name="flowpod", no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False,
+                      context_settings={"help_option_names": ["-h", "--help"]},
                       help="Run Prefect-style flows as Kubernetes pods: deploy flows, start, "
                            "watch and cancel runs, read their logs.")
+
+    @app.callback()
+    def main_options(
+        # A default, not Annotated: the callback closes over `deps`, which a string
+        # annotation (from __future__ import annotations) could not see.
+        version: bool = typer.Option(False, "--version", is_eager=True,
+                                     callback=_print_version(deps),
+                                     help="Print flowpod's version and exit."),
+    ) -> None:
+        """Run Prefect-style flows as Kubernetes pods: deploy flows, start, watch and cancel
+        runs, read their logs."""
 
     @app.command()
     def deploy(
@@ -105,6 +158,13 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Print the Deployment instead of applying it (for GitOps).")
         ] = False,
+        no_import: Annotated[bool, typer.Option(
+            "--no-import", help="Do not import the flow here (its packages may exist only in "
+                                "the image); needs --parameter-schema.")] = False,
+        parameter_schema: Annotated[Optional[str], typer.Option(
+            "--parameter-schema", metavar="FILE", help="JSON schema of the flow's parameters "
+            "(JSON or YAML file), used instead of the one read from the flow.",
+            show_default=False)] = None,
         output: Output = None, namespace: Namespace = None, kubeconfig: Kubeconfig = None,
         context: Context = None,
     ) -> None:
@@ -112,7 +172,8 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         _guard(deps, lambda: _actions.check_output(output))
         manifest = _guard(deps, lambda: _actions.deployment_manifest(
             entrypoint, name, image, param, namespace=namespace, retries=retries,
-            timeout_seconds=timeout_seconds, service_account=service_account))
+            timeout_seconds=timeout_seconds, service_account=service_account,
+            no_import=no_import, schema_file=parameter_schema))
         if dry_run:
             _actions.dump(deps, manifest, output or "yaml")
             return
@@ -125,21 +186,66 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
 
     @app.command()
     def run(
-        deployment: Annotated[str, typer.Argument(help="The Deployment to run.")],
+        deployment: Annotated[Optional[str], typer.Argument(
+            help="The Deployment to run (or use --entrypoint and --image).",
+            show_default=False)] = None,
         param: Params = None,
         name: Annotated[Optional[str], typer.Option(
-            "--name", help="FlowRun name (default: DEPLOYMENT-xxxxx).")] = None,
+            "--name", help="FlowRun name (default: DEPLOYMENT-<UTC yyyymmddhhmmss>-xxxx, "
+                           "which sorts by creation time).", show_default=False)] = None,
+        entrypoint: Annotated[Optional[str], typer.Option(
+            "--entrypoint", metavar="FILE:FLOW", help="Ad-hoc run of this flow (no "
+            "Deployment); needs --image.", show_default=False)] = None,
+        image: Annotated[Optional[str], typer.Option(
+            "--image", help="Image of an ad-hoc run (with --entrypoint).",
+            show_default=False)] = None,
         watch: Annotated[bool, typer.Option(
-            "--watch", "-w", help="Show state changes and the pod's logs until the run ends; "
-                                  "exit 1 unless it Completed.")] = False,
+            "--watch", "-w", help="Show state changes and the pod's logs until the run ends, "
+                                  "then its result; exit 1 unless it Completed.")] = False,
         logs: Annotated[bool, typer.Option(help="With --watch, tail the pod's logs.")] = True,
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
-        """Create a FlowRun of a Deployment and, with --watch, follow it to its end."""
+        """Create a FlowRun of a Deployment (or ad hoc) and, with --watch, follow it."""
+        _guard(deps, lambda: _check_run_target(deployment, entrypoint, image))
         parameters = _guard(deps, lambda: _flows.parse_parameters(param))
         _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _actions.start_run(kube, deps, ns, deployment, parameters,
-                                                     name=name, watch=watch, logs=logs))
+                                                     name=name, watch=watch, logs=logs,
+                                                     entrypoint=entrypoint, image=image))
+
+    @app.command("watch")
+    def watch_(
+        run: Annotated[str, typer.Argument(help="The FlowRun to follow.")],
+        logs: Annotated[bool, typer.Option(help="Tail the pod's logs.")] = True,
+        namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
+    ) -> None:
+        """Follow an existing FlowRun to its end (states, logs, result); exit 1 unless it
+        Completed."""
+        _execute(deps, (kubeconfig, context, namespace),
+                 lambda kube, ns: _actions.follow_and_summarise(kube, deps, ns, run, logs=logs))
+
+    @app.command()
+    def resume(
+        run: Annotated[str, typer.Argument(help="The Paused FlowRun to resume.")],
+        namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
+    ) -> None:
+        """Resume a Paused run (pause_flow_run): it goes back to Running and carries on."""
+        _execute(deps, (kubeconfig, context, namespace),
+                 lambda kube, ns: _runs.resume_run(kube, deps, ns, run))
+
+    @app.command()
+    def delete(
+        runs: Annotated[Optional[list[str]], typer.Argument(
+            help="The FlowRuns to delete.", show_default=False)] = None,
+        deployment: Annotated[Optional[str], typer.Option(
+            "--deployment", help="Delete every run of this Deployment (its "
+                                 "flowpod.io/deployment label).", show_default=False)] = None,
+        namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
+    ) -> None:
+        """Delete FlowRuns (with their Jobs and pods), by name or by Deployment."""
+        _execute(deps, (kubeconfig, context, namespace),
+                 lambda kube, ns: _runs.delete_runs(kube, deps, ns, list(runs or []),
+                                                    deployment))
 
     @app.command()
     def cancel(
@@ -157,27 +263,38 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         run: Annotated[str, typer.Argument(help="The FlowRun whose logs to print.")],
         follow: Annotated[bool, typer.Option(
             "--follow", "-f", help="Wait for the pod and stream until it ends.")] = False,
+        attempt: Annotated[Optional[int], typer.Option(
+            "--attempt", help="The pod of this attempt (1, 2, ...) instead of the current one.",
+            min=1, show_default=False)] = None,
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
-        """Print the logs of a FlowRun's current pod."""
+        """Print the logs of a FlowRun's current pod (or of one attempt's)."""
         _execute(deps, (kubeconfig, context, namespace),
-                 lambda kube, ns: _actions.show_logs(kube, deps, ns, run, follow=follow))
+                 lambda kube, ns: _actions.show_logs(kube, deps, ns, run, follow=follow,
+                                                     attempt=attempt))
 
     @app.command()
     def get(
-        run: Annotated[Optional[str], typer.Argument(
-            help="One FlowRun to show in detail; every run when left out.")] = None,
+        what: Annotated[Optional[str], typer.Argument(
+            metavar="RUN|KIND",
+            help="One FlowRun to show in detail (every run when left out), or a kind: "
+                 "`runs` or `deployments`.",
+            show_default=False)] = None,
+        name: Annotated[Optional[str], typer.Argument(
+            metavar="NAME", help="After a kind: the one object of it to show.",
+            show_default=False)] = None,
         all_namespaces: Annotated[bool, typer.Option(
-            "--all-namespaces", "-A", help="List the runs of every namespace.")] = False,
+            "--all-namespaces", "-A", help="List the objects of every namespace.")] = False,
         output: Output = None, namespace: Namespace = None, kubeconfig: Kubeconfig = None,
         context: Context = None,
     ) -> None:
-        """A table of FlowRuns with state and duration, or one run in detail."""
+        """A table of FlowRuns (or Deployments) with their state, or one in detail."""
         _guard(deps, lambda: _actions.check_output(output))
+        kind, one = _guard(deps, lambda: _kind_and_name(what, name))
+        show = _actions.show_deployments if kind == "deployments" else _actions.show_runs
         _execute(deps, (kubeconfig, context, namespace),
-                 lambda kube, ns: _actions.show_runs(kube, deps, ns, run,
-                                                     all_namespaces=all_namespaces,
-                                                     output=output))
+                 lambda kube, ns: show(kube, deps, ns, one, all_namespaces=all_namespaces,
+                                       output=output))
 
     @app.command()
     def crds() -> None:

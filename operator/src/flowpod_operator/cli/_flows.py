@@ -3,13 +3,16 @@
 Role: `flowpod deploy` imports the user's flow locally (with the engine's loader) to write
 a Deployment whose spec.parameterSchema is the JSON schema of the engine's own parameter
 model of the flow (flowpod.engine.parameter_model, pydantic), and whose spec.parameters are
-the `-p` defaults, checked against that model before anything reaches the cluster. Callers: flowpod_operator.cli._commands.
+the `-p` defaults, checked against that model before anything reaches the cluster. With
+`--no-import` the schema comes from a file instead (read_parameter_schema) and the defaults
+are checked against it, for flows whose dependencies exist only in the image. Callers:
+flowpod_operator.cli._commands and ._actions.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
+from pathlib import Path
 import warnings
 from typing import Any, Callable
 
@@ -17,10 +20,11 @@ import pydantic
 import pydantic.json_schema
 
 from flowpod import engine, errors
-from flowpod_operator.cli import _errors
+from flowpod_operator.cli import _errors, _wirejson
 
 __all__ = ["load_flow", "flow_function", "parameter_model", "parameter_schema",
-           "parse_parameters", "check_parameters"]
+           "parse_parameters", "check_parameters", "read_parameter_schema",
+           "check_parameters_against_schema"]
 
 
 def load_flow(entrypoint: str) -> Any:
@@ -29,9 +33,71 @@ def load_flow(entrypoint: str) -> Any:
     try:
         return engine.load_flow_from_entrypoint(entrypoint)
     except errors.EntrypointError as exc:
+        missing = _missing_module(exc)
+        if missing is not None:
+            # The flow's own dependency, installed in the image but not here: importing is
+            # only how the schema is read, so say how to deploy without it.
+            raise _errors.CliError(
+                f"{exc} (module '{missing}' is not installed here)",
+                f"install '{missing}' locally, or deploy without importing the flow: "
+                f"--no-import --parameter-schema FILE (a JSON schema of its parameters)"
+            ) from None
         raise _errors.CliError(str(exc), "file entrypoints are relative to the current "
                                "directory, as they are to the image's working directory in "
                                "the pod; the function must be decorated with @flow") from None
+
+
+def _missing_module(exc: BaseException) -> str | None:
+    """The module a failed import could not find, from the error's cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            return seen.name
+        seen = seen.__cause__
+    return None
+
+
+def read_parameter_schema(path: str) -> dict[str, Any]:
+    """A parameter schema from a JSON or YAML file (`deploy --parameter-schema FILE`), checked
+    to be a valid JSON schema object before it reaches the cluster."""
+    import jsonschema
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise _errors.CliError(f"--parameter-schema: cannot read '{path}': {exc.strerror}",
+                               "give the path of a JSON or YAML file") from None
+    try:
+        schema = yaml.safe_load(text)  # YAML 1.1 reads JSON too
+    except yaml.YAMLError as exc:
+        raise _errors.CliError(f"--parameter-schema: '{path}' is not JSON or YAML: {exc}",
+                               "fix the file") from None
+    if not isinstance(schema, dict):
+        raise _errors.CliError(f"--parameter-schema: '{path}' holds "
+                               f"{type(schema).__name__}, not a JSON schema object",
+                               'write e.g. {"type": "object", "properties": {"n": '
+                               '{"type": "integer"}}}')
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise _errors.CliError(f"--parameter-schema: '{path}' is not a valid JSON schema: "
+                               f"{exc.message}", "fix the file") from None
+    return schema
+
+
+def check_parameters_against_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> None:
+    """Refuse `-p` defaults the given schema rejects (used when the flow is not imported).
+    Required parameters may come with each FlowRun, so `required` is not checked here."""
+    import jsonschema
+
+    relaxed = {k: v for k, v in schema.items() if k != "required"}
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(relaxed).iter_errors(parameters))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "parameters"
+        raise _errors.CliError(f"parameter '{where}': {error.message}",
+                               "fix the -p value or the --parameter-schema file")
 
 
 def flow_function(flow: Any) -> Callable[..., Any]:
@@ -74,17 +140,15 @@ def parameter_schema(flow: Any) -> dict[str, Any]:
 
 
 def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
-    """`-p k=v` pairs: v is JSON when it parses (numbers, true, lists, objects), else a string."""
+    """`-p k=v` pairs: v is JSON when it parses strictly (numbers, true, lists, objects), else
+    a string; NaN/Infinity never become floats (they are not JSON)."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise _errors.CliError(f"parameter '{pair}' is not KEY=VALUE",
                                    "write e.g. -p name=world or -p count=3 or -p 'xs=[1,2]'")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
+        out[key] = _wirejson.parse_value(key, raw)
     return out
 
 

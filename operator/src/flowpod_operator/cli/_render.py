@@ -1,12 +1,15 @@
 """How the CLI shows FlowRuns: state colours, ages and durations, tables and detail views.
 
 Role: pure functions from FlowRun objects (as read from the API) to Rich renderables and
-strings; no I/O, and "now" is passed in (the injectable clock) so output is testable.
+strings; no I/O, and "now" is passed in (the injectable clock) so output is testable. Lists
+are rows first, then a Rich table for a terminal or a plain one (untruncated, one line per
+object, kubectl's layout) for pipes and files.
 Callers: flowpod_operator.cli._commands and ._watching.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -17,7 +20,8 @@ from flowpod import flowruns, states
 from flowpod.contract import parse_time_or_none as parse_time
 
 __all__ = ["state_text", "run_duration", "age", "runs_table", "run_detail",
-           "parse_time", "state_line"]
+           "parse_time", "state_line", "runs_rows", "deployments_rows", "rich_table",
+           "plain_table", "as_json"]
 
 _STYLES = {
     states.StateType.SCHEDULED: "cyan",
@@ -65,22 +69,63 @@ def _target(run: Mapping[str, Any]) -> str:
     return spec.get("deploymentName") or spec.get("entrypoint") or "-"
 
 
-def runs_table(runs: list[Mapping[str, Any]], now: datetime, *,
-               all_namespaces: bool = False) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    if all_namespaces:
-        table.add_column("NAMESPACE")
-    for column in ("NAME", "DEPLOYMENT", "STATE", "DURATION", "AGE", "MESSAGE"):
-        table.add_column(column, overflow="fold" if column == "MESSAGE" else "ellipsis")
+Cell = str | Text
+
+
+def runs_rows(runs: list[Mapping[str, Any]], now: datetime, *,
+              all_namespaces: bool = False) -> tuple[list[str], list[list[Cell]]]:
+    """The header and rows of the runs table (`flowpod get`)."""
+    header = ["NAME", "DEPLOYMENT", "STATE", "DURATION", "AGE", "MESSAGE"]
+    rows: list[list[Cell]] = []
     for run in runs:
         meta = run.get("metadata", {})
         message = ((run.get("status") or {}).get("state") or {}).get("message", "")
-        cells: list[Any] = [meta.get("name", ""), _target(run), state_text(run),
-                            run_duration(run, now), age(run, now), message]
+        cells: list[Cell] = [meta.get("name", ""), _target(run), state_text(run),
+                             run_duration(run, now), age(run, now), message]
         if all_namespaces:
             cells.insert(0, meta.get("namespace", ""))
-        table.add_row(*cells)
+        rows.append(cells)
+    return (["NAMESPACE", *header] if all_namespaces else header), rows
+
+
+def deployments_rows(deployments: list[Mapping[str, Any]], now: datetime, *,
+                     all_namespaces: bool = False) -> tuple[list[str], list[list[Cell]]]:
+    """The header and rows of `flowpod get deployments`."""
+    header = ["NAME", "ENTRYPOINT", "IMAGE", "AGE"]
+    rows: list[list[Cell]] = []
+    for deployment in deployments:
+        meta, spec = deployment.get("metadata", {}), deployment.get("spec") or {}
+        cells: list[Cell] = [meta.get("name", ""), spec.get("entrypoint", "-"),
+                             spec.get("image", "-"), age(deployment, now)]
+        if all_namespaces:
+            cells.insert(0, meta.get("namespace", ""))
+        rows.append(cells)
+    return (["NAMESPACE", *header] if all_namespaces else header), rows
+
+
+def rich_table(header: list[str], rows: list[list[Cell]]) -> Table:
+    """For a terminal: coloured, long messages folded to the screen's width."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in header:
+        table.add_column(column, overflow="fold" if column == "MESSAGE" else "ellipsis")
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def plain_table(header: list[str], rows: list[list[Cell]]) -> str:
+    """For pipes and files (as kubectl prints): no colour, nothing cut, one line per row,
+    columns padded to their widest cell and separated by three spaces."""
+    # Newlines and runs of blanks in a cell (a multi-line message) collapse to one space.
+    lines = [header] + [[" ".join(str(cell).split()) for cell in row] for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def runs_table(runs: list[Mapping[str, Any]], now: datetime, *,
+               all_namespaces: bool = False) -> Table:
+    return rich_table(*runs_rows(runs, now, all_namespaces=all_namespaces))
 
 
 def state_line(wire: Mapping[str, Any], now: datetime) -> Text:
@@ -96,6 +141,23 @@ def state_line(wire: Mapping[str, Any], now: datetime) -> Text:
     return line
 
 
+def as_json(value: Any) -> str:
+    """A value as the JSON a user would type (`-p`), not a Python repr."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _exit_rows(run: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Exit code and container reason explain a crash; for a run that ended by the flow's own
+    verdict (Failed: the flow raised, and the process then exited 0 as "Completed") they would
+    only contradict the state, so they are shown for Crashed runs and non-zero exits only."""
+    status = run.get("status") or {}
+    state = _state(run)
+    code = status.get("exitCode")
+    if (state is not None and state.type is states.StateType.CRASHED) or code not in (None, 0):
+        return [("Exit code", code), ("Reason", status.get("reason"))]
+    return []
+
+
 def run_detail(run: Mapping[str, Any], now: datetime) -> Table:
     """`flowpod get RUN`: the fields a user debugging one run wants, in reading order."""
     meta, spec, status = run.get("metadata", {}), run.get("spec") or {}, run.get("status") or {}
@@ -109,11 +171,11 @@ def run_detail(run: Mapping[str, Any], now: datetime) -> Table:
         ("Image", spec.get("image")), ("State", state_text(run)),
         ("Message", state.get("message")), ("Run name", status.get("flowRunName")),
         ("Attempt", status.get("attempt")), ("Job", status.get("jobName")),
-        ("Pod", status.get("podName")), ("Exit code", status.get("exitCode")),
-        ("Reason", status.get("reason")), ("Started", status.get("startTime")),
+        ("Pod", status.get("podName")), *_exit_rows(run),
+        ("Started", status.get("startTime")),
         ("Ended", status.get("endTime")), ("Duration", run_duration(run, now)),
         ("Age", age(run, now)), ("Cancel requested", spec.get("cancel") or None),
-        ("Parameters", spec.get("parameters")),
+        ("Parameters", as_json(spec["parameters"]) if spec.get("parameters") else None),
     ]
     task_runs = status.get("taskRuns") or {}
     if task_runs.get("counts"):
@@ -122,7 +184,7 @@ def run_detail(run: Mapping[str, Any], now: datetime) -> Table:
         rows.append(("Failed task", f"{failed.get('name')}: {failed.get('message', '')}"))
     result = status.get("result") or {}
     if result:
-        rows.append(("Result", result.get("reference") or repr(result.get("value"))))
+        rows.append(("Result", result.get("reference") or as_json(result.get("value"))))
     for key, value in rows:
         if value is not None and value != "":
             table.add_row(key, value if isinstance(value, Text) else str(value))

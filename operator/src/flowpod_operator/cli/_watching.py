@@ -1,10 +1,12 @@
 """Following a FlowRun live: its state changes (a watch) and its pod's logs (a log stream).
 
-Role: the async behaviour behind `flowpod run --watch`, `flowpod logs -f` and
-`flowpod cancel --wait`. State updates come from a watch on the one FlowRun, resumed from the
-last resourceVersion when the server ends it and re-read after 410 Gone, so no transition is
+Role: the async behaviour behind `flowpod run --watch`, `flowpod watch`, `flowpod logs -f`
+and `flowpod cancel --wait`. State updates come from a watch on the one FlowRun, resumed from
+the last resourceVersion when the server ends it and re-read after 410 Gone, so no transition is
 missed. Logs of every pod the run gets (one per attempt) are tailed concurrently and drained,
-bounded, once the run is final. Callers: flowpod_operator.cli._commands.
+bounded, once the run is final. A run that gets no state at all within
+`Output.no_state_seconds` is reported once as "no operator seems to watch this namespace",
+and watching goes on. Callers: flowpod_operator.cli._actions.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from flowpod_operator.cli._client import Kube
 
 __all__ = ["Output", "run_updates", "follow_run", "pod_of", "stream_pod_logs", "is_final",
-           "wait_for_pod"]
+           "wait_for_pod", "no_operator_message"]
 
 # A container still being created answers the log call with 400; poll until it starts.
 _LOG_RETRY_SECONDS = 0.5
@@ -39,6 +41,20 @@ class Output:
     log: Callable[[str], None]
     clock: Callable[[], datetime]
     seen: list[str] = field(default_factory=list)  # pods whose logs were tailed
+    # Told once when the run still has no state after `no_state_seconds`: every run gets
+    # Scheduled from the operator within milliseconds, so silence means no operator.
+    warn: Callable[[str], None] | None = None
+    no_state_seconds: float = 10.0
+
+
+def no_operator_message(namespace: str, name: str, seconds: float) -> str:
+    """What to check when nothing has written a state: the operator is down or does not
+    watch this namespace."""
+    return (f"FlowRun '{name}' has no state after {seconds:g} s: no flowpod operator seems to "
+            f"watch namespace '{namespace}'. Check it with `kubectl get pods -n flowpod-system` "
+            f"and `helm status flowpod -n flowpod-system` (its watched namespaces are the "
+            f"chart's `watchNamespaces`), or run one locally: `flowpod operator --namespace "
+            f"{namespace}`. Still watching.")
 
 
 def is_final(run: dict[str, Any]) -> bool:
@@ -108,7 +124,15 @@ async def follow_run(kube: Kube, namespace: str, name: str, out: Output, *,
         finally:
             done.set()
 
+    async def warn_if_silent() -> None:
+        await anyio.sleep(out.no_state_seconds)
+        if not shown and out.warn is not None:
+            out.warn(no_operator_message(namespace, name, out.no_state_seconds))
+
     async with anyio.create_task_group() as tg:
+        if flowruns.current_state(run) is None:
+            tg.start_soon(warn_if_silent)
+
         def observe(obj: dict[str, Any]) -> None:
             for wire in _new_states(obj, shown):
                 out.state(wire)

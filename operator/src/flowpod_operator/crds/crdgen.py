@@ -188,10 +188,18 @@ def flowrun_crd() -> dict[str, Any]:
     columns = [
         {"name": "State", "type": "string", "jsonPath": ".status.state.name",
          "description": "Name of the current state, e.g. Running, Completed, Late."},
-        {"name": "Deployment", "type": "string", "jsonPath": ".spec.deploymentName"},
+        # A union: a FlowRun has exactly one of the two (the form rule), like `flowpod list`.
+        {"name": "Deployment", "type": "string",
+         "jsonPath": ".spec['deploymentName','entrypoint']",
+         "description": "The Deployment run, or the entrypoint of an ad-hoc run."},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Duration", "type": "string", "jsonPath": ".status.duration",
          "description": "From the first RUNNING to the final state."},
+        # -o wide only: rarely more than 1 and empty, and the default view stays narrow.
+        {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt", "priority": 1,
+         "description": "Infrastructure attempt, from 1."},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1,
+         "description": "Why the pod ended, e.g. OOMKilled, Evicted, DeadlineExceeded."},
         {"name": "Message", "type": "string", "jsonPath": ".status.state.message",
          "priority": 1},
     ]

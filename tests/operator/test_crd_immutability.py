@@ -138,6 +138,15 @@ def test_a_json_patch_cannot_rewrite_a_final_status_either(api, namespace) -> No
     _refused(refused, f"{FROZEN} (COMPLETED)")
 
 
+def test_an_ended_run_cannot_be_cancelled(api, namespace) -> None:
+    _final(api, namespace, "done")
+    _refused(_patch(api, namespace, "done", {"spec": {"cancel": True}}),
+             "spec.cancel: Forbidden: spec.cancel cannot change once the run has ended "
+             "(COMPLETED): there is nothing to cancel")
+    flowrun = api.flowrun(namespace, "done")
+    assert flowrun["spec"]["cancel"] is False and flowrun["metadata"]["generation"] == 1
+
+
 def test_how_the_pod_ended_is_recorded_once(api, namespace) -> None:
     """The engine writes the final state before its process exits: the operator records the
     exit code, reason and pod afterwards, each once."""

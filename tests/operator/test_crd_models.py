@@ -83,7 +83,8 @@ def test_flowrun_crd_status_columns_and_rules() -> None:
     assert columns["MESSAGE"] == {"name": "Message", "type": "string",
                                   "jsonPath": ".status.state.message", "priority": 1}
     schema = _schema(crd)
-    assert schema["x-kubernetes-validations"] == [_cel.state_kept_rule()]
+    assert schema["x-kubernetes-validations"] == [_cel.state_kept_rule(),
+                                                  _cel.no_cancel_after_end_rule()]
     spec = schema["properties"]["spec"]
     assert _cel.flowrun_form_rule() in spec["x-kubernetes-validations"]
     # Every spec field but cancel is immutable, each rule naming its field.

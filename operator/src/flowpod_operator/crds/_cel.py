@@ -26,6 +26,7 @@ __all__ = [
     "state_kept_rule",
     "spec_immutable_rules",
     "cancel_kept_rule",
+    "no_cancel_after_end_rule",
     "FINAL_STATUS_RECORDABLE",
     "RECORDED_REASON_OVERRIDE",
     "final_status_frozen_rule",
@@ -143,6 +144,24 @@ def cancel_kept_rule() -> dict[str, str]:
             "message": ("spec.cancel cannot go back from true to false: a cancellation, once "
                         "requested, cannot be withdrawn"),
             "reason": "FieldValueForbidden", "fieldPath": ".cancel"}
+
+
+def no_cancel_after_end_rule() -> dict[str, str]:
+    """At the object root: an ended run cannot be cancelled. Its status is frozen, so the
+    generation bumped by the change could never be observed, and kstatus would report the
+    run in progress forever."""
+    final = _cel_list(_ordered(states.TERMINAL_TYPES))
+    cancel = "(has({0}.spec.cancel) && {0}.spec.cancel)"
+    return {
+        "rule": (f"!has(oldSelf.status) || !has(oldSelf.status.state)"
+                 f" || !(oldSelf.status.state.type in {final})"
+                 f" || {cancel.format('self')} == {cancel.format('oldSelf')}"),
+        "message": "spec.cancel cannot change once the run has ended",
+        "messageExpression": ("'spec.cancel cannot change once the run has ended ('"
+                              " + oldSelf.status.state.type + '): there is nothing to cancel'"),
+        "reason": "FieldValueForbidden",
+        "fieldPath": ".spec.cancel",
+    }
 
 
 # What a final run can still gain: how its pod ended. The engine writes the final state

@@ -184,7 +184,7 @@ def flowrun_crd() -> dict[str, Any]:
     status.setdefault("x-kubernetes-validations", []).append(
         _cel.final_status_frozen_rule(list(status["properties"])))
     schema = _root("FlowRun", resources.FlowRun.__doc__ or "", spec, status,
-                   [_cel.state_kept_rule()])
+                   [_cel.state_kept_rule(), _cel.no_cancel_after_end_rule()])
     columns = [
         {"name": "State", "type": "string", "jsonPath": ".status.state.name",
          "description": "Name of the current state, e.g. Running, Completed, Late."},

@@ -7,7 +7,7 @@ name); it answers GET (one or a list, with label and field selectors), POST (gen
 AlreadyExists), PATCH as merge patch (RFC 7386, with resourceVersion preconditions: 409),
 JSON patch (RFC 6902) and server-side apply, DELETE, pod logs and scripted watches, with
 real Status objects on errors. FlowRun status writes are checked against the state
-machine the CRD's CEL rule enforces (422). Every request is recorded, so a test asserts on
+machine and the frozen final status the CRD's CEL rules enforce (422). Every request is recorded, so a test asserts on
 what a client really sent; `failures` and `before_patch` let a test inject answers and
 concurrent writers. Not a simulator of the operator: tests script what it would write.
 """
@@ -27,6 +27,7 @@ import json_merge_patch
 import jsonpatch
 
 from flowpod import flowruns, states
+from flowpod_operator.crds import _cel
 
 __all__ = ["FakeApi", "status_of", "run_object", "status_response"]
 
@@ -44,6 +45,25 @@ def status_response(code: int, reason: str, message: str) -> httpx.Response:
     """An error answer as the API server gives it: a v1 Status."""
     return httpx.Response(code, json={"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                       "reason": reason, "message": message, "code": code})
+
+
+def _refuse_frozen(old: dict[str, Any], new: dict[str, Any]) -> httpx.Response | None:
+    """The CRD's CEL rule on a final run's status: frozen, but for how its pod ended."""
+    state = old.get("state") or {}
+    if state.get("type") not in {t.value for t in states.TERMINAL_TYPES}:
+        return None
+    for key in set(old) | set(new):
+        if (key in old) == (key in new) and old.get(key) == new.get(key):
+            continue
+        if key in _cel.FINAL_STATUS_RECORDABLE and (
+                key not in old or (key == "reason" and key in new
+                                   and new[key] == _cel.RECORDED_REASON_OVERRIDE)):
+            continue  # how the pod ended, recorded once (see the rule)
+        break
+    else:
+        return None
+    return status_response(422, "Invalid", f"status: Forbidden: status is frozen once the run "
+                                           f"is final ({state['type']})")
 
 
 def status_of(state_type: str, name: str, message: str = "", **fields: Any) -> dict[str, Any]:
@@ -248,6 +268,10 @@ class FakeApi:
         body = json.loads(request.content)
         if request.headers.get("content-type") == "application/json-patch+json":
             new = jsonpatch.apply_patch(obj, body)
+            # A patch that sets metadata.resourceVersion makes it a precondition (409).
+            if new["metadata"].get("resourceVersion") != obj["metadata"]["resourceVersion"]:
+                return status_response(409, "Conflict", "the object has been modified; "
+                                       "please apply your changes to the latest version")
         else:
             wanted = (body.get("metadata") or {}).get("resourceVersion")
             if wanted is not None and wanted != obj["metadata"]["resourceVersion"]:
@@ -274,7 +298,9 @@ class FakeApi:
         after = (new.get("status") or {}).get("state")
         if not before or not after or before == after or states.is_transition_allowed(
                 states.StateType(before["type"]), states.StateType(after["type"])):
-            return None
+            return _refuse_frozen(old.get("status") or {}, new.get("status") or {})
+        if before["type"] == after["type"]:  # a new message on a final state
+            return _refuse_frozen(old.get("status") or {}, new.get("status") or {})
         return status_response(422, "Invalid", f"status.state.type cannot change from "
                                                f"{before['type']} to {after['type']}")
 

@@ -73,15 +73,26 @@ def test_flowrun_crd_status_columns_and_rules() -> None:
     names = crd["spec"]["names"]
     assert (names["shortNames"], names["categories"]) == (["fr"], ["flowpod"])
     columns = {c["name"].upper(): c for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["STATE", "DEPLOYMENT", "AGE", "DURATION", "MESSAGE"]
+    assert list(columns) == ["STATE", "DEPLOYMENT", "AGE", "DURATION", "ATTEMPT", "REASON",
+                             "MESSAGE"]
     assert columns["STATE"]["jsonPath"] == ".status.state.name"
-    assert columns["DEPLOYMENT"]["jsonPath"] == ".spec.deploymentName"
+    assert columns["DEPLOYMENT"]["jsonPath"] == ".spec['deploymentName','entrypoint']"
+    assert (columns["ATTEMPT"]["jsonPath"], columns["ATTEMPT"]["priority"]) == (
+        ".status.attempt", 1)
+    assert (columns["REASON"]["jsonPath"], columns["REASON"]["priority"]) == (".status.reason", 1)
     assert columns["MESSAGE"] == {"name": "Message", "type": "string",
                                   "jsonPath": ".status.state.message", "priority": 1}
     schema = _schema(crd)
-    assert schema["x-kubernetes-validations"] == [_cel.state_kept_rule()]
+    assert schema["x-kubernetes-validations"] == [_cel.state_kept_rule(),
+                                                  _cel.no_cancel_after_end_rule()]
     spec = schema["properties"]["spec"]
     assert _cel.flowrun_form_rule() in spec["x-kubernetes-validations"]
+    # Every spec field but cancel is immutable, each rule naming its field.
+    frozen = [r["fieldPath"] for r in spec["x-kubernetes-validations"] if "fieldPath" in r]
+    assert sorted(frozen) == sorted(f".{f}" for f in spec["properties"])
+    assert _cel.cancel_kept_rule() in spec["x-kubernetes-validations"]
+    assert schema["properties"]["status"]["x-kubernetes-validations"] == [
+        _cel.final_status_frozen_rule(list(schema["properties"]["status"]["properties"]))]
     assert spec["properties"]["cancel"]["default"] is False
     status = schema["properties"]["status"]["properties"]
     assert status["state"]["x-kubernetes-validations"] == [_cel.state_transition_rule()]

@@ -7,6 +7,7 @@ state transitions — for every pair of state types, against flowpod.states' tab
 
 from __future__ import annotations
 
+import re
 import ssl
 import subprocess
 import time
@@ -87,8 +88,11 @@ def test_every_state_transition_follows_the_engine_table(api, namespace) -> None
                 assert second.json()["status"]["state"]["type"] == new.value
             else:
                 assert second.status_code == 422, f"{old.value}->{new.value}: {second.text}"
-                assert (f"status.state.type cannot change from {old.value} to {new.value}"
-                        in second.json()["message"])
+                # A new message on the same final type is refused as a frozen status.
+                expected = (f"status is frozen once the run is final ({old.value})"
+                            if old is new and old in states.TERMINAL_TYPES else
+                            f"status.state.type cannot change from {old.value} to {new.value}")
+                assert expected in second.json()["message"]
 
 
 @pytest.mark.parametrize("old, reason", [
@@ -156,8 +160,35 @@ def test_a_full_status_from_status_patch_round_trips(api, namespace, cluster) ->
                     "flowrun/full")
     wide = cluster.kubectl("get", "fr", "full", "-n", namespace, "-o", "wide").stdout
     assert wide.split("\n")[0].split() == ["NAME", "STATE", "DEPLOYMENT", "AGE", "DURATION",
-                                          "MESSAGE"]
+                                          "ATTEMPT", "REASON", "MESSAGE"]
     assert "Completed" in wide and "all good" in wide
+
+
+def _columns(cluster, namespace: str, *flags: str) -> dict[str, dict[str, str]]:
+    """`kubectl get fr` as {run name: {column: cell}}, cut at the header's column starts
+    (an empty cell is blank, not missing)."""
+    header, *rows = cluster.kubectl("get", "fr", "-n", namespace, *flags).stdout.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    table = {}
+    for row in rows:
+        cells = [row[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
+        table[cells[0]] = dict(zip(names, cells))
+    return table
+
+
+def test_kubectl_get_shows_what_ran_the_attempt_and_the_reason(api, cluster, namespace) -> None:
+    _create(api, namespace, "adhoc")
+    _create(api, namespace, "deployed", {"deploymentName": "nightly-etl"})
+    crash = flowruns.status_patch(None, states.Crashed("OOM"), generation=1, now=T0,
+                                  attempt=2, reason="OOMKilled")
+    assert _patch_status(api, namespace, "adhoc", {"status": crash}).status_code == 200
+    narrow = _columns(cluster, namespace)
+    assert list(narrow["adhoc"]) == ["NAME", "STATE", "DEPLOYMENT", "AGE", "DURATION"]
+    assert narrow["adhoc"]["DEPLOYMENT"] == "flows/f.py:f"  # an ad-hoc run: its entrypoint
+    assert narrow["deployed"]["DEPLOYMENT"] == "nightly-etl"
+    wide = _columns(cluster, namespace, "-o", "wide")["adhoc"]
+    assert (wide["STATE"], wide["ATTEMPT"], wide["REASON"]) == ("Crashed", "2", "OOMKilled")
 
 
 def _apply(cluster, manifest: str, namespace: str) -> subprocess.CompletedProcess:

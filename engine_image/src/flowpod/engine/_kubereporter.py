@@ -1,8 +1,10 @@
 """The Kubernetes reporter: the engine's reporter protocol written to a FlowRun's status.
 
 Role: implements flowpod.reporting.Reporter for a flow run executing in a pod. Every state
-the engine proposes becomes a merge patch of the FlowRun status subresource built by
-flowpod.flowruns.status_patch, sent with a resourceVersion precondition. On 409 the FlowRun
+the engine proposes becomes one patch of the FlowRun status subresource built by
+flowpod.flowruns.status_patch, sent with a resourceVersion precondition. A final state
+carries everything that goes with it (result, task-run summary) in that one write: the CRD
+freezes a final run's status. On 409 the FlowRun
 is re-read and the proposal re-decided against the fresh state with the one acceptance
 rule, flowpod.states.accept (a run that meanwhile became terminal or Cancelling makes the
 proposal fail with flowpod.errors.Abort, exactly as in memory). It also answers "is
@@ -95,6 +97,7 @@ class KubeReporter:
         self._write_result = write_result
         self._cancel_check_deadline = cancel_check_deadline
         self._pending_fields: dict[str, Any] = {}
+        self._summary: reporting.TaskRunSummary | None = None  # the last one flushed
         self._crash_verdict_wait = crash_verdict_wait
         self._asleep = asleep
 
@@ -132,19 +135,10 @@ class KubeReporter:
         fields = dict(self._pending_fields)
         if state.is_completed():
             result = result_field(state.data, self._write_result)
-            if result is not None and _has_nested_null(result.get("value")):
-                # A merge patch would read those nulls as "delete": write it separately.
-                late_result, result = result, None
-            else:
-                late_result = None
             if result is not None:
                 fields["result"] = result
-        else:
-            late_result = None
         accepted = await self._write_state(state, fields)
         self._pending_fields.clear()
-        if late_result is not None:
-            await self._put_result(late_result)
         return accepted
 
     async def _await_operator_verdict(self) -> None:
@@ -177,9 +171,13 @@ class KubeReporter:
             patch = flowruns.status_patch(
                 flowrun.get("status"), state, now=self._clock(),
                 generation=int(flowrun["metadata"].get("generation") or 0), **fields)
-            body = flowruns.patch_body(flowrun["metadata"].get("resourceVersion"), patch)
+            if state.is_final() and self._summary is not None:
+                # A final run's status is frozen (the CRD's rule): the task-run summary
+                # rides with the final state, so no flush can arrive too late.
+                previous = (flowrun.get("status") or {}).get("taskRuns")
+                patch["taskRuns"] = task_runs_patch(self._summary, previous)
             try:
-                self.flowrun = await self.client.patch_status(body)
+                self.flowrun = await self._send_state(flowrun, patch)
                 return state
             except Conflict:
                 self.flowrun = None  # someone else wrote: re-read, then re-decide
@@ -194,17 +192,34 @@ class KubeReporter:
         raise KubeApiError(409, f"gave up writing {state.name} after {_CONFLICT_ROUNDS} "
                                 f"conflicting writes")
 
-    async def _put_result(self, result: dict[str, Any]) -> None:
-        # JSON Patch keeps nulls inside the value. `result` is written once, only by the
-        # engine, and no decision rests on it, so no resourceVersion precondition is needed.
-        body = [{"op": "add", "path": "/status/result",
-                 "value": {k: v for k, v in result.items() if v is not None}}]
-        self.flowrun = await self.client.patch_status_json(body)
+    async def _send_state(self, flowrun: Mapping[str, Any],
+                          patch: dict[str, Any]) -> dict[str, Any]:
+        """One write of a state and everything that goes with it, guarded by resourceVersion.
+
+        A merge patch reads nulls as "delete", so a result holding nulls goes as a JSON
+        Patch of the whole status instead: still one write, as a final status allows.
+        """
+        version = flowrun["metadata"].get("resourceVersion")
+        result = patch.get("result")
+        if result is None or not _has_nested_null(result.get("value")):
+            return await self.client.patch_status(flowruns.patch_body(version, patch))
+        status = _merged(flowrun.get("status") or {}, {**patch, "result": None})
+        status["result"] = {k: v for k, v in result.items() if v is not None}
+        operations = [{"op": "add", "path": "/status", "value": status}]
+        if version:  # setting it makes it a precondition: 409 when stale, as above
+            operations.insert(0, {"op": "replace", "path": "/metadata/resourceVersion",
+                                  "value": version})
+        return await self.client.patch_status_json(operations)
 
     async def flush_task_runs(self, summary: reporting.TaskRunSummary) -> None:
-        """One status patch per batch (the engine batches), leaving the state alone."""
+        """One status patch per batch (the engine batches), leaving the state alone. Once
+        the run is final its status is frozen: the final write carried the last summary."""
+        self._summary = summary
         for _ in range(_CONFLICT_ROUNDS):
             flowrun = await self._current()
+            current = flowruns.current_state(flowrun)
+            if current is not None and current.is_final():
+                return
             previous = (flowrun.get("status") or {}).get("taskRuns")
             patch = {"taskRuns": task_runs_patch(summary, previous)}
             body = flowruns.patch_body(flowrun["metadata"].get("resourceVersion"), patch)
@@ -218,6 +233,20 @@ class KubeReporter:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _merged(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`patch` applied to `target` as a JSON merge patch (RFC 7386) would be."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping):
+            base = merged.get(key)
+            merged[key] = _merged(base if isinstance(base, Mapping) else {}, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _cancel_requested(flowrun: Mapping[str, Any]) -> bool:

@@ -2,7 +2,9 @@
 
 Role: the API server's half of the state machine. The transition rule on FlowRun
 `status.state` is generated from flowpod.states.ALLOWED_TRANSITIONS, so the engine and the
-API server enforce one table. Callers: flowpod_operator.crds.resources (attaches the rules to the
+API server enforce one table. The immutability rules make a FlowRun's spec a record of what
+was asked (only `cancel` may still go from false to true) and freeze its status once the run
+is final. Callers: flowpod_operator.crds.resources (attaches the rules to the
 pydantic models, which carry them into the schema) and its tests.
 
 Each rule is an `x-kubernetes-validations` entry: {"rule", "message"[, "messageExpression"]}.
@@ -22,6 +24,12 @@ __all__ = [
     "flowrun_form_rule",
     "state_transition_rule",
     "state_kept_rule",
+    "spec_immutable_rules",
+    "cancel_kept_rule",
+    "no_cancel_after_end_rule",
+    "FINAL_STATUS_RECORDABLE",
+    "RECORDED_REASON_OVERRIDE",
+    "final_status_frozen_rule",
 ]
 
 # `path/to/file.py:flow_fn` or `package.module:flow_fn`. RE2 syntax (CEL's matches()) that
@@ -83,8 +91,12 @@ def state_transition_rule() -> dict[str, str]:
         if allowed
     ]
     explanations = ", ".join(f"'{t.value}': '{_explanation(t)}'" for t in states.StateType)
+    # A same-type change of a final state (a new message) is the frozen-status rule's to
+    # refuse: "cannot change from COMPLETED to COMPLETED" would read as nonsense.
+    final_kept = f"(oldSelf.type in {_cel_list(_ordered(states.TERMINAL_TYPES))}"
+    final_kept += " && self.type == oldSelf.type)"
     return {
-        "rule": "self == oldSelf || " + " || ".join(clauses),
+        "rule": "self == oldSelf || " + " || ".join([final_kept, *clauses]),
         "message": "status.state.type: this state transition is not allowed",
         "messageExpression": (
             "'status.state.type cannot change from ' + oldSelf.type + ' to ' + self.type"
@@ -103,3 +115,93 @@ def state_kept_rule() -> dict[str, str]:
         "fieldPath": ".status.state",
     }
 
+
+
+def _unchanged(field: str) -> str:
+    """Present in both with the same value, or absent from both (adding counts as a change)."""
+    return f"(has(self.{field}) ? has(oldSelf.{field}) && self.{field} == oldSelf.{field}" \
+           f" : !has(oldSelf.{field}))"
+
+
+def spec_immutable_rules(fields: list[str]) -> list[dict[str, str]]:
+    """One rule per FlowRun spec field (wire names, `cancel` excluded), on `spec` itself.
+
+    A rule on an optional field only runs when the old and the new object both have it, so
+    a field absent at creation could be added later; on `spec`, `has()` sees that too.
+    `fieldPath` makes the API server name the field, not just "spec".
+    """
+    return [{"rule": _unchanged(field),
+             "message": (f"spec.{field} cannot be changed, added or removed after the FlowRun "
+                         "is created: create a new FlowRun to run something else"),
+             "reason": "FieldValueForbidden", "fieldPath": f".{field}"}
+            for field in fields]
+
+
+def cancel_kept_rule() -> dict[str, str]:
+    """spec.cancel may go from false to true, never back."""
+    return {"rule": ("!has(oldSelf.cancel) || !oldSelf.cancel"
+                     " || (has(self.cancel) && self.cancel)"),
+            "message": ("spec.cancel cannot go back from true to false: a cancellation, once "
+                        "requested, cannot be withdrawn"),
+            "reason": "FieldValueForbidden", "fieldPath": ".cancel"}
+
+
+def no_cancel_after_end_rule() -> dict[str, str]:
+    """At the object root: an ended run cannot be cancelled. Its status is frozen, so the
+    generation bumped by the change could never be observed, and kstatus would report the
+    run in progress forever."""
+    final = _cel_list(_ordered(states.TERMINAL_TYPES))
+    cancel = "(has({0}.spec.cancel) && {0}.spec.cancel)"
+    return {
+        "rule": (f"!has(oldSelf.status) || !has(oldSelf.status.state)"
+                 f" || !(oldSelf.status.state.type in {final})"
+                 f" || {cancel.format('self')} == {cancel.format('oldSelf')}"),
+        "message": "spec.cancel cannot change once the run has ended",
+        "messageExpression": ("'spec.cancel cannot change once the run has ended ('"
+                              " + oldSelf.status.state.type + '): there is nothing to cancel'"),
+        "reason": "FieldValueForbidden",
+        "fieldPath": ".spec.cancel",
+    }
+
+
+# What a final run can still gain: how its pod ended. The engine writes the final state
+# before its process exits, so the exit code and the pod's reason are only observable
+# afterwards; the operator records each once, where it is missing.
+FINAL_STATUS_RECORDABLE = ("exitCode", "reason", "podName")
+# The Job controller marks an active deadline on the Job after the killed pod has ended, so
+# a reason recorded from the pod alone (e.g. Error) may be corrected to this one, once.
+RECORDED_REASON_OVERRIDE = "DeadlineExceeded"
+
+
+def _recorded_once(field: str) -> str:
+    kept = f"self.{field} == oldSelf.{field}"
+    if field == "reason":
+        kept = f"({kept} || self.reason == '{RECORDED_REASON_OVERRIDE}')"
+    return f"(!has(oldSelf.{field}) || has(self.{field}) && {kept})"
+
+
+def final_status_frozen_rule(fields: list[str]) -> dict[str, str]:
+    """On `status`: once the state is final, every field (wire names in `fields`) keeps its
+    value; only FINAL_STATUS_RECORDABLE may still be filled in.
+
+    A change of the state's type is left to the transition rule, whose message says why.
+    Removing the state is the root rule's (state_kept_rule) to refuse.
+    """
+    final = _cel_list(_ordered(states.TERMINAL_TYPES))
+    clauses = ["(!has(self.state) || self.state.type != oldSelf.state.type"
+               " || self.state == oldSelf.state)"]
+    for field in fields:
+        if field == "state":
+            continue
+        clauses.append(_recorded_once(field) if field in FINAL_STATUS_RECORDABLE
+                       else _unchanged(field))
+    recordable = ", ".join(FINAL_STATUS_RECORDABLE)
+    return {
+        "rule": (f"!has(oldSelf.state) || !(oldSelf.state.type in {final}) || "
+                 + " && ".join(clauses)),
+        "message": "status is frozen once the run is final",
+        "reason": "FieldValueForbidden",
+        "messageExpression": (
+            "'status is frozen once the run is final (' + oldSelf.state.type + '): only "
+            f"how its pod ended ({recordable}) may still be recorded where missing'"),
+    }

@@ -177,16 +177,29 @@ def deployment_crd() -> dict[str, Any]:
 def flowrun_crd() -> dict[str, Any]:
     """The CustomResourceDefinition of FlowRuns, with the state-machine CEL rules."""
     spec = _schema_of(resources.FlowRun, "spec")
-    spec.setdefault("x-kubernetes-validations", []).append(_cel.flowrun_form_rule())
-    schema = _root("FlowRun", resources.FlowRun.__doc__ or "", spec,
-                   _schema_of(resources.FlowRun, "status"), [_cel.state_kept_rule()])
+    frozen = [name for name in spec["properties"] if name != "cancel"]
+    spec.setdefault("x-kubernetes-validations", []).extend(
+        [_cel.flowrun_form_rule(), *_cel.spec_immutable_rules(frozen), _cel.cancel_kept_rule()])
+    status = _schema_of(resources.FlowRun, "status")
+    status.setdefault("x-kubernetes-validations", []).append(
+        _cel.final_status_frozen_rule(list(status["properties"])))
+    schema = _root("FlowRun", resources.FlowRun.__doc__ or "", spec, status,
+                   [_cel.state_kept_rule(), _cel.no_cancel_after_end_rule()])
     columns = [
         {"name": "State", "type": "string", "jsonPath": ".status.state.name",
          "description": "Name of the current state, e.g. Running, Completed, Late."},
-        {"name": "Deployment", "type": "string", "jsonPath": ".spec.deploymentName"},
+        # A union: a FlowRun has exactly one of the two (the form rule), like `flowpod list`.
+        {"name": "Deployment", "type": "string",
+         "jsonPath": ".spec['deploymentName','entrypoint']",
+         "description": "The Deployment run, or the entrypoint of an ad-hoc run."},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Duration", "type": "string", "jsonPath": ".status.duration",
          "description": "From the first RUNNING to the final state."},
+        # -o wide only: rarely more than 1 and empty, and the default view stays narrow.
+        {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt", "priority": 1,
+         "description": "Infrastructure attempt, from 1."},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1,
+         "description": "Why the pod ended, e.g. OOMKilled, Evicted, DeadlineExceeded."},
         {"name": "Message", "type": "string", "jsonPath": ".status.state.message",
          "priority": 1},
     ]

@@ -166,7 +166,8 @@ class FlowRunSpec(_Model):
         None, description="When to start the run (RFC 3339). Unset or past means now.")
     cancel: bool = Field(
         False, description="Set to true to cancel the run: it goes Cancelling, its pod gets "
-                           "SIGTERM, and it ends Cancelled.")
+                           "SIGTERM, and it ends Cancelled. The only field that may change "
+                           "after creation, and only from false to true.")
 
     @field_validator("entrypoint")
     @classmethod
@@ -264,15 +265,24 @@ class FlowRunStatus(_Model):
         description=f"Previous and current states, newest last (the last "
                     f"{flowruns.MAX_STATE_HISTORY}).")
     job_name: str | None = Field(None, description="The Job of the current attempt.")
-    pod_name: str | None = Field(None, description="The pod of the current attempt.")
+    pod_name: str | None = Field(None, description="The pod of the current attempt. Like "
+                                                   "exitCode and reason, it may still be "
+                                                   "recorded once after the run is final.")
     attempt: int | None = Field(None, ge=1, description="Infrastructure attempt, from 1.")
     start_time: datetime | None = Field(None, description="When the run first became RUNNING.")
     end_time: datetime | None = Field(None, description="When the run reached a final state.")
     duration: str | None = Field(None, description="endTime - startTime, e.g. 1.5s or 2m03s.")
     exit_code: int | None = Field(None, description="Exit code of the flow container, when "
-                                                    "it terminated.")
+                                                    "it terminated. The engine writes the "
+                                                    "final state before its process exits, so "
+                                                    "the operator may record this once after "
+                                                    "the run is final.")
     reason: str | None = Field(None, description="Why the pod ended, e.g. OOMKilled, Evicted, "
-                                                 "DeadlineExceeded, ImagePullBackOff.")
+                                                 "DeadlineExceeded, ImagePullBackOff. May be "
+                                                 "recorded once after the run is final, and "
+                                                 "then corrected once to DeadlineExceeded "
+                                                 "(the Job reports its deadline after the "
+                                                 "pod has ended).")
     task_runs: TaskRunSummary | None = Field(None, description="Summary of the task runs.")
     result: FlowRunResult | None = Field(
         None, description="The flow's return value (inline JSON or a reference).",
@@ -295,5 +305,10 @@ class FlowRun(_Model):
     api_version: str = Field(flowruns.API_VERSION, description=flowruns.API_VERSION)
     kind: str = Field(flowruns.KIND_FLOW_RUN, description="FlowRun")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
-    spec: FlowRunSpec = Field(description="What to run.")
-    status: FlowRunStatus | None = Field(None, description="What happened.")
+    spec: FlowRunSpec = Field(description="What to run. Immutable once created (the API "
+                                          "server refuses changes), except cancel: false "
+                                          "to true.")
+    status: FlowRunStatus | None = Field(
+        None, description="What happened. Frozen once the state is final (COMPLETED, FAILED, "
+                          "CRASHED, CANCELLED): only exitCode, reason and podName may still "
+                          "be recorded where missing.")

@@ -35,6 +35,10 @@ FLOW_FILE = textwrap.dedent("""
     @flow
     def greet(name: str, times: int = 1, mode: Literal["loud", "quiet"] = "quiet"):
         return name * times
+
+    @flow
+    def tagged(name: str, **tags):
+        return tags
 """)
 
 
@@ -100,6 +104,16 @@ def test_deploy_dry_run_derives_parameter_schema_without_a_cluster(invoke, api, 
     assert schema["required"] == ["name"]
     assert schema["properties"]["times"] == {"default": 1, "title": "Times", "type": "integer"}
     assert schema["properties"]["mode"]["enum"] == ["loud", "quiet"]
+    # Closed: a misspelt parameter name fails the run in the operator, before any pod.
+    assert schema["additionalProperties"] is False
+
+
+def test_the_parameter_schema_stays_open_for_a_flow_taking_kwargs(invoke, flow_dir):
+    result = invoke("deploy", "flows/greet.py:tagged", "--name", "tagged", "--image", "i",
+                    "--dry-run", "-o", "json")
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)["spec"]["parameterSchema"]
+    assert "additionalProperties" not in schema and schema["required"] == ["name"]
 
 
 @pytest.mark.parametrize("args,problem,fix", [

@@ -142,8 +142,7 @@ def _resolve(run: _Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, di
         return _failed(run, "a FlowRun needs spec.deploymentName, or spec.entrypoint together "
                             "with spec.image; set one of them")
     parameters = manifests.resolve_parameters(o.flowrun, deployment)
-    schema = ((deployment or {}).get("spec") or {}).get("parameterSchema")
-    problem = validating.parameter_problems(schema, parameters)
+    problem = validating.start_problems(o.flowrun, deployment, parameters)
     if problem:
         return _failed(run, problem)
     return deployment, parameters
@@ -155,14 +154,14 @@ def _new_attempt(run: _Run, number: int, settings: obs.RunSettings | None,
     resolved = _resolve(run)
     if isinstance(resolved, list):
         return resolved
-    deployment, parameters = resolved
+    deployment, _ = resolved
     name = manifests.job_name(run.o.name, number)
     if run.o.job_error:
         return _failed(run, f"Job {name} could not be created: {run.o.job_error}; fix the "
                             "Deployment's podTemplate or image")
     settings = settings or obs.settings_from_deployment(deployment)
-    job = manifests.build_job(run.o.flowrun, deployment, number, parameters=parameters,
-                              settings=settings, service_account=run.policy.service_account)
+    job = manifests.build_job(run.o.flowrun, deployment, number, settings=settings,
+                              service_account=run.policy.service_account)
     steps.append(states.Pending(f"Job {name} created (attempt {number} of "
                                 f"{settings.max_attempts})", timestamp=run.now))
     fields: dict[str, Any] = {"attempt": number, "jobName": name}

@@ -103,24 +103,6 @@ def entrypoint_failure_message(entrypoint: str, error: BaseException) -> str:
     return f"Flow could not be retrieved from entrypoint '{entrypoint}': {cause}"
 
 
-def _result_writer(result_dir: Path, run_key: Callable[[], str]) -> Callable[[Any], str | None]:
-    """Persists a result too big (or not JSON) for the status; returns its file URI."""
-    from flowpod.results import ResultStore
-
-    store = ResultStore(result_dir)
-
-    def write(value: Any) -> str | None:
-        path = store.path_for("flow-runs", run_key(), "result.pickle")
-        try:
-            store.write(path, value)
-        except Exception:  # unpicklable: the run still completed, just without a result
-            _log.warning("could not persist the flow run's result", exc_info=True)
-            return None
-        return path.resolve().as_uri()
-
-    return write
-
-
 def _stop_reason(flowrun: Mapping[str, Any]) -> str | None:
     """Why user code must not run at all (the FlowRun would refuse Running), or None."""
     spec_cancel = bool((flowrun.get("spec") or {}).get("cancel"))
@@ -176,23 +158,16 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
 
 
 def _reporter_from_env(settings: PodSettings, env: Mapping[str, str],
-                       transport: httpx.AsyncBaseTransport | None) -> KubeReporter:
-    from flowpod._runtime.deps import default_result_dir
-
+                       transport: httpx.AsyncBaseTransport | None,
+                       tail: LogTail | None = None) -> KubeReporter:
     client = FlowRunClient(Connection.in_cluster(env), settings.namespace, settings.name,
                            transport=transport, log=_log.warning)
-    reporter: KubeReporter
-
-    def run_key() -> str:  # called at Completed time, when the FlowRun has been read
-        return str(((reporter.flowrun or {}).get("metadata") or {}).get("uid") or settings.name)
-
-    reporter = KubeReporter(client, write_result=_result_writer(default_result_dir(), run_key))
-    return reporter
+    return KubeReporter(client, log_tail=tail.lines if tail is not None else None)
 
 
 async def _main_async(settings: PodSettings, env: Mapping[str, str],
-                      transport: httpx.AsyncBaseTransport | None) -> int:
-    reporter = _reporter_from_env(settings, env, transport)
+                      transport: httpx.AsyncBaseTransport | None, tail: LogTail) -> int:
+    reporter = _reporter_from_env(settings, env, transport, tail)
     try:
         return await run_in_pod(settings, reporter)
     finally:
@@ -205,10 +180,12 @@ def main(env: Mapping[str, str] | None = None,
     from flowpod._runtime.contexts import ensure_console_logging
 
     env = os.environ if env is None else env
-    ensure_console_logging()
-    try:
-        settings = PodSettings.from_env(env)
-        return anyio.run(_main_async, settings, env, transport)
-    except (ValueError, RuntimeError, KubeApiError, httpx.HTTPError) as exc:
-        print(f"flowpod engine: {exc}", file=sys.stderr)
-        return 1
+    # Installed before the console handler is made, so that handler writes through the tee.
+    with LogTail().installed() as tail:
+        ensure_console_logging()
+        try:
+            settings = PodSettings.from_env(env)
+            return anyio.run(_main_async, settings, env, transport, tail)
+        except (ValueError, RuntimeError, KubeApiError, httpx.HTTPError) as exc:
+            print(f"flowpod engine: {exc}", file=sys.stderr)
+            return 1

@@ -222,7 +222,7 @@ def test_a_failed_run_keeps_its_last_output_lines_in_the_status(flow_file, tmp_p
     assert tail[0] == "first" and tail[-1] == "kaboom"
     assert len(tail[1]) == contract.MAX_LOG_LINE_LENGTH and tail[1].endswith("(truncated)")
     assert api.obj["status"]["state"]["type"] == "FAILED"
-    # Written with the final state, in the same patch: a final status is never written again.
+    # Written with the final state, in the same patch: the record is whole once final.
     final_patch = api.patches()[-1]["status"]
     assert final_patch["state"]["type"] == "FAILED" and "logTail" in final_patch
 

@@ -4,7 +4,8 @@ Role: the one place that defines what crosses a process boundary. The Kubernetes
 version, plurals and kinds; the labels and annotations on Jobs and Pods; the env vars the
 operator's Job gives the engine; the flow container's name, command and default
 ServiceAccount; the in-cluster service-account directory; API paths; RFC 3339 timestamps;
-and the bounds of the FlowRun status with the wire form of its task-run summary. The engine
+the bounds of the FlowRun status with the wire form of its task-run summary and log tail;
+and a run's parameters: how they are merged and how large they may be. The engine
 (flowpod.flowruns, flowpod.engine), the operator (flowpod_operator, including the CRD
 generator) and the tests import these names; nothing else spells them out. See
 ARCHITECTURE.md, "Two images" and "One FlowRun, end to end".

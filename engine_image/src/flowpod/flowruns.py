@@ -190,9 +190,9 @@ def status_patch(
     Sets state, the appended and bounded stateHistory, conditions, observedGeneration,
     startTime on the first RUNNING, endTime (and duration) on a terminal state, logTail
     (the last lines of `log_tail`, bounded by contract.log_tail) when `state` is one of
-    LOG_TAIL_TYPES -- in the same patch, because a final run's status is never written
-    again -- plus **fields verbatim (camelCase wire keys, e.g. jobName=..., exitCode=...; None deletes the
-    key, as merge patch does). Does not check the transition: callers decide with
+    LOG_TAIL_TYPES -- in the same patch, so the record is whole the moment the run is
+    final -- plus **fields verbatim (camelCase wire keys, e.g. jobName=..., exitCode=...;
+    None deletes the key, as merge patch does). Does not check the transition: callers decide with
     states.is_transition_allowed, and the API server's CEL rule is the backstop.
     """
     clash = COMPUTED_STATUS_FIELDS.intersection(fields)

@@ -282,7 +282,7 @@ async def _finish(ctx: FlowRunContext, state: states.State) -> states.State:
     await _flush(ctx)  # the summary is complete before the run looks final
     # Final hooks run just before the final state is written, so what they print is part
     # of what is written with it (a FlowRun keeps the last lines of a failed or cancelled
-    # run's output in its status, and a final status is never written again).
+    # run's output in its status, written together with the final state).
     # Hooks of a state the backend will refuse (the run is being cancelled, or already
     # ended) never run: the run ends in another state, whose hooks run instead.
     hook_option = _FINAL_HOOKS.get(state.type)

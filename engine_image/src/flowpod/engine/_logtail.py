@@ -45,6 +45,9 @@ class LogTail:
 
     def feed(self, stream: str, text: str) -> None:
         with self._lock:
+            if text[-1:] == "\n" and not self._partial.get(stream) and text.count("\n") == 1:
+                self._lines.append(text[:-1])  # one whole line: a log record's usual write
+                return
             pending = self._partial.get(stream, "") + text
             *complete, rest = pending.split("\n")
             self._lines.extend(complete)

@@ -286,7 +286,7 @@ async def _finish(ctx: FlowRunContext, state: states.State) -> states.State:
     # Hooks of a state the backend will refuse (the run is being cancelled, or already
     # ended) never run: the run ends in another state, whose hooks run instead.
     hook_option = _FINAL_HOOKS.get(state.type)
-    if hook_option is not None and await _acceptable(ctx, state):
+    if hook_option is not None and ctx.flow.hooks[hook_option] and await _acceptable(ctx, state):
         await _run_hooks(ctx, hook_option, state)
     try:
         return await propose(ctx, state)

@@ -35,6 +35,10 @@ FLOW_FILE = textwrap.dedent("""
     @flow
     def greet(name: str, times: int = 1, mode: Literal["loud", "quiet"] = "quiet"):
         return name * times
+
+    @flow
+    def tagged(name: str, **tags):
+        return tags
 """)
 
 
@@ -101,6 +105,16 @@ def test_deploy_dry_run_derives_parameter_schema_without_a_cluster(invoke, api, 
     assert schema["required"] == ["name"]
     assert schema["properties"]["times"] == {"default": 1, "title": "Times", "type": "integer"}
     assert schema["properties"]["mode"]["enum"] == ["loud", "quiet"]
+    # Closed: a misspelt parameter name fails the run in the operator, before any pod.
+    assert schema["additionalProperties"] is False
+
+
+def test_the_parameter_schema_stays_open_for_a_flow_taking_kwargs(invoke, flow_dir):
+    result = invoke("deploy", "flows/greet.py:tagged", "--name", "tagged", "--image", "i",
+                    "--dry-run", "-o", "json")
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)["spec"]["parameterSchema"]
+    assert "additionalProperties" not in schema and schema["required"] == ["name"]
 
 
 @pytest.mark.parametrize("args,problem,fix", [
@@ -234,6 +248,19 @@ def test_logs_prints_the_pod_log_or_says_why_there_is_none(invoke, api):
         in none.stderr
 
 
+def test_logs_of_a_run_whose_pod_is_gone_show_the_lines_kept_in_its_status(invoke, api):
+    api.add(run_object("team", "r3", status_of("CANCELLED", "Cancelled", podName="r3-1-abc",
+                                               logTail=["step 4 done", "cancelled cleanly"])))
+    result = invoke("logs", "r3")  # the fake has no log of r3-1-abc: the pod is gone (404)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "step 4 done\ncancelled cleanly\n"
+    assert ("pod r3-1-abc gone; showing the last 2 lines kept in the FlowRun's status"
+            in result.stderr)
+    api.logs["r3-1-abc"] = ["the live log"]  # while the pod exists, its own log is shown
+    live = invoke("logs", "r3")
+    assert live.exit_code == 0 and live.stdout == "the live log\n"
+
+
 def test_get_lists_runs_with_state_and_duration(invoke, api):
     api.add(run_object("team", "a", status_of("COMPLETED", "Completed", "",
                                               startTime="2030-01-01T00:00:01Z",
@@ -264,6 +291,15 @@ def test_get_one_run_in_detail(invoke, api):
     for expected in ("Failed", "2 task runs failed", "a-1-x", "COMPLETED 3, FAILED 2",
                      "add-1: ValueError: odd", "Scheduled -> Running -> Failed"):
         assert expected in result.stdout
+
+
+def test_get_says_when_a_result_was_not_kept(invoke, api):
+    why = "The result was not kept: a set is not JSON"
+    api.add(run_object("team", "a", status_of("COMPLETED", "Completed",
+                                              result={"notKept": why})))
+    result = invoke("get", "a")
+    assert result.exit_code == 0, result.output
+    assert why in " ".join(result.stdout.split())
 
 
 def test_missing_crds_are_explained(invoke, api):

@@ -32,6 +32,7 @@ FLOW_RUN_RULES = [
     {"apiGroups": ["flowpod.io"], "resources": ["flowruns"],
      "verbs": ["get", "patch", "watch", "create"]},
     {"apiGroups": ["flowpod.io"], "resources": ["flowruns/status"], "verbs": ["patch"]},
+    {"apiGroups": ["flowpod.io"], "resources": ["deployments"], "verbs": ["get"]},
 ]
 VALUE_SETS = {
     "default": [],

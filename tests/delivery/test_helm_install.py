@@ -242,7 +242,7 @@ def test_cluster_wide_install_grants_exactly_the_chart_rbac(cluster, namespace) 
                                           "-o", "json").stdout)
         assert {r["resources"][0] for r in role["rules"]} == {
             "flowruns", "flowruns/status", "flowruns/finalizers", "deployments", "jobs", "pods",
-            "events"}
+            "pods/log", "events"}
         elsewhere = "-n=kube-system"
         assert _can(cluster, operator, "watch", "flowruns.flowpod.io", elsewhere)
         assert _can(cluster, operator, "create", "jobs.batch", elsewhere)
@@ -256,6 +256,10 @@ def test_cluster_wide_install_grants_exactly_the_chart_rbac(cluster, namespace) 
             assert _can(cluster, flow_run, verb, "flowruns.flowpod.io", here), verb
         assert _can(cluster, flow_run, "patch", "flowruns.flowpod.io", "--subresource=status",
                     here)
+        # Its Deployment's default parameters: get, and nothing more.
+        assert _can(cluster, flow_run, "get", "deployments.flowpod.io", here)
+        assert not _can(cluster, flow_run, "list", "deployments.flowpod.io", here)
+        assert _can(cluster, operator, "get", "pods", "--subresource=log", elsewhere)
         assert not _can(cluster, flow_run, "list", "flowruns.flowpod.io", here)
         assert not _can(cluster, flow_run, "delete", "flowruns.flowpod.io", here)
         assert not _can(cluster, flow_run, "get", "secrets", here)

@@ -4,19 +4,23 @@ the real Kubernetes reporter, and a fake API server (tests/engine/kube_fakes.py)
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 from flowpod import contract
-from flowpod.engine import _in_pod, _kubeapi, _kubereporter
+from flowpod.engine import _in_pod, _kubeapi, _kubereporter, _logtail
 
 from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
 
 FLOW_FILE = '''
 from pathlib import Path
+from typing import Any
 from flowpod import flow, task
 
 Path(__file__).with_name("imported").write_text("yes")
@@ -46,27 +50,35 @@ def flow_file(tmp_path: Path) -> Path:
     return path
 
 
-def _settings(entrypoint: str, parameters: str = "{}") -> _in_pod.PodSettings:
-    return _in_pod.PodSettings(NAME, NS, entrypoint, parameters)
+def _settings(entrypoint: str) -> _in_pod.PodSettings:
+    return _in_pod.PodSettings(NAME, NS, entrypoint)
 
 
-def _reporter(api: FakeApi, tmp_path: Path) -> _kubereporter.KubeReporter:
+def _api(parameters: Any = None, **spec: Any) -> FakeApi:
+    """The fake API server holding the FlowRun (ad hoc unless deploymentName is given)."""
+    if "deploymentName" not in spec:
+        spec.update(entrypoint="f.py:f", image="flowpod/engine:dev")
+    if parameters is not None:
+        spec["parameters"] = parameters
+    return FakeApi(spec=spec)
+
+
+def _reporter(api: FakeApi, tmp_path: Path, tail=None) -> _kubereporter.KubeReporter:
     client = _kubeapi.FlowRunClient(_kubeapi.Connection.explicit("https://api.test"), NS,
                                      NAME, transport=httpx.MockTransport(api.handler),
                                      asleep=Sleeps())
-    return _kubereporter.KubeReporter(
-        client, write_result=_in_pod._result_writer(tmp_path / "results", lambda: "uid-1"))
+    return _kubereporter.KubeReporter(client, log_tail=tail)
 
 
-def _run(api: FakeApi, tmp_path: Path, settings: _in_pod.PodSettings) -> int:
-    reporter = _reporter(api, tmp_path)
+def _run(api: FakeApi, tmp_path: Path, settings: _in_pod.PodSettings, tail=None) -> int:
+    reporter = _reporter(api, tmp_path, tail)
     return anyio.run(lambda: _in_pod.run_in_pod(settings, reporter, handle_sigterm=False))
 
 
 def test_a_flow_runs_to_completed_with_result_summary_and_name(flow_file, tmp_path) -> None:
-    api = FakeApi()
+    api = _api({"n": 4})
     api.obj["metadata"]["uid"] = "0f0e-uid"
-    code = _run(api, tmp_path, _settings(f"{flow_file}:squares", '{"n": 4}'))
+    code = _run(api, tmp_path, _settings(f"{flow_file}:squares"))
     assert code == 0
     status = api.obj["status"]
     assert status["state"]["type"] == "COMPLETED"
@@ -88,17 +100,17 @@ def test_a_raising_flow_ends_failed_and_still_exits_zero(flow_file, tmp_path) ->
 
 
 def test_bad_parameters_end_failed_naming_the_field(flow_file, tmp_path) -> None:
-    api = FakeApi()
-    assert _run(api, tmp_path, _settings(f"{flow_file}:squares", '{"n": "many"}')) == 0
+    api = _api({"n": "many"})
+    assert _run(api, tmp_path, _settings(f"{flow_file}:squares")) == 0
     state = api.obj["status"]["state"]
     assert state["type"] == "FAILED" and "n" in state["message"]
 
 
 def test_parameters_that_are_not_a_json_object_end_failed(flow_file, tmp_path) -> None:
-    api = FakeApi()
-    assert _run(api, tmp_path, _settings(f"{flow_file}:squares", "[1, 2]")) == 0
+    api = _api([1, 2])
+    assert _run(api, tmp_path, _settings(f"{flow_file}:squares")) == 0
     assert api.obj["status"]["state"]["message"] == (
-        'FLOWPOD_PARAMETERS must be a JSON object like {"x": 1}, got list')
+        'spec.parameters must be a JSON object like {"x": 1}, got list')
 
 
 @pytest.mark.parametrize("entrypoint, cause", [
@@ -136,25 +148,135 @@ def test_an_ended_or_cancelled_run_does_not_import_user_code(flow_file, tmp_path
     assert api.patches() == [] and json.dumps(api.obj, sort_keys=True) == before
 
 
-def test_a_large_result_is_persisted_and_referenced(tmp_path) -> None:
+def test_a_large_result_is_not_kept_and_the_status_says_why(tmp_path) -> None:
     big = tmp_path / "big.py"
     big.write_text("from flowpod import flow\n\n@flow\ndef big() -> str:\n"
                    f"    return 'x' * {contract.MAX_INLINE_RESULT_BYTES * 2}\n")
     api = FakeApi()
     assert _run(api, tmp_path, _settings(f"{big}:big")) == 0
-    reference = api.obj["status"]["result"]["reference"]
-    assert reference.startswith("file://") and reference.endswith("uid-1/result.pickle")
+    result = api.obj["status"]["result"]
+    assert list(result) == ["notKept"]  # no reference to a file that dies with the pod
+    assert result["notKept"].startswith("The result was not kept: it is 8 KiB as JSON, over "
+                                        "the 4 KiB that fit in the FlowRun's status")
+    assert not list(tmp_path.rglob("*.pickle"))
+
+
+def _deployment(name: str = "etl", **parameters: Any) -> dict[str, Any]:
+    return {"apiVersion": contract.API_VERSION, "kind": contract.KIND_DEPLOYMENT,
+            "metadata": {"name": name, "namespace": NS, "resourceVersion": "1"},
+            "spec": {"entrypoint": "f.py:f", "image": "flowpod/engine:dev",
+                     "parameters": parameters}}
+
+
+def test_parameters_are_read_from_the_flowrun_over_its_deployments_defaults(
+        flow_file, tmp_path) -> None:
+    api = _api({"n": 2}, deploymentName="etl")
+    api.add(_deployment(n=5, unused=True))
+    settings = _settings(f"{flow_file}:squares")
+    reporter = _reporter(api, tmp_path)
+    flowrun = anyio.run(reporter.refresh)
+    parameters = anyio.run(_in_pod.read_parameters, reporter.client, flowrun)
+    assert parameters == {"n": 2, "unused": True}
+    api.obj["spec"]["parameters"] = {}
+    assert _run(api, tmp_path, settings) == 0
+    state = api.obj["status"]["state"]  # `unused` is no parameter of the flow
+    assert state["type"] == "FAILED" and "'unused'" in state["message"], state
+
+
+def test_a_large_parameter_travels_through_the_api(flow_file, tmp_path) -> None:
+    text = "y" * (200 * 1024)  # more than one environment variable may hold (128 KiB)
+    flow = tmp_path / "echo.py"
+    flow.write_text("from flowpod import flow\n\n@flow\ndef echo(text: str) -> int:\n"
+                    "    return len(text)\n")
+    api = _api({"text": text})
+    assert _run(api, tmp_path, _settings(f"{flow}:echo")) == 0
+    assert api.obj["status"]["result"] == {"value": len(text)}
+
+
+@pytest.mark.parametrize("answer, message", [
+    (404, "Deployment 'etl' not found in namespace 'team'; create it, or fix "
+          "spec.deploymentName"),
+    (403, "Could not read the default parameters of Deployment 'etl': Deployment team/etl: "
+          "access denied (forbidden); the pod's ServiceAccount needs get/watch/patch on "
+          "flowruns, patch on flowruns/status and get on deployments.flowpod.io in this "
+          "namespace (examples/flow-run-rbac.yaml)"),
+])
+def test_an_unreadable_deployment_ends_failed_saying_why(flow_file, tmp_path, answer,
+                                                         message) -> None:
+    api = _api(deploymentName="etl")
+    def deny(request: httpx.Request) -> httpx.Response | None:
+        return (httpx.Response(answer, json={"message": "forbidden"})
+                if "/deployments/" in request.url.path else None)
+
+    api.failures.extend([deny, deny])  # the FlowRun's GET passes, the Deployment's does not
+    assert _run(api, tmp_path, _settings(f"{flow_file}:squares")) == 0
+    state = api.obj["status"]["state"]
+    assert (state["type"], state["message"]) == ("FAILED", message)
+
+
+def test_a_failed_run_keeps_its_last_output_lines_in_the_status(flow_file, tmp_path) -> None:
+    api = FakeApi()
+    assert _run(api, tmp_path, _settings(f"{flow_file}:failing"),
+                tail=lambda: ["first", "x" * 2000, "kaboom"]) == 0
+    tail = api.obj["status"]["logTail"]
+    assert tail[0] == "first" and tail[-1] == "kaboom"
+    assert len(tail[1]) == contract.MAX_LOG_LINE_LENGTH and tail[1].endswith("(truncated)")
+    assert api.obj["status"]["state"]["type"] == "FAILED"
+    # Written with the final state, in the same patch: the record is whole once final.
+    final_patch = api.patches()[-1]["status"]
+    assert final_patch["state"]["type"] == "FAILED" and "logTail" in final_patch
+
+
+def test_what_a_failure_hook_prints_is_kept_with_the_final_state(tmp_path) -> None:
+    hooked = tmp_path / "hooked.py"
+    hooked.write_text(
+        "from flowpod import flow, get_run_logger\n\n"
+        "def cleanup(flow_obj, run, state):\n"
+        "    print(f'cleanup after {state.name}', flush=True)\n\n"
+        "@flow(on_failure=[cleanup])\n"
+        "def doomed() -> None:\n"
+        "    get_run_logger().warning('about to fail')\n"
+        "    raise ValueError('doomed')\n")
+    api = FakeApi()
+    with _logtail.LogTail().installed() as tail:
+        console = logging.StreamHandler()  # made under the tee, as the pod's console handler
+        logging.getLogger("flowpod").addHandler(console)
+        try:
+            assert _run(api, tmp_path, _settings(f"{hooked}:doomed"), tail=tail.lines) == 0
+        finally:
+            logging.getLogger("flowpod").removeHandler(console)
+    status = api.obj["status"]
+    assert status["state"]["type"] == "FAILED"
+    assert status["logTail"][-1] == "cleanup after Failed"
+    assert any(line.endswith("about to fail") for line in status["logTail"])
+
+
+def test_the_log_tail_tee_writes_through_and_keeps_the_newest_lines(capsys) -> None:
+    tail = _logtail.LogTail(max_lines=3)
+    streams = sys.stdout, sys.stderr
+    with tail.installed():
+        print("one\ntwo")
+        print("three", file=sys.stderr)
+        print("four", end="")
+    assert tail.lines() == ["two", "three", "four"]
+    assert capsys.readouterr() == ("one\ntwo\nfour", "three\n")
+    assert (sys.stdout, sys.stderr) == streams  # restored
+
+
+def test_a_completed_run_keeps_no_log_tail(flow_file, tmp_path) -> None:
+    api = FakeApi()
+    assert _run(api, tmp_path, _settings(f"{flow_file}:squares"), tail=lambda: ["line"]) == 0
+    assert api.obj["status"]["state"]["type"] == "COMPLETED"
+    assert "logTail" not in api.obj["status"]
 
 
 def test_settings_come_from_the_job_env(tmp_path) -> None:
     (tmp_path / "namespace").write_text("from-sa\n")
     env = {contract.ENV_FLOW_RUN_NAME: "r", contract.ENV_ENTRYPOINT: "f.py:f"}
     settings = _in_pod.PodSettings.from_env(env, sa_dir=tmp_path)
-    assert (settings.name, settings.namespace, settings.parameters()) == ("r", "from-sa", {})
+    assert (settings.name, settings.namespace, settings.entrypoint) == ("r", "from-sa", "f.py:f")
     with pytest.raises(ValueError, match="FLOWPOD_FLOW_RUN_NAME, FLOWPOD_ENTRYPOINT must be set"):
         _in_pod.PodSettings.from_env({contract.ENV_FLOW_RUN_NAMESPACE: "n"}, sa_dir=tmp_path)
-    with pytest.raises(ValueError, match="FLOWPOD_PARAMETERS is not valid JSON"):
-        _in_pod.PodSettings("r", "n", "f.py:f", "{x").parameters()
 
 
 def test_main_outside_a_cluster_exits_one_with_the_reason(capsys) -> None:

@@ -21,13 +21,13 @@ from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
-def _reporter(api: FakeApi, *, write_result=None, retry=_kubeapi.RetryPolicy(),
+def _reporter(api: FakeApi, *, log_tail=None, retry=_kubeapi.RetryPolicy(),
               sleeps: Sleeps | None = None) -> _kubereporter.KubeReporter:
     connection = _kubeapi.Connection.explicit("https://api.test", token="sekret")
     client = _kubeapi.FlowRunClient(connection, NS, NAME, retry=retry,
                                      transport=httpx.MockTransport(api.handler),
                                      asleep=sleeps or Sleeps())
-    return _kubereporter.KubeReporter(client, clock=lambda: T0, write_result=write_result)
+    return _kubereporter.KubeReporter(client, clock=lambda: T0, log_tail=log_tail)
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -167,27 +167,30 @@ def test_a_deleted_flowrun_aborts_the_run() -> None:
         _run(lambda: _reporter(api).propose_state(states.Running()))
 
 
-def test_small_results_are_inline_large_ones_referenced() -> None:
+def test_small_results_are_inline_large_ones_not_kept_saying_why() -> None:
     api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
     _run(lambda: _reporter(api).propose_state(states.Completed(data={"answer": [4, 2]})))
     assert api.obj["status"]["result"] == {"value": {"answer": [4, 2]}}
 
-    stored: list[Any] = []
     api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
-    big = "x" * (contract.MAX_INLINE_RESULT_BYTES + 1)
-    writer = lambda value: stored.append(value) or "file:///results/run-1"  # noqa: E731
-    _run(lambda: _reporter(api, write_result=writer).propose_state(states.Completed(data=big)))
-    assert api.obj["status"]["result"] == {"reference": "file:///results/run-1"}
-    assert stored == [big]
+    big = "x" * (contract.MAX_INLINE_RESULT_BYTES * 300)
+    _run(lambda: _reporter(api).propose_state(states.Completed(data=big)))
+    assert api.obj["status"]["result"] == {"notKept": (
+        "The result was not kept: it is 1.2 MiB as JSON, over the 4 KiB that fit in the "
+        "FlowRun's status, and flowpod has no durable result storage yet. Write large "
+        "outputs to storage you control and return their location.")}
 
 
-def test_non_json_results_are_referenced_or_left_out() -> None:
+def test_non_json_results_are_not_kept_saying_why() -> None:
     api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
     _run(lambda: _reporter(api).propose_state(states.Completed(data={1, 2})))
-    assert "result" not in api.obj["status"]  # no writer: nothing sensible to show
-    assert _kubereporter.result_field(None, None) is None
-    assert _kubereporter.result_field(float("nan"), lambda v: "ref") == {
-        "value": None, "reference": "ref"}
+    assert api.obj["status"]["result"] == {"notKept": (
+        "The result was not kept: a set is not JSON, and flowpod has no durable result "
+        "storage yet. Return JSON data (dicts, lists, strings, numbers), or write the result "
+        "to storage you control and return its location.")}
+    assert _kubereporter.result_field(None) is None
+    assert _kubereporter.result_field(float("nan"))["notKept"].startswith(
+        "The result was not kept: it holds NaN or Infinity, which JSON cannot represent")
 
 
 def test_nulls_inside_a_result_survive() -> None:

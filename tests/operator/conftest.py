@@ -110,8 +110,7 @@ class Objects:
             **status: Any) -> dict[str, Any]:
         run = run or Objects.flowrun()
         settings = obs.RunSettings(retries, pending, grace, timeout)
-        job = _manifests.build_job(run, Objects.deployment(), attempt, parameters={},
-                                   settings=settings)
+        job = _manifests.build_job(run, Objects.deployment(), attempt, settings=settings)
         job["metadata"].update(uid=f"uid-job-{attempt}", resourceVersion="50",
                                creationTimestamp=ts(created))
         job["status"] = dict(status)

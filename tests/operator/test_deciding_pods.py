@@ -259,3 +259,19 @@ def test_paused_run_whose_pod_dies_is_crashed(k8s):
     run = k8s.flowrun(state=k8s.state("PAUSED"), attempt=1)
     write = crashed(decide(k8s, run, pods=[k8s.pod(run, exit_code=137)]))
     assert write.fields["exitCode"] == 137
+
+
+def test_a_crash_asks_for_the_log_tail_of_its_pod_while_the_pod_exists(k8s):
+    run = running_run(k8s)
+    pod = k8s.pod(run, exit_code=1, name="run-1-abcde")
+    assert crashed(decide(k8s, run, pods=[pod])).log_tail_of == "run-1-abcde"
+    # A deleted pod's log is gone with it: nothing to read.
+    assert crashed(decide(k8s, run, gone=[pod])).log_tail_of is None
+
+
+def test_an_operator_cancellation_asks_for_the_log_tail_of_the_stopped_pod(k8s):
+    run = running_run(k8s, "CANCELLING", cancel=True)
+    pod = k8s.pod(run, exit_code=143, name="run-1-abcde")
+    write = decide(k8s, run, pods=[pod], fresh=True)[-1]
+    assert [s.name for s in write.states] == ["Cancelled"]
+    assert write.log_tail_of == "run-1-abcde"

@@ -9,6 +9,7 @@ from flowpod import contract, flowruns
 
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import deciding as _deciding
+from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
 
 
@@ -37,7 +38,9 @@ def test_job_shape(k8s):
                                 parameters={"n": 1, "who": "x"},
                                 template={"env": [{"name": "EXTRA", "value": "1"},
                                                   {"name": flowruns.ENV_ATTEMPT,
-                                                   "value": "99"}],
+                                                   "value": "99"},
+                                                  {"name": flowruns.ENV_PARAMETERS,
+                                                   "value": "{}"}],
                                           "resources": {"limits": {"memory": "64Mi"}},
                                           "nodeSelector": {"disk": "ssd"}})
     create = decide(k8s, k8s.flowrun(parameters={"n": 2}), deployment)[0]
@@ -67,7 +70,11 @@ def test_job_shape(k8s):
     assert env[flowruns.ENV_FLOW_RUN_NAMESPACE] == {"fieldRef": {"fieldPath":
                                                                  "metadata.namespace"}}
     assert env[flowruns.ENV_ENTRYPOINT] == "flows/hello.py:hello"
-    assert json.loads(env[flowruns.ENV_PARAMETERS]) == {"n": 2, "who": "x"}
+    # The parameters are no env var (one is capped at 128 KiB): the engine reads the same
+    # merge the operator validated from the API.
+    assert flowruns.ENV_PARAMETERS not in env
+    assert manifests.resolve_parameters(k8s.flowrun(parameters={"n": 2}), deployment) == {
+        "n": 2, "who": "x"}
     assert env[flowruns.ENV_ATTEMPT] == "1"  # a template cannot override the engine's env
     assert env["EXTRA"] == "1"
 
@@ -126,6 +133,48 @@ def test_missing_and_unexpected_parameters_are_named(k8s):
 def test_deployment_defaults_satisfy_the_schema(k8s):
     actions = decide(k8s, k8s.flowrun(), k8s.deployment(schema=SCHEMA, parameters={"n": 1}))
     assert isinstance(actions[0], act.CreateJob)
+
+
+def test_parameters_over_the_size_limit_fail_before_any_job(k8s):
+    half = "x" * (contract.MAX_PARAMETERS_BYTES // 2)
+    (write,) = decide(k8s, k8s.flowrun(parameters={"a": half}),
+                      k8s.deployment(parameters={"b": half}))
+    assert names(write) == ["Failed"]
+    assert write.states[0].message == (
+        "spec.parameters is too large: 262159 bytes as JSON (with the Deployment's defaults), "
+        "over the limit of 262144 bytes (256 KiB); pass large inputs by reference (a URL or a "
+        "path on a volume) instead")
+    actions = decide(k8s, k8s.flowrun(parameters={"a": half}), k8s.deployment())
+    assert isinstance(actions[0], act.CreateJob)
+
+
+def _applied_by_kubectl(obj, parameters):
+    """`obj` as client-side `kubectl apply` leaves it: nulls gone from the object, kept in
+    its last-applied annotation."""
+    applied = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+               "metadata": {"name": obj["metadata"]["name"]},
+               "spec": {**obj["spec"], "parameters": parameters}}
+    obj["metadata"]["annotations"] = {contract.ANNOTATION_LAST_APPLIED: json.dumps(applied)}
+    return obj
+
+
+def test_a_null_parameter_dropped_by_kubectl_apply_fails_naming_it(k8s):
+    run = _applied_by_kubectl(k8s.flowrun(parameters={"cfg": {}}),
+                              {"name": None, "cfg": {"depth": None}})
+    (write,) = decide(k8s, run)
+    assert names(write) == ["Failed"]
+    assert write.states[0].message == (
+        "Validation of the flow parameters failed: spec.parameters.name, "
+        "spec.parameters.cfg.depth of FlowRun 'run' was null, and `kubectl apply` drops null "
+        "fields, so the flow would silently get its default instead; apply it with `kubectl "
+        "apply --server-side` or `kubectl create` to pass null, or leave the parameter out to "
+        "use its default")
+    deployment = _applied_by_kubectl(k8s.deployment(parameters={}), {"who": None})
+    (write,) = decide(k8s, k8s.flowrun(), deployment)
+    assert "spec.parameters.who of Deployment 'hello' was null" in write.states[0].message
+    # A null that arrived (server-side apply, create) is the flow's to take or refuse.
+    kept = _applied_by_kubectl(k8s.flowrun(parameters={"name": None}), {"name": None})
+    assert isinstance(decide(k8s, kept)[0], act.CreateJob)
 
 
 def test_invalid_schema_is_reported(k8s):

@@ -40,9 +40,9 @@ def engine_namespace(cluster, namespace, node_ready) -> str:
     return namespace
 
 
-def _job(flowrun: dict, entrypoint: str, parameters: dict[str, Any]) -> dict:
+def _job(flowrun: dict, entrypoint: str) -> dict:
     """The Job the operator would create for attempt 1 (ARCHITECTURE.md, "One FlowRun, end
-    to end")."""
+    to end"); the engine reads the parameters from the FlowRun."""
     name = flowrun["metadata"]["name"]
     labels = {flowruns.LABEL_FLOW_RUN: name}
     env = [
@@ -50,7 +50,6 @@ def _job(flowrun: dict, entrypoint: str, parameters: dict[str, Any]) -> dict:
         {"name": flowruns.ENV_FLOW_RUN_NAMESPACE,
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": flowruns.ENV_ENTRYPOINT, "value": entrypoint},
-        {"name": flowruns.ENV_PARAMETERS, "value": json.dumps(parameters)},
         {"name": flowruns.ENV_ATTEMPT, "value": "1"},
     ]
     owner = {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN, "name": name,
@@ -85,7 +84,7 @@ def _start(cluster, namespace: str, name: str, entrypoint: str,
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
     if status is not None:
         _patch_status(cluster, namespace, name, status)
-    job = _job(_get(cluster, namespace, name), entrypoint, parameters or {})
+    job = _job(_get(cluster, namespace, name), entrypoint)
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(job))
     return job["metadata"]["name"]
 

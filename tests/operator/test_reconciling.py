@@ -183,3 +183,28 @@ def test_deep_resync_sees_what_the_watch_missed(setup, k8s, loop):
     reconciler._deep.add(("ns", "run"))
     loop(reconciler.reconcile(("ns", "run")))
     assert index.flowrun(("ns", "run")) is None
+
+
+def test_a_crash_keeps_the_pods_last_log_lines_in_the_same_patch(setup, k8s, loop):
+    run = k8s.flowrun(state=k8s.state("RUNNING"), attempt=1, podName="run-1-abcde")
+    api, index, reconciler = setup(run)
+    index.put_job(k8s.job(run))
+    index.put_pod(k8s.pod(run, exit_code=137, name="run-1-abcde"))
+    api.logs["run-1-abcde"] = [f"line {i}" for i in range(80)]
+    loop(reconciler.reconcile(("ns", "run")))
+    (patch,) = [p for p in api.patches if "state" in p]
+    assert patch["state"]["type"] == "CRASHED"
+    assert patch["logTail"] == [f"line {i}" for i in range(30, 80)]
+    log_reads = [r for r in api.requests if r.url.path.endswith("/log")]
+    assert [dict(r.url.params) for r in log_reads] == [
+        {"container": "flow", "tailLines": "50", "limitBytes": "51200"}]
+
+
+def test_a_crash_is_written_without_a_log_tail_when_the_log_cannot_be_read(setup, k8s, loop):
+    run = k8s.flowrun(state=k8s.state("RUNNING"), attempt=1, podName="run-1-abcde")
+    api, index, reconciler = setup(run)
+    index.put_job(k8s.job(run))
+    index.put_pod(k8s.pod(run, exit_code=137, name="run-1-abcde"))  # no log: 404
+    loop(reconciler.reconcile(("ns", "run")))
+    assert api.flowrun["status"]["state"]["type"] == "CRASHED"
+    assert "logTail" not in api.flowrun["status"]

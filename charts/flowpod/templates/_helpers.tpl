@@ -111,6 +111,10 @@ flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "delete"]
+# A run the operator ends Crashed or Cancelled keeps its pod's last log lines in its status.
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 # An Event on the FlowRun for every transition.
 - apiGroups: [""]
   resources: ["events"]

@@ -4,7 +4,8 @@ Role: the one place that defines what crosses a process boundary. The Kubernetes
 version, plurals and kinds; the labels and annotations on Jobs and Pods; the env vars the
 operator's Job gives the engine; the flow container's name, command and default
 ServiceAccount; the in-cluster service-account directory; API paths; RFC 3339 timestamps;
-and the bounds of the FlowRun status with the wire form of its task-run summary. The engine
+the bounds of the FlowRun status with the wire form of its task-run summary and log tail;
+and a run's parameters: how they are merged and how large they may be. The engine
 (flowpod.flowruns, flowpod.engine), the operator (flowpod_operator, including the CRD
 generator) and the tests import these names; nothing else spells them out. See
 ARCHITECTURE.md, "Two images" and "One FlowRun, end to end".
@@ -14,6 +15,7 @@ Stdlib only and cheap to import: it is loaded by `import flowpod` and in every f
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from itertools import islice
@@ -27,20 +29,22 @@ __all__ = [
     # labels and annotations on Jobs and Pods
     "LABEL_FLOW_RUN", "LABEL_DEPLOYMENT", "LABEL_ATTEMPT",
     "ANNOTATION_FLOW_RUN", "ANNOTATION_FLOW_RUN_UID", "ANNOTATION_RETRIES",
-    "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE",
+    "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE", "ANNOTATION_LAST_APPLIED",
     # the flow-run pod
     "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
     "ENV_ATTEMPT", "ENV_RESULT_DIR", "CONTAINER_NAME", "ENGINE_COMMAND",
     "DEFAULT_SERVICE_ACCOUNT", "SERVICE_ACCOUNT_DIR",
     # status bounds and condition types
     "MAX_STATE_HISTORY", "MAX_MESSAGE_LENGTH", "MAX_LISTED_RUNS", "MAX_INLINE_RESULT_BYTES",
+    "MAX_PARAMETERS_BYTES", "MAX_LOG_TAIL_LINES", "MAX_LOG_TAIL_BYTES", "MAX_LOG_LINE_LENGTH",
     "CONDITION_SUCCEEDED", "CONDITION_READY",
     # HTTP
     "MERGE_PATCH", "JSON_PATCH",
     # builders and formats
     "resource_path", "flowrun_path", "deployment_path",
     "format_time", "format_time_exact", "parse_time", "parse_time_or_none",
-    "truncate_message", "listed_run", "task_runs_wire",
+    "truncate_message", "listed_run", "task_runs_wire", "resolve_parameters",
+    "parameters_size", "log_tail",
 ]
 
 # -- API group and resources -----------------------------------------------------------------
@@ -70,12 +74,17 @@ ANNOTATION_FLOW_RUN_UID = "flowpod.io/flow-run-uid"
 ANNOTATION_RETRIES = "flowpod.io/retries"
 ANNOTATION_PENDING_TIMEOUT = "flowpod.io/pending-timeout-seconds"
 ANNOTATION_GRACE = "flowpod.io/cancellation-grace-period-seconds"
+# kubectl's own (client-side `kubectl apply`): the manifest as applied, nulls included,
+# whereas the object itself lost them. The operator compares the two parameter maps.
+ANNOTATION_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 # -- the flow-run pod ----------------------------------------------------------------------
 # Set by the operator's Job on the flow container; read by `python -m flowpod.engine`.
 ENV_FLOW_RUN_NAME = "FLOWPOD_FLOW_RUN_NAME"
 ENV_FLOW_RUN_NAMESPACE = "FLOWPOD_FLOW_RUN_NAMESPACE"
 ENV_ENTRYPOINT = "FLOWPOD_ENTRYPOINT"
+# Reserved, no longer set: one environment variable is capped at 128 KiB by the kernel, so
+# the engine reads the parameters from the API instead (contract.resolve_parameters).
 ENV_PARAMETERS = "FLOWPOD_PARAMETERS"
 ENV_ATTEMPT = "FLOWPOD_ATTEMPT"
 # Where results and the task cache go (default ~/.flowpod/results); users may set it.
@@ -99,6 +108,16 @@ MAX_LISTED_RUNS = 50
 # Larger results are stored elsewhere and referenced: the FlowRun must stay far below
 # etcd's 1.5 MiB object limit, and `kubectl get -o yaml` readable.
 MAX_INLINE_RESULT_BYTES = 4096
+# The resolved parameters of a run (the Deployment's defaults overlaid with the FlowRun's),
+# as compact JSON. The operator fails a larger run before any pod: spec.parameters is stored
+# in the FlowRun (and, with `kubectl apply`, again in its last-applied annotation, which the
+# API server caps at 256 KiB), and it must stay far below etcd's 1.5 MiB request limit.
+MAX_PARAMETERS_BYTES = 256 * 1024
+# The last lines of the flow's output kept in status.logTail when a run ends Failed, Crashed
+# or Cancelled, so they outlive the pod. Both bounds apply (the newest lines are kept).
+MAX_LOG_TAIL_LINES = 50
+MAX_LOG_TAIL_BYTES = 8192
+MAX_LOG_LINE_LENGTH = 1024
 
 CONDITION_SUCCEEDED = "Succeeded"
 CONDITION_READY = "Ready"
@@ -109,6 +128,20 @@ JSON_PATCH = "application/json-patch+json"
 _TRUNCATED = "… (truncated)"
 # RFC 3339 allows nanoseconds; Python's datetime keeps at most microseconds.
 _EXTRA_DIGITS = re.compile(r"(\.\d{6})\d+")
+
+
+# -- flow parameters -----------------------------------------------------------------------
+def resolve_parameters(flowrun: Mapping[str, Any],
+                       deployment: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's parameters: its Deployment's spec.parameters (defaults) overlaid with the
+    FlowRun's spec.parameters. The operator validates exactly this; the engine runs it."""
+    defaults = ((deployment or {}).get("spec") or {}).get("parameters") or {}
+    return {**defaults, **((flowrun.get("spec") or {}).get("parameters") or {})}
+
+
+def parameters_size(parameters: Mapping[str, Any]) -> int:
+    """Bytes of `parameters` as compact UTF-8 JSON (what MAX_PARAMETERS_BYTES bounds)."""
+    return len(json.dumps(parameters, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 # -- API paths -----------------------------------------------------------------------------
@@ -187,6 +220,22 @@ def truncate_message(message: str) -> str:
     if len(message) <= MAX_MESSAGE_LENGTH:
         return message
     return message[: MAX_MESSAGE_LENGTH - len(_TRUNCATED)] + _TRUNCATED
+
+
+def log_tail(lines: Iterable[str]) -> list[str]:
+    """status.logTail: the newest of `lines`, at most MAX_LOG_TAIL_LINES and
+    MAX_LOG_TAIL_BYTES (UTF-8) in all, each cut to MAX_LOG_LINE_LENGTH characters."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(list(lines)[-MAX_LOG_TAIL_LINES:]):
+        line = line.rstrip("\r\n")
+        if len(line) > MAX_LOG_LINE_LENGTH:
+            line = line[: MAX_LOG_LINE_LENGTH - len(_TRUNCATED)] + _TRUNCATED
+        size += len(line.encode()) + 1
+        if size > MAX_LOG_TAIL_BYTES:
+            break
+        kept.append(line)
+    return kept[::-1]
 
 
 def listed_run(name: str, state_name: str, message: str) -> dict[str, str]:

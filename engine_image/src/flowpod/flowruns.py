@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from flowpod import contract, states
 
@@ -49,6 +49,7 @@ from flowpod.contract import (  # noqa: F401
 
 __all__ = [
     "COMPUTED_STATUS_FIELDS",
+    "LOG_TAIL_TYPES",
     "human_duration",
     "state_to_wire",
     "state_from_wire",
@@ -61,8 +62,12 @@ __all__ = [
 # Keys status_patch computes itself; passing them as **fields would silently fight it.
 COMPUTED_STATUS_FIELDS = frozenset(
     {"state", "stateHistory", "conditions", "observedGeneration", "startTime", "endTime",
-     "duration"}
+     "duration", "logTail"}
 )
+# The final states whose status keeps the last lines of the flow's output: the pod that
+# logged them is deleted, and these are the runs someone will want to debug.
+LOG_TAIL_TYPES = frozenset(
+    {states.StateType.FAILED, states.StateType.CRASHED, states.StateType.CANCELLED})
 
 # metav1.Condition.reason must match this; state names normally do, foreign ones are cleaned.
 _REASON_OK = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
@@ -177,14 +182,17 @@ def status_patch(
     *,
     generation: int,
     now: datetime,
+    log_tail: Iterable[str] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """The JSON merge patch for `.status` that moves a FlowRun (current `status`) to `state`.
 
     Sets state, the appended and bounded stateHistory, conditions, observedGeneration,
-    startTime on the first RUNNING, endTime (and duration) on a terminal state, plus
-    **fields verbatim (camelCase wire keys, e.g. jobName=..., exitCode=...; None deletes the
-    key, as merge patch does). Does not check the transition: callers decide with
+    startTime on the first RUNNING, endTime (and duration) on a terminal state, logTail
+    (the last lines of `log_tail`, bounded by contract.log_tail) when `state` is one of
+    LOG_TAIL_TYPES -- in the same patch, so the record is whole the moment the run is
+    final -- plus **fields verbatim (camelCase wire keys, e.g. jobName=..., exitCode=...;
+    None deletes the key, as merge patch does). Does not check the transition: callers decide with
     states.is_transition_allowed, and the API server's CEL rule is the backstop.
     """
     clash = COMPUTED_STATUS_FIELDS.intersection(fields)
@@ -207,6 +215,10 @@ def status_patch(
         if start_text:
             elapsed = now - contract.parse_time(start_text)
             patch["duration"] = human_duration(elapsed.total_seconds())
+    if log_tail is not None and state.type in LOG_TAIL_TYPES:
+        tail = contract.log_tail(log_tail)
+        if tail:
+            patch["logTail"] = tail
     patch.update(fields)
     return patch
 

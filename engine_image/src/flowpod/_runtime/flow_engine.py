@@ -280,14 +280,28 @@ def _state_from_value(ctx: FlowRunContext, value: Any) -> states.State:
 
 async def _finish(ctx: FlowRunContext, state: states.State) -> states.State:
     await _flush(ctx)  # the summary is complete before the run looks final
+    # Final hooks run just before the final state is written, so what they print is part
+    # of what is written with it (a FlowRun keeps the last lines of a failed or cancelled
+    # run's output in its status, written together with the final state).
+    # Hooks of a state the backend will refuse (the run is being cancelled, or already
+    # ended) never run: the run ends in another state, whose hooks run instead.
+    hook_option = _FINAL_HOOKS.get(state.type)
+    if hook_option is not None and ctx.flow.hooks[hook_option] and await _acceptable(ctx, state):
+        await _run_hooks(ctx, hook_option, state)
     try:
-        accepted = await propose(ctx, state)
+        return await propose(ctx, state)
     except Abort as exc:
         return await _aborted(ctx, exc)
-    hook_option = _FINAL_HOOKS.get(accepted.type)
-    if hook_option is not None:
-        await _run_hooks(ctx, hook_option, accepted)
-    return accepted
+
+
+async def _acceptable(ctx: FlowRunContext, state: states.State) -> bool:
+    """Whether the backend's current state lets `state` be written (if it cannot say,
+    assume so: the write itself is the authority)."""
+    try:
+        current = await ctx.services.reporter.read_state()
+    except Exception:
+        return True
+    return states.accept(current, state).verdict is not states.Verdict.REFUSE
 
 
 async def _aborted(ctx: FlowRunContext, exc: Abort) -> states.State:

@@ -3,11 +3,13 @@
 Role: runs the one flow run a FlowRun describes, inside the pod of the Job the operator
 created (its env: flowpod.contract.ENV_*). It reads the FlowRun through the in-cluster
 API (flowpod.engine._kubereporter over _kubeapi), leaves at once without importing
-user code when the run already ended or is being cancelled, loads the entrypoint (failure
-ends the run Failed with the cause), and hands the flow to flowpod.engine.run_flow_run with
+user code when the run already ended or is being cancelled, reads the parameters (the
+FlowRun's over its Deployment's defaults), loads the entrypoint (failure ends the run
+Failed with the cause), and hands the flow to flowpod.engine.run_flow_run with
 the Kubernetes reporter, which then writes Running, the task-run summary, the final state
-and the result. SIGTERM is the engine's: Cancelled when cancellation was requested,
-otherwise Crashed. Caller: flowpod.engine.__main__ (dispatches here when the env is set).
+and the result (with the last lines of output, flowpod.engine._logtail, when the run
+failed). SIGTERM is the engine's: Cancelled when cancellation was requested, otherwise
+Crashed. Caller: flowpod.engine.__main__ (dispatches here when the env is set).
 
 Exit codes: 0 once a final (or paused) state is on the FlowRun, whatever it is; 143 after
 SIGTERM; 1 when the FlowRun could not be read or written (the operator then marks the run
@@ -16,24 +18,25 @@ Crashed from the pod's exit).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import anyio
 import httpx
 
 from flowpod import contract, flowruns, states
-from flowpod.engine._kubeapi import Connection, FlowRunClient, KubeApiError
+from flowpod.engine._kubeapi import Connection, FlowRunClient, KubeApiError, NotFound
 from flowpod.contract import SERVICE_ACCOUNT_DIR
 from flowpod.engine._kubereporter import KubeReporter
+from flowpod.engine._logtail import LogTail
 from flowpod.errors import Abort, EntrypointError, TerminationSignal
 
-__all__ = ["PodSettings", "main", "run_in_pod", "entrypoint_failure_message"]
+__all__ = ["PodSettings", "main", "read_parameters", "run_in_pod",
+           "entrypoint_failure_message"]
 
 _log = logging.getLogger("flowpod.kube")
 
@@ -45,7 +48,6 @@ class PodSettings:
     name: str
     namespace: str
     entrypoint: str
-    parameters_json: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str],
@@ -63,19 +65,31 @@ class PodSettings:
             raise ValueError(f"{', '.join(missing)} must be set in the flow container's env "
                              f"(the operator's Job sets them)")
         return cls(env[contract.ENV_FLOW_RUN_NAME], str(namespace),
-                   env[contract.ENV_ENTRYPOINT], env.get(contract.ENV_PARAMETERS) or "{}")
+                   env[contract.ENV_ENTRYPOINT])
 
-    def parameters(self) -> dict[str, Any]:
-        """FLOWPOD_PARAMETERS as a dict; ValueError names the variable and the fix."""
+
+async def read_parameters(client: FlowRunClient, flowrun: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's parameters as the operator validated them: its Deployment's defaults
+    overlaid with spec.parameters (contract.resolve_parameters). Read from the API, not the
+    env, because they may be larger than one environment variable can hold (128 KiB).
+    ValueError says why they cannot be had."""
+    spec = flowrun.get("spec") or {}
+    given = spec.get("parameters")
+    if given is not None and not isinstance(given, dict):
+        raise ValueError(f"spec.parameters must be a JSON object like {{\"x\": 1}}, got "
+                         f"{type(given).__name__}")
+    name = spec.get("deploymentName")
+    deployment = None
+    if name:
         try:
-            value = json.loads(self.parameters_json)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{contract.ENV_PARAMETERS} is not valid JSON ({exc}); it must "
-                             f"be a JSON object like {{\"x\": 1}}") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"{contract.ENV_PARAMETERS} must be a JSON object like "
-                             f"{{\"x\": 1}}, got {type(value).__name__}")
-        return value
+            deployment = await client.get_deployment(name)
+        except NotFound:
+            raise ValueError(f"Deployment '{name}' not found in namespace '{client.namespace}'"
+                             f"; create it, or fix spec.deploymentName") from None
+        except KubeApiError as exc:
+            raise ValueError(f"Could not read the default parameters of Deployment "
+                             f"'{name}': {exc.message}") from None
+    return contract.resolve_parameters(flowrun, deployment)
 
 
 def entrypoint_failure_message(entrypoint: str, error: BaseException) -> str:
@@ -87,24 +101,6 @@ def entrypoint_failure_message(entrypoint: str, error: BaseException) -> str:
             cause = cause[len(prefix):]
             break
     return f"Flow could not be retrieved from entrypoint '{entrypoint}': {cause}"
-
-
-def _result_writer(result_dir: Path, run_key: Callable[[], str]) -> Callable[[Any], str | None]:
-    """Persists a result too big (or not JSON) for the status; returns its file URI."""
-    from flowpod.results import ResultStore
-
-    store = ResultStore(result_dir)
-
-    def write(value: Any) -> str | None:
-        path = store.path_for("flow-runs", run_key(), "result.pickle")
-        try:
-            store.write(path, value)
-        except Exception:  # unpicklable: the run still completed, just without a result
-            _log.warning("could not persist the flow run's result", exc_info=True)
-            return None
-        return path.resolve().as_uri()
-
-    return write
 
 
 def _stop_reason(flowrun: Mapping[str, Any]) -> str | None:
@@ -136,7 +132,7 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
                      settings.name, reason)
         return 0
     try:
-        parameters = settings.parameters()
+        parameters = await read_parameters(reporter.client, flowrun)
         flow = engine.load_flow_from_entrypoint(settings.entrypoint)
     except (ValueError, EntrypointError) as exc:
         message = (entrypoint_failure_message(settings.entrypoint, exc)
@@ -162,23 +158,16 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
 
 
 def _reporter_from_env(settings: PodSettings, env: Mapping[str, str],
-                       transport: httpx.AsyncBaseTransport | None) -> KubeReporter:
-    from flowpod._runtime.deps import default_result_dir
-
+                       transport: httpx.AsyncBaseTransport | None,
+                       tail: LogTail | None = None) -> KubeReporter:
     client = FlowRunClient(Connection.in_cluster(env), settings.namespace, settings.name,
                            transport=transport, log=_log.warning)
-    reporter: KubeReporter
-
-    def run_key() -> str:  # called at Completed time, when the FlowRun has been read
-        return str(((reporter.flowrun or {}).get("metadata") or {}).get("uid") or settings.name)
-
-    reporter = KubeReporter(client, write_result=_result_writer(default_result_dir(), run_key))
-    return reporter
+    return KubeReporter(client, log_tail=tail.lines if tail is not None else None)
 
 
 async def _main_async(settings: PodSettings, env: Mapping[str, str],
-                      transport: httpx.AsyncBaseTransport | None) -> int:
-    reporter = _reporter_from_env(settings, env, transport)
+                      transport: httpx.AsyncBaseTransport | None, tail: LogTail) -> int:
+    reporter = _reporter_from_env(settings, env, transport, tail)
     try:
         return await run_in_pod(settings, reporter)
     finally:
@@ -191,10 +180,12 @@ def main(env: Mapping[str, str] | None = None,
     from flowpod._runtime.contexts import ensure_console_logging
 
     env = os.environ if env is None else env
-    ensure_console_logging()
-    try:
-        settings = PodSettings.from_env(env)
-        return anyio.run(_main_async, settings, env, transport)
-    except (ValueError, RuntimeError, KubeApiError, httpx.HTTPError) as exc:
-        print(f"flowpod engine: {exc}", file=sys.stderr)
-        return 1
+    # Installed before the console handler is made, so that handler writes through the tee.
+    with LogTail().installed() as tail:
+        ensure_console_logging()
+        try:
+            settings = PodSettings.from_env(env)
+            return anyio.run(_main_async, settings, env, transport, tail)
+        except (ValueError, RuntimeError, KubeApiError, httpx.HTTPError) as exc:
+            print(f"flowpod engine: {exc}", file=sys.stderr)
+            return 1

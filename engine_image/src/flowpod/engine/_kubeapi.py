@@ -2,8 +2,9 @@
 
 Role: the transport half of the in-pod Kubernetes reporter. It knows how to reach the API
 server (in-cluster service-account config, or explicit settings for tests), how to GET the
-FlowRun and PATCH its status subresource, and how to ride out a short API outage (retries
-with capped exponential backoff on connection errors, 429 and 5xx). It makes no decisions
+FlowRun (and its Deployment, for the default parameters) and PATCH its status subresource,
+and how to ride out a short API outage (retries with capped exponential backoff on
+connection errors, 429 and 5xx). It makes no decisions
 about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
 flowpod.engine._in_pod, tests (through an httpx transport, e.g. httpx.MockTransport).
 
@@ -37,8 +38,9 @@ __all__ = [
     "FlowRunClient",
 ]
 
-_RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch on flowruns and patch on "
-              "flowruns/status in this namespace")
+_RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch on flowruns, patch on "
+              "flowruns/status and get on deployments.flowpod.io in this namespace "
+              "(examples/flow-run-rbac.yaml)")
 
 
 class KubeApiError(Exception):
@@ -168,6 +170,12 @@ class FlowRunClient:
         """The FlowRun object. `deadline` (seconds) overrides the retry policy's."""
         return await self._request("GET", self.path, deadline=deadline)
 
+    async def get_deployment(self, name: str) -> dict[str, Any]:
+        """The run's flowpod Deployment (in the FlowRun's namespace), for its default
+        parameters. Raises NotFound when it does not exist."""
+        return await self._request("GET", contract.deployment_path(self.namespace, name),
+                                   where=f"Deployment {self.namespace}/{name}")
+
     async def patch_status(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """A merge patch of the status subresource; returns the updated FlowRun.
 
@@ -182,7 +190,7 @@ class FlowRunClient:
                                    headers={"Content-Type": contract.JSON_PATCH})
 
     async def _request(self, method: str, path: str, *, deadline: float | None = None,
-                       **kwargs: Any) -> Any:
+                       where: str | None = None, **kwargs: Any) -> Any:
         policy = self.retry if deadline is None else RetryPolicy(
             self.retry.initial, self.retry.maximum, deadline, min(self.retry.timeout, deadline))
         delays = iter(policy.delays())
@@ -196,7 +204,7 @@ class FlowRunClient:
                 if response.is_success:
                     return response.json()
                 if not _is_transient(response.status_code):
-                    raise self._error(response)
+                    raise self._error(response, where)
                 failure = f"HTTP {response.status_code}: {_error_message(response)}"
             delay = next(delays, None)
             if delay is None:
@@ -212,9 +220,9 @@ class FlowRunClient:
             headers["Authorization"] = f"Bearer {token}"
         return await self._http().request(method, path, headers=headers, **kwargs)
 
-    def _error(self, response: httpx.Response) -> KubeApiError:
+    def _error(self, response: httpx.Response, where: str | None = None) -> KubeApiError:
         status, message = response.status_code, _error_message(response)
-        where = f"FlowRun {self.namespace}/{self.name}"
+        where = where or f"FlowRun {self.namespace}/{self.name}"
         if status == 409:
             return Conflict(status, message)
         if status == 404:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import anyio
 import httpx
@@ -62,39 +62,55 @@ def _has_nested_null(value: Any) -> bool:
     return False
 
 
-def result_field(value: Any, write_elsewhere: Callable[[Any], str | None] | None,
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1024:.0f} KiB" if nbytes < 1024 * 1024 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def result_field(value: Any,
                  max_inline: int = contract.MAX_INLINE_RESULT_BYTES) -> dict[str, Any] | None:
-    """status.result for a flow's return value: {value} when small JSON, else {reference}."""
+    """status.result for a flow's return value: {value} when it is small JSON, else
+    {notKept: why}. There is no durable result storage yet, and a file inside the pod is
+    gone with the pod, so a result that does not fit in the status is not kept at all,
+    and the status says so instead of pointing at something nobody can read."""
     if value is None:
         return None
     try:
         text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        text = None
-    if text is not None and len(text.encode()) <= max_inline:
-        return {"value": json.loads(text), "reference": None}
-    reference = write_elsewhere(value) if write_elsewhere is not None else None
-    return {"value": None, "reference": reference} if reference else None
+    except (TypeError, ValueError) as exc:
+        what = ("it holds NaN or Infinity, which JSON cannot represent"
+                if isinstance(exc, ValueError) else f"a {type(value).__name__} is not JSON")
+        return {"value": None, "reference": None, "notKept": (
+            f"The result was not kept: {what}, and flowpod has no durable result storage "
+            f"yet. Return JSON data (dicts, lists, strings, numbers), or write the result "
+            f"to storage you control and return its location.")}
+    size = len(text.encode())
+    if size <= max_inline:
+        return {"value": json.loads(text), "reference": None, "notKept": None}
+    return {"value": None, "reference": None, "notKept": (
+        f"The result was not kept: it is {_size(size)} as JSON, over the {_size(max_inline)} "
+        f"that fit in the FlowRun's status, and flowpod has no durable result storage yet. "
+        f"Write large outputs to storage you control and return their location.")}
 
 
 class KubeReporter:
     """Reporter for one FlowRun, through its status subresource.
 
-    `write_result` persists a result too large (or not JSON) to inline and returns its
-    reference; `clock` stamps startTime/endTime/conditions. Extra status fields for the
-    next state write (e.g. flowRunName) can be queued with `set_status_fields`.
+    `clock` stamps startTime/endTime/conditions. `log_tail` returns the flow's last
+    output lines, kept in the status with a Failed, Crashed or Cancelled state (the pod's
+    log goes with the pod). Extra status fields for the next state write (e.g.
+    flowRunName) can be queued with `set_status_fields`.
     """
 
     def __init__(self, client: FlowRunClient, *,
                  clock: Callable[[], datetime] = _utcnow,
-                 write_result: Callable[[Any], str | None] | None = None,
+                 log_tail: Callable[[], Iterable[str]] | None = None,
                  cancel_check_deadline: float = 5.0,
                  crash_verdict_wait: float = 2.0,
                  asleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
         self.client = client
         self.flowrun: dict[str, Any] | None = None  # the last FlowRun object seen
         self._clock = clock
-        self._write_result = write_result
+        self._log_tail = log_tail
         self._cancel_check_deadline = cancel_check_deadline
         self._pending_fields: dict[str, Any] = {}
         self._summary: reporting.TaskRunSummary | None = None  # the last one flushed
@@ -134,10 +150,11 @@ class KubeReporter:
             await self._await_operator_verdict()
         fields = dict(self._pending_fields)
         if state.is_completed():
-            result = result_field(state.data, self._write_result)
+            result = result_field(state.data)
             if result is not None:
                 fields["result"] = result
-        accepted = await self._write_state(state, fields)
+        log_tail = self._log_tail() if self._log_tail is not None else None
+        accepted = await self._write_state(state, fields, log_tail)
         self._pending_fields.clear()
         return accepted
 
@@ -156,7 +173,8 @@ class KubeReporter:
             await self._asleep(0.1)
             waited += 0.1
 
-    async def _write_state(self, state: states.State, fields: dict[str, Any]) -> states.State:
+    async def _write_state(self, state: states.State, fields: dict[str, Any],
+                           log_tail: Iterable[str] | None = None) -> states.State:
         for _ in range(_CONFLICT_ROUNDS):
             try:
                 flowrun = await self._current()
@@ -170,7 +188,8 @@ class KubeReporter:
                 return current or state
             patch = flowruns.status_patch(
                 flowrun.get("status"), state, now=self._clock(),
-                generation=int(flowrun["metadata"].get("generation") or 0), **fields)
+                generation=int(flowrun["metadata"].get("generation") or 0),
+                log_tail=log_tail, **fields)
             if state.is_final() and self._summary is not None:
                 # A final run's status is frozen (the CRD's rule): the task-run summary
                 # rides with the final state, so no flush can arrive too late.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from flowpod import flowruns, states
 
@@ -65,6 +65,9 @@ class WriteStatus:
 
     states: tuple[states.State, ...] = ()
     fields: Mapping[str, Any] = field(default_factory=dict)
+    # A pod whose last log lines go into status.logTail with a final state (its log is
+    # deleted with it); read by the actuator just before the write, skipped if unreadable.
+    log_tail_of: str | None = None
 
     @property
     def final_state(self) -> states.State | None:
@@ -101,14 +104,17 @@ def _merged(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, An
 
 
 def status_patch_for(write: WriteStatus, status: Mapping[str, Any] | None, *,
-                     generation: int, now: datetime) -> dict[str, Any]:
+                     generation: int, now: datetime,
+                     log_tail: Iterable[str] | None = None) -> dict[str, Any]:
     """The merge patch for `.status` that performs `write` on a FlowRun whose status is
     `status`. Several states are folded into one patch, each seeing the previous one, so
-    the history shows e.g. Scheduled then Pending while the API sees a single write."""
+    the history shows e.g. Scheduled then Pending while the API sees a single write.
+    `log_tail` (the lines read from `write.log_tail_of`) goes with a final state."""
     current: dict[str, Any] = dict(status or {})
     patch: dict[str, Any] = {}
     for state in write.states:
-        step = flowruns.status_patch(current, state, generation=generation, now=now)
+        step = flowruns.status_patch(current, state, generation=generation, now=now,
+                                     log_tail=log_tail)
         patch.update(step)
         current = _merged(current, step)
     patch.update(write.fields)

@@ -142,8 +142,7 @@ def _resolve(run: _Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, di
         return _failed(run, "a FlowRun needs spec.deploymentName, or spec.entrypoint together "
                             "with spec.image; set one of them")
     parameters = manifests.resolve_parameters(o.flowrun, deployment)
-    schema = ((deployment or {}).get("spec") or {}).get("parameterSchema")
-    problem = validating.parameter_problems(schema, parameters)
+    problem = validating.start_problems(o.flowrun, deployment, parameters)
     if problem:
         return _failed(run, problem)
     return deployment, parameters
@@ -155,14 +154,14 @@ def _new_attempt(run: _Run, number: int, settings: obs.RunSettings | None,
     resolved = _resolve(run)
     if isinstance(resolved, list):
         return resolved
-    deployment, parameters = resolved
+    deployment, _ = resolved
     name = manifests.job_name(run.o.name, number)
     if run.o.job_error:
         return _failed(run, f"Job {name} could not be created: {run.o.job_error}; fix the "
                             "Deployment's podTemplate or image")
     settings = settings or obs.settings_from_deployment(deployment)
-    job = manifests.build_job(run.o.flowrun, deployment, number, parameters=parameters,
-                              settings=settings, service_account=run.policy.service_account)
+    job = manifests.build_job(run.o.flowrun, deployment, number, settings=settings,
+                              service_account=run.policy.service_account)
     steps.append(states.Pending(f"Job {name} created (attempt {number} of "
                                 f"{settings.max_attempts})", timestamp=run.now))
     fields: dict[str, Any] = {"attempt": number, "jobName": name}
@@ -254,6 +253,14 @@ def _follow(run: _Run) -> list[act.Action]:
     return _after_end(run, d)
 
 
+def _log_source(run: _Run, d: diag.Diagnosis) -> str | None:
+    """The attempt's pod, while it still exists: its log tail is kept with the final state."""
+    names = [Meta(p).name for p in run.attempt().pods]
+    if d.pod_name in names:
+        return d.pod_name
+    return names[-1] if names else None
+
+
 def _awaiting_retry(state: states.State | None) -> bool:
     return (state is not None and state.type is _T.SCHEDULED
             and state.name == states.names.AWAITING_RETRY)
@@ -266,7 +273,7 @@ def _after_end(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
     cleanup = _cleanup(run, d)
     if not (d.retryable and run.current < settings.max_attempts):
         return cleanup + [act.WriteStatus((states.Crashed(d.message, timestamp=run.now),),
-                                          fields)]
+                                          fields, log_tail_of=_log_source(run, d))]
     if not _awaiting_retry(run.state):
         text = f"{d.message}; retrying as attempt {run.current + 1} of {settings.max_attempts}"
         return cleanup + [act.WriteStatus((states.AwaitingRetry(text, timestamp=run.now),),
@@ -303,6 +310,7 @@ def _cancelled(run: _Run) -> list[act.Action]:
     att = run.attempt()
     fields: dict[str, Any] = {}
     text = "Cancelled by request (spec.cancel) before the run started"
+    source = None
     if run.state is not None and run.state.type is _T.SCHEDULED and run.current:
         text = "Cancelled by request (spec.cancel) while awaiting a retry"
     elif att.pods or att.gone:
@@ -310,8 +318,10 @@ def _cancelled(run: _Run) -> list[act.Action]:
         fields = _outcome_fields(d, run.o.status)
         code = f" (exit code {d.exit_code})" if d.exit_code is not None else ""
         text = f"Cancelled by request (spec.cancel); pod {d.pod_name} stopped{code}"
+        source = _log_source(run, d)
     actions: list[act.Action] = [act.DeleteJob(name) for name in jobs]
-    return actions + [act.WriteStatus((states.Cancelled(text, timestamp=run.now),), fields)]
+    return actions + [act.WriteStatus((states.Cancelled(text, timestamp=run.now),), fields,
+                                      log_tail_of=source)]
 
 
 def _cancel(run: _Run) -> list[act.Action]:

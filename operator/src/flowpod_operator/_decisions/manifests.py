@@ -10,7 +10,6 @@ values to select a run's objects), tests.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Mapping
 
 from flowpod import contract, flowruns
@@ -63,24 +62,23 @@ def run_labels(flowrun: Mapping[str, Any], attempt: int) -> dict[str, str]:
     return labels
 
 
-def resolve_parameters(flowrun: Mapping[str, Any],
-                       deployment: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The Deployment's default parameters overlaid with the FlowRun's."""
-    defaults = ((deployment or {}).get("spec") or {}).get("parameters") or {}
-    return {**defaults, **((flowrun.get("spec") or {}).get("parameters") or {})}
+# The merge lives in flowpod.contract: the engine, which reads the parameters from the API
+# in the pod, resolves them with the same function the operator validates with.
+resolve_parameters = contract.resolve_parameters
 
 
-def _env(flowrun: Mapping[str, Any], entrypoint: str, parameters: Mapping[str, Any],
-         attempt: int, extra: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _env(flowrun: Mapping[str, Any], entrypoint: str, attempt: int,
+         extra: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    # No parameters here: one variable is capped at 128 KiB (the pod would fail to start with
+    # "argument list too long"); the engine reads them from the FlowRun and its Deployment.
     ours = [
         {"name": flowruns.ENV_FLOW_RUN_NAME, "value": flowrun["metadata"]["name"]},
         {"name": flowruns.ENV_FLOW_RUN_NAMESPACE,
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": flowruns.ENV_ENTRYPOINT, "value": entrypoint},
-        {"name": flowruns.ENV_PARAMETERS, "value": json.dumps(parameters, sort_keys=True)},
         {"name": flowruns.ENV_ATTEMPT, "value": str(attempt)},
     ]
-    taken = {item["name"] for item in ours}
+    taken = {item["name"] for item in ours} | {contract.ENV_PARAMETERS}
     # The engine's own variables win: a template must not be able to point a run elsewhere.
     return ours + [dict(item) for item in extra if item.get("name") not in taken]
 
@@ -108,7 +106,7 @@ def _container(image: str, env: list[dict[str, Any]],
 
 
 def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, attempt: int,
-              *, parameters: Mapping[str, Any], settings: obs.RunSettings,
+              *, settings: obs.RunSettings,
               service_account: str = DEFAULT_SERVICE_ACCOUNT) -> dict[str, Any]:
     """The batch/v1 Job manifest for `attempt` (from 1) of `flowrun`."""
     meta = flowrun["metadata"]
@@ -119,7 +117,7 @@ def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, 
     template = dspec.get("podTemplate") or {}
     labels = run_labels(flowrun, attempt)
     notes = {obs.ANNOTATION_FLOW_RUN: meta["name"], obs.ANNOTATION_FLOW_RUN_UID: meta["uid"]}
-    env = _env(flowrun, entrypoint, parameters, attempt, list(template.get("env") or ()))
+    env = _env(flowrun, entrypoint, attempt, list(template.get("env") or ()))
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": template.get("serviceAccountName") or service_account,

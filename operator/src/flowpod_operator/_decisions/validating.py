@@ -1,19 +1,23 @@
 """Checking a FlowRun's parameters against its Deployment's parameterSchema (JSON schema).
 
-Role: a pure function returning None (valid) or a message that names each bad parameter
-and how to fix it; the decision function ends the run Failed with it before any Job is
-made. The engine re-validates against the flow's signature inside the pod; this early check
+Role: pure functions returning None (valid) or a message that names each bad parameter
+and how to fix it (`start_problems` runs them all: nulls that `kubectl apply` dropped, the
+size bound contract.MAX_PARAMETERS_BYTES, the JSON schema); the decision function ends the
+run Failed with it before any Job is made. The engine re-validates against the flow's signature inside the pod; this early check
 saves a pod for the common mistakes. Caller: flowpod_operator._decisions.deciding.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import json
+from typing import Any, Iterator, Mapping
 
 import jsonschema
 from jsonschema import exceptions as schema_errors
 
-__all__ = ["parameter_problems"]
+from flowpod import contract
+
+__all__ = ["start_problems", "parameter_problems", "dropped_nulls", "size_problem"]
 
 # Same opening as the engine's message, so users see one wording wherever it is caught.
 _PREFIX = "Validation of the flow parameters failed"
@@ -57,3 +61,59 @@ def parameter_problems(schema: Mapping[str, Any] | None,
     more = len(errors) - len(problems)
     tail = f" (and {more} more)" if more > 0 else ""
     return f"{_PREFIX}: " + "; ".join(problems) + tail
+
+
+def _null_paths(applied: Any, stored: Any, path: str) -> Iterator[str]:
+    if not isinstance(applied, Mapping):
+        return
+    stored = stored if isinstance(stored, Mapping) else {}
+    for key, value in applied.items():
+        where = f"{path}.{key}"
+        if value is None and key not in stored:
+            yield where
+        else:
+            yield from _null_paths(value, stored.get(key), where)
+
+
+def dropped_nulls(obj: Mapping[str, Any] | None, kind: str) -> str | None:
+    """A message when `kubectl apply` (client-side) dropped null parameters of `obj` (a
+    FlowRun or Deployment), else None. That kubectl turns `name: null` into "no such key",
+    so the flow would silently get its default instead; its last-applied annotation still
+    shows what the user wrote."""
+    meta = (obj or {}).get("metadata") or {}
+    text = (meta.get("annotations") or {}).get(contract.ANNOTATION_LAST_APPLIED)
+    if not text:
+        return None
+    try:
+        applied = ((json.loads(text).get("spec") or {}).get("parameters"))
+    except (ValueError, AttributeError):
+        return None
+    stored = ((obj or {}).get("spec") or {}).get("parameters")
+    paths = list(_null_paths(applied, stored, "spec.parameters"))
+    if not paths:
+        return None
+    return (f"{_PREFIX}: {', '.join(paths)} of {kind} '{meta.get('name')}' was null, and "
+            f"`kubectl apply` drops null fields, so the flow would silently get its default "
+            f"instead; apply it with `kubectl apply --server-side` or `kubectl create` to "
+            f"pass null, or leave the parameter out to use its default")
+
+
+def size_problem(parameters: Mapping[str, Any]) -> str | None:
+    """A message when the resolved parameters exceed contract.MAX_PARAMETERS_BYTES."""
+    size, limit = contract.parameters_size(parameters), contract.MAX_PARAMETERS_BYTES
+    if size <= limit:
+        return None
+    # The API server would store it, but a run's object must stay far below etcd's request
+    # limit; say so before any pod, with the one fix that works.
+    return (f"spec.parameters is too large: {size} bytes as JSON (with the Deployment's "
+            f"defaults), over the limit of {limit} bytes ({limit // 1024} KiB); pass large "
+            f"inputs by reference (a URL or a path on a volume) instead")
+
+
+def start_problems(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None,
+                   parameters: Mapping[str, Any]) -> str | None:
+    """Why a run with these resolved `parameters` must fail before any pod, or None:
+    nulls kubectl dropped, the size bound, then the Deployment's parameterSchema."""
+    schema = ((deployment or {}).get("spec") or {}).get("parameterSchema")
+    return (dropped_nulls(deployment, "Deployment") or dropped_nulls(flowrun, "FlowRun")
+            or size_problem(parameters) or parameter_problems(schema, parameters))

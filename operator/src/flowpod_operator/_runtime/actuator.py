@@ -155,8 +155,10 @@ class Actuator:
     async def _write_status(self, key: Key, flowrun: Mapping[str, Any],
                             action: act.WriteStatus, now: datetime) -> Step:
         run = FlowRunView(flowrun)
+        tail = (await self.api.pod_log_tail(key[0], action.log_tail_of)
+                if action.log_tail_of else None)
         patch = act.status_patch_for(action, run.status, generation=run.meta.generation,
-                                     now=now)
+                                     now=now, log_tail=tail)
         reply = await self.api.patch_status(key[0], key[1], run.meta.resource_version, patch)
         state = action.final_state
         if reply.ok:

@@ -24,6 +24,7 @@ RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
                                        delete                     a cancelled run's Job; get
                                                                   one that already exists
   ""            pods                   list, watch, delete        follow pods; cancel = delete
+  ""            pods/log               get                        a crashed run's last lines
   ""            events                 create                     Events on FlowRuns
   apiextensions.k8s.io                                            (none needed: the CRDs are
                 customresourcedefinitions                          checked via discovery, which
@@ -67,6 +68,7 @@ RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": ["batch"], "resources": ["jobs"],
      "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 )
 _JSON = "application/json"
@@ -175,6 +177,30 @@ class KubeApi:
         if not reply.ok and reply.status != 404:
             raise self.failure("DELETE", errors.Ref("Pod", name, namespace), reply)
         return reply
+
+    async def pod_log_tail(self, namespace: str, name: str) -> list[str]:
+        """The last lines of a pod's flow container log, for status.logTail; [] when it
+        cannot be read (a final state is never held back for want of its log)."""
+        query = {"container": contract.CONTAINER_NAME, "tailLines": contract.MAX_LOG_TAIL_LINES,
+                 # Bounds the transfer; contract.log_tail then keeps the newest lines.
+                 "limitBytes": contract.MAX_LOG_TAIL_LINES * contract.MAX_LOG_LINE_LENGTH}
+        try:
+            response = await self._client.call_api(
+                f"/api/v1/namespaces/{namespace}/pods/{name}/log", "GET",
+                query_params=list(query.items()), header_params={"Accept": "*/*"},
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=10.0)
+            async with response:
+                raw = await response.read()
+        except Exception as exc:  # any transport failure: the verdict goes out without it
+            _log.warning("could not read a pod's log", extra={
+                "namespace": namespace, "pod": name, "error": str(exc)})
+            return []
+        if response.status != 200:
+            _log.warning("could not read a pod's log", extra={
+                "namespace": namespace, "pod": name, "status": response.status,
+                "error": raw.decode(errors="replace")[:300]})
+            return []
+        return raw.decode(errors="replace").splitlines()
 
     async def list_children(self, namespace: str, selector: str
                             ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:

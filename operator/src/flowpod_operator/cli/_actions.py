@@ -280,14 +280,27 @@ async def show_logs(kube: Kube, deps: Deps, ns: str, run: str, *, follow: bool,
     pod = _watching.pod_of(current)
     if pod is None and follow and not _watching.is_final(current):
         pod = await _watching.wait_for_pod(kube, ns, run)
-    if pod is None:
-        state = flowruns.current_state(current)
-        detail = f" (state {state.name}: {state.message})" if state else ""
-        raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' has no pod{detail}",
-                               f"wait for one with `flowpod logs {run} -f`, or see why with "
-                               f"`flowpod get {run} -n {ns}`")
-    await _watching.stream_pod_logs(kube, ns, pod, _log_writer(deps), follow=follow)
-    return 0
+    kept = (current.get("status") or {}).get("logTail") or []
+    if pod is not None:
+        try:
+            await _watching.stream_pod_logs(kube, ns, pod, _log_writer(deps), follow=follow)
+            return 0
+        except KubeError as error:
+            if error.status != 404 or not kept:
+                raise
+    if kept:
+        # A Failed, Crashed or Cancelled run keeps its last lines: its pod's log went with it.
+        where = f"pod {pod} gone" if pod else "no pod"
+        deps.err.print(f"{where}; showing the last {len(kept)} lines kept in the FlowRun's "
+                       f"status", markup=False)
+        for line in kept:
+            _log_writer(deps)(line)
+        return 0
+    state = flowruns.current_state(current)
+    detail = f" (state {state.name}: {state.message})" if state else ""
+    raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' has no pod{detail}",
+                           f"wait for one with `flowpod logs {run} -f`, or see why with "
+                           f"`flowpod get {run} -n {ns}`")
 
 
 async def _pod_of_attempt(kube: Kube, ns: str, run: str, attempt: int) -> str:

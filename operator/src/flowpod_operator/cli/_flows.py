@@ -23,7 +23,7 @@ from flowpod import engine, errors
 from flowpod_operator.cli import _errors, _wirejson
 
 __all__ = ["load_flow", "flow_function", "parameter_model", "parameter_schema",
-           "parse_parameters", "check_parameters", "read_parameter_schema",
+           "takes_kwargs", "parse_parameters", "check_parameters", "read_parameter_schema",
            "check_parameters_against_schema"]
 
 
@@ -127,8 +127,16 @@ class _LenientSchema(pydantic.json_schema.GenerateJsonSchema):
                                "itself checks it"}
 
 
+def takes_kwargs(flow: Any) -> bool:
+    """Whether the flow function takes `**kwargs` (then any parameter name is its own)."""
+    return any(p.kind is p.VAR_KEYWORD
+               for p in inspect.signature(flow_function(flow)).parameters.values())
+
+
 def parameter_schema(flow: Any) -> dict[str, Any]:
-    """The JSON schema written to spec.parameterSchema."""
+    """The JSON schema written to spec.parameterSchema. It is closed (additionalProperties:
+    false) unless the flow takes **kwargs, so the operator fails a run with a misspelt
+    parameter name before any pod starts."""
     model = parameter_model(flow)
     with warnings.catch_warnings():
         # A default that is not JSON (an object instance) is left out of the schema: it stays
@@ -136,6 +144,8 @@ def parameter_schema(flow: Any) -> dict[str, Any]:
         warnings.simplefilter("ignore", pydantic.json_schema.PydanticJsonSchemaWarning)
         schema = model.model_json_schema(by_alias=True, schema_generator=_LenientSchema)
     schema["title"] = getattr(flow, "name", None) or flow_function(flow).__name__
+    if not takes_kwargs(flow):
+        schema["additionalProperties"] = False
     return schema
 
 
@@ -155,10 +165,8 @@ def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
 def check_parameters(flow: Any, parameters: dict[str, Any]) -> None:
     """Refuse defaults the flow cannot take, naming the parameter (pydantic's message)."""
     fields = _aliases(parameter_model(flow))
-    takes_kwargs = any(p.kind is p.VAR_KEYWORD
-                       for p in inspect.signature(flow_function(flow)).parameters.values())
     unknown = sorted(set(parameters) - set(fields))
-    if unknown and not takes_kwargs:
+    if unknown and not takes_kwargs(flow):
         raise _errors.CliError(f"the flow has no parameter {', '.join(map(repr, unknown))}",
                                f"its parameters are: {', '.join(fields) or 'none'}")
     for key, value in parameters.items():

@@ -183,8 +183,13 @@ def run_detail(run: Mapping[str, Any], now: datetime) -> Table:
     for failed in task_runs.get("failed") or []:
         rows.append(("Failed task", f"{failed.get('name')}: {failed.get('message', '')}"))
     result = status.get("result") or {}
-    if result:
+    if result.get("notKept"):
+        rows.append(("Result", result["notKept"]))
+    elif result:
         rows.append(("Result", result.get("reference") or as_json(result.get("value"))))
+    if status.get("logTail"):
+        rows.append(("Last log lines", f"{len(status['logTail'])} kept in the status "
+                                       f"(`flowpod logs {meta.get('name')}`)"))
     for key, value in rows:
         if value is not None and value != "":
             table.add_row(key, value if isinstance(value, Text) else str(value))

@@ -12,12 +12,12 @@ ignored when parsing, so an older operator still reads objects written by a newe
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 from flowpod_operator.crds import _cel
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
 
 MAX_FAILED_TASK_RUNS = flowruns.MAX_LISTED_RUNS
 _PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+_LogLine = Annotated[str, Field(max_length=contract.MAX_LOG_LINE_LENGTH)]
 _CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 _CONDITION_TYPE = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
@@ -159,8 +160,11 @@ class FlowRunSpec(_Model):
         None, min_length=1, max_length=1024,
         description="Ad-hoc run: the container image. Requires entrypoint.")
     parameters: dict[str, Any] | None = Field(
-        None, description="Flow parameters (a JSON object), merged over the Deployment's "
-                          "defaults and validated before the run starts.",
+        None, description=f"Flow parameters (a JSON object), merged over the Deployment's "
+                          f"defaults and validated before the run starts. At most "
+                          f"{contract.MAX_PARAMETERS_BYTES // 1024} KiB as JSON, defaults "
+                          f"included (a larger run ends Failed before any pod): pass large "
+                          f"inputs by reference.",
         json_schema_extra=_PRESERVE)
     scheduled_time: datetime | None = Field(
         None, description="When to start the run (RFC 3339). Unset or past means now.")
@@ -229,13 +233,20 @@ class TaskRunSummary(_Model):
 
 
 class FlowRunResult(_Model):
-    """The flow's return value: inline when small, otherwise a reference to where it is stored
-    (exactly one of the two)."""
+    """The flow's return value: inline when it is small JSON, otherwise a note that it was
+    not kept and why (exactly one of them)."""
 
     value: Any = Field(None, description="The return value as JSON, when small.",
                        json_schema_extra=_PRESERVE)
     reference: str | None = Field(
-        None, description="Where the persisted result is stored, when too large to inline.")
+        None, description="Reserved for durable result storage, which flowpod does not have "
+                          "yet; not written.")
+    not_kept: str | None = Field(
+        None, max_length=1024,
+        description=f"Why the return value was not kept: it is larger than "
+                    f"{flowruns.MAX_INLINE_RESULT_BYTES} bytes as JSON, or not JSON at all, "
+                    f"and there is no durable result storage yet (a file in the pod would be "
+                    f"deleted with it).")
 
 
 class Condition(_Model):
@@ -285,9 +296,16 @@ class FlowRunStatus(_Model):
                                                  "pod has ended).")
     task_runs: TaskRunSummary | None = Field(None, description="Summary of the task runs.")
     result: FlowRunResult | None = Field(
-        None, description="The flow's return value (inline JSON or a reference).",
+        None, description="The flow's return value (inline JSON), or why it was not kept.",
         # CEL cannot see an untyped (any JSON) field, so "not both" is a property count.
         json_schema_extra={"maxProperties": 1})
+    log_tail: list[_LogLine] | None = Field(
+        None, max_length=contract.MAX_LOG_TAIL_LINES,
+        description=f"The last lines of the flow's output (at most "
+                    f"{contract.MAX_LOG_TAIL_LINES} lines and {contract.MAX_LOG_TAIL_BYTES} "
+                    f"bytes), kept when the run ends Failed, Crashed or Cancelled and written "
+                    f"with that final state, because the pod's log is deleted with the pod. "
+                    f"`flowpod logs` shows them once the pod is gone.")
     flow_run_name: str | None = Field(None, description="The run name the flow rendered "
                                                         "(flow_run_name template).")
     observed_generation: int | None = Field(

@@ -153,7 +153,7 @@ def test_events_follow_each_new_state(setup, k8s, loop):
 def test_start_up_listing_sets_the_event_baseline(k8s):
     seen: list[Mapping[str, Any]] = []
     recorder = _eventing.EventRecorder(lambda e: None, clock=lambda: k8s.now)
-    recorder.record = lambda body, kind, reason, message: seen.append(reason)  # type: ignore
+    recorder.record = lambda body, kind, reason, message, **_: seen.append(reason)  # type: ignore
     run = k8s.flowrun(state=k8s.state("RUNNING"), attempt=1)
     recorder.observe(run, baseline=True)
     assert seen == []
@@ -183,3 +183,27 @@ def test_deep_resync_sees_what_the_watch_missed(setup, k8s, loop):
     reconciler._deep.add(("ns", "run"))
     loop(reconciler.reconcile(("ns", "run")))
     assert index.flowrun(("ns", "run")) is None
+
+
+def test_events_carry_increasing_microsecond_times_even_on_a_still_clock(k8s):
+    posted: list[dict[str, Any]] = []
+    recorder = _eventing.EventRecorder(lambda e: None, clock=lambda: k8s.now)
+    recorder.record = _eventing.EventRecorder.record.__get__(recorder)  # the real one
+    recorder._queue.put_nowait = posted.append  # type: ignore[method-assign]
+    run = k8s.flowrun(state=k8s.state("SCHEDULED"))
+    recorder.observe(run, baseline=True)
+    later = copy.deepcopy(run)
+    history = [k8s.state("SCHEDULED"), k8s.state("PENDING", message="Job run-1 created"),
+               k8s.state("RUNNING"), k8s.state("COMPLETED")]
+    later["status"].update(state=history[-1], stateHistory=history)
+    recorder.observe(later)
+    assert [e["reason"] for e in posted] == ["Pending", "Running", "Completed"]
+    times = [e["eventTime"] for e in posted]
+    assert times == ["2026-03-01T12:00:00.000000Z", "2026-03-01T12:00:00.000001Z",
+                     "2026-03-01T12:00:00.000002Z"]
+    names = [e["metadata"]["name"] for e in posted]
+    assert names == sorted(names) and len(set(names)) == 3
+    # No whole-second first/lastTimestamp: kubectl would order by those first.
+    assert not any("lastTimestamp" in e or "firstTimestamp" in e for e in posted)
+    assert {e["action"] for e in posted} == {"Transition"}
+

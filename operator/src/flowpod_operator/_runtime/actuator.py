@@ -91,7 +91,8 @@ class Actuator:
             case act.DeleteJob(name=name):
                 await self.api.delete_job(key[0], name)
                 self.index.drop_job(key, name)
-                self.events.record(flowrun, "Normal", "JobDeleted", f"Deleted Job {name}")
+                self.events.record(flowrun, "Normal", "JobDeleted", f"Deleted Job {name}",
+                                   action="DeleteJob")
                 _log.info("deleted Job", extra=_fields(key, job=name))
                 return Step.DONE
             case act.DeletePod():
@@ -148,7 +149,7 @@ class Actuator:
             self.index.put_pod(body)
         self.events.record(flowrun, "Normal", "PodDeleted",
                            f"Deleting pod {action.name} (grace period "
-                           f"{action.grace_seconds}s)")
+                           f"{action.grace_seconds}s)", action="DeletePod")
         _log.info("deleted pod", extra=_fields(key, pod=action.name,
                                                grace=action.grace_seconds))
 

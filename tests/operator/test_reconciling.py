@@ -207,3 +207,26 @@ def test_events_carry_increasing_microsecond_times_even_on_a_still_clock(k8s):
     assert not any("lastTimestamp" in e or "firstTimestamp" in e for e in posted)
     assert {e["action"] for e in posted} == {"Transition"}
 
+
+def test_a_waiting_problem_is_a_warning_event(setup, k8s, loop):
+    run = k8s.flowrun(state=k8s.state("PENDING", message="Job run-1 created"), attempt=1)
+    api, index, reconciler = setup(run)
+    index.put_job(k8s.job(run))
+    index.put_pod(k8s.pod(run, waiting="ErrImagePull", waiting_message="not found"))
+
+    async def scenario() -> None:
+        tasks = reconciler.events.start()
+        await reconciler.reconcile(("ns", "run"))
+        for _ in range(500):
+            if len(api.events) >= 2 and not reconciler.events.pending():
+                break
+            await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    loop(scenario())
+    assert api.flowrun["status"]["state"]["message"].startswith("ErrImagePull: the image")
+    assert [(e["reason"], e["type"]) for e in api.events] == [("Pending", "Normal"),
+                                                              ("ErrImagePull", "Warning")]
+

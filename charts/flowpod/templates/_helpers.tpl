@@ -111,8 +111,8 @@ flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "delete"]
-# An Event on the FlowRun for every transition.
+# An Event on the FlowRun for every transition; a Job's Events say why it makes no pod.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- end -}}

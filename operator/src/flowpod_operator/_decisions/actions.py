@@ -74,10 +74,12 @@ class WriteStatus:
 @dataclass(frozen=True)
 class Refresh:
     """Read from the API instead of the watch cache before deciding: the Deployment, or
-    the run's Jobs and Pods. Asked only when the absence of an object would decide."""
+    the run's Jobs and Pods (asked only when the absence of an object would decide), or the
+    Events of the Job named `job_events` (asked when that Job has made no pod for a while)."""
 
     deployment: bool = False
     children: bool = False
+    job_events: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class Sight:
     children: Listing | None = None  # the run's Jobs and Pods, listed from the API
     deployment_fresh: bool = False   # the Deployment entry was just read from the API
     job_error: str | None = None     # why the API server refused the run's Job
+    job_events: Sequence[Mapping[str, Any]] | None = None  # the current Job's Events
 
 
 def selector(flowrun_name: str) -> str:
@@ -79,7 +80,9 @@ class Actuator:
             case act.Requeue(after=after):
                 self.queue.add_after(key, after)
                 return Step.LATER
-            case act.Refresh(deployment=deployment, children=children):
+            case act.Refresh(deployment=deployment, children=children, job_events=job):
+                if job:
+                    sight.job_events = await self.api.list_events(key[0], "Job", job)
                 if children:
                     sight.children = await self.api.list_children(key[0], selector(key[1]))
                 if deployment:

@@ -14,6 +14,9 @@ with microseconds that strictly increases in the order the Events were recorded,
 first/lastTimestamp (kubectl sorts by those first when present); its name ends in that time
 in hex, as Kubernetes' own recorders name theirs, so a plain listing is in order too.
 
+A Pending entry whose message names a waiting problem (flowpod_operator._decisions.waiting:
+a wrong image, no node, a missing ServiceAccount) becomes a Warning with that reason.
+
 After an operator restart, transitions made while it was down are not re-announced: the
 first sight of a run only sets the baseline, so a restart never duplicates Events.
 """
@@ -27,6 +30,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping
 
 from flowpod import flowruns, states
+
+from flowpod_operator._decisions import waiting
 
 __all__ = ["EventRecorder", "event_body", "new_transitions", "COMPONENT"]
 
@@ -124,6 +129,10 @@ class EventRecorder:
         for entry in new_transitions(previous, body):
             kind = "Warning" if entry.get("type") in _WARNING_TYPES else "Normal"
             reason = entry.get("name") or "StateChanged"
+            problem = (waiting.reason_of(entry.get("message"))
+                       if entry.get("type") == states.StateType.PENDING.value else None)
+            if problem:
+                kind, reason = "Warning", problem
             message = entry.get("message") or f"FlowRun is {entry.get('name')}"
             self.record(body, kind, reason, message, action="Transition")
 

@@ -24,7 +24,9 @@ RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
                                        delete                     a cancelled run's Job; get
                                                                   one that already exists
   ""            pods                   list, watch, delete        follow pods; cancel = delete
-  ""            events                 create                     Events on FlowRuns
+  ""            events                 create, list               Events on FlowRuns; read
+                                                                  the Events of a Job that
+                                                                  makes no pod (FailedCreate)
   apiextensions.k8s.io                                            (none needed: the CRDs are
                 customresourcedefinitions                          checked via discovery, which
                                                                   every authenticated user may
@@ -67,7 +69,7 @@ RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": ["batch"], "resources": ["jobs"],
      "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
 )
 _JSON = "application/json"
 
@@ -197,6 +199,17 @@ class KubeApi:
             _log.warning("could not post an Event", extra={
                 "namespace": namespace, "reason": event.get("reason"), "status": reply.status,
                 "error": reply.message})
+
+    async def list_events(self, namespace: str, kind: str, name: str
+                          ) -> list[Mapping[str, Any]]:
+        """The Events about one object (e.g. the Job controller's FailedCreate on a Job)."""
+        selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+        reply = await self._call("GET", f"/api/v1/namespaces/{namespace}/events",
+                                 query={"fieldSelector": selector})
+        if not reply.ok:
+            raise self.failure(f"LIST ({selector})", errors.Ref("Event", None, namespace),
+                               reply)
+        return list(reply.body.get("items") or [])
 
     async def check_crds(self, *, wait: float = 60.0, interval: float = 1.0) -> None:
         """Wait (up to `wait` s) until the FlowRun and Deployment CRDs are served, then

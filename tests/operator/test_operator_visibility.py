@@ -2,9 +2,9 @@
 
 A run that cannot start says why within seconds (its Pending message and a Warning Event):
 an image that cannot be pulled, a nodeSelector no node matches, a missing ServiceAccount.
-Events come in the order of the run's transitions, and the run's log lines use the
-FlowRun's name. All runs start at once (the `runs` fixture) in one namespace that only this
-module's operator watches.
+Events come in the order of the run's transitions, a Deployment's runs carry its label, and
+the run's log lines use the FlowRun's name. All runs start at once (the `runs` fixture) in
+one namespace that only this module's operator watches.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 import time
 
 import pytest
+
+from flowpod import contract
 
 CASES = "tests/operator/flows/operator_cases.py"
 BAD_IMAGE = "registry.invalid/flowpod/nope:1"
@@ -133,6 +135,21 @@ def test_events_come_in_the_order_of_the_transitions(api, cluster, flow_namespac
     table = cluster.kubectl("events", "-n", ns, "--for", "flowrun/quick").stdout
     positions = [table.index(f" {reason} ") for reason in history]
     assert positions == sorted(positions), table
+
+
+def test_runs_of_a_deployment_carry_its_label(api, cluster, flow_namespace, operator_proc,
+                                              runs):
+    ns = flow_namespace
+    label = contract.LABEL_DEPLOYMENT
+    api.wait_flowrun(ns, "quick", lambda f: f["metadata"].get("labels", {}).get(label)
+                     == "hello", what=f"the label {label}=hello",
+                     explain=lambda: operator_proc.log_tail(needle='"quick"'))
+    listed = cluster.kubectl("get", "fr", "-n", ns, "-l", f"{label}=hello",
+                             "-o", "jsonpath={.items[*].metadata.name}")
+    assert listed.stdout.split() == ["quick"]
+    listed = cluster.kubectl("get", "fr", "-n", ns, "-l", f"{label}=no-image",
+                             "-o", "jsonpath={.items[*].metadata.name}")
+    assert listed.stdout.split() == ["bad-image"]
 
 
 def test_the_runs_log_lines_use_the_flowrun_name(api, cluster, flow_namespace, runs):

@@ -15,7 +15,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from fakeapi import FakeApi, status_response
-from flowpod import flowruns
+from flowpod import contract, flowruns
 from flowpod_operator._runtime import eventing as _eventing
 from flowpod_operator._runtime import indexing as _indexing
 from flowpod_operator._runtime.kubeapi import KubeApi
@@ -230,3 +230,23 @@ def test_a_waiting_problem_is_a_warning_event(setup, k8s, loop):
     assert [(e["reason"], e["type"]) for e in api.events] == [("Pending", "Normal"),
                                                               ("ErrImagePull", "Warning")]
 
+
+def test_the_operator_labels_a_run_and_goes_on_without_the_permission(setup, k8s, loop):
+    bare = k8s.flowrun()
+    del bare["metadata"]["labels"]
+    api, _, reconciler = setup(bare)
+    loop(reconciler.reconcile(("ns", "run")))
+    assert api.flowrun["metadata"]["labels"] == {contract.LABEL_DEPLOYMENT: "hello"}
+    assert _state_names(api) == ["Scheduled", "Pending"]
+    # An operator whose RBAC predates labelling: it says so once and runs the run anyway.
+    api, _, reconciler = setup(bare)
+    forbid = lambda request: status_response(403, "Forbidden", "no patch") if (  # noqa: E731
+        request.method == "PATCH" and not request.url.path.endswith("/status")) else None
+    api.failures.extend([forbid] * 50)  # each request takes one
+    loop(reconciler.reconcile(("ns", "run")))
+    assert _state_names(api) == ["Scheduled", "Pending"]
+    assert "labels" not in api.flowrun["metadata"]
+    loop(reconciler.reconcile(("ns", "run")))
+    label_patches = [r for r in api.requests if r.method == "PATCH"
+                     and not r.url.path.endswith("/status")]
+    assert len(label_patches) == 1

@@ -105,7 +105,12 @@ def decide(observation: obs.Observation, now: datetime,
            policy: Policy = Policy()) -> list[act.Action]:
     """The actions that move this FlowRun on, given what is observed at `now` (aware UTC).
     An empty list means nothing to do until something changes."""
-    o = observation
+    actions = _decide(observation, now, policy)
+    labels = manifests.missing_flowrun_labels(observation.flowrun)
+    return actions + [act.LabelFlowRun(labels)] if labels else actions
+
+
+def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Action]:
     state = flowruns.current_state(o.flowrun)
     attempts = _group(o)
     recorded = int(o.status.get("attempt") or 0)

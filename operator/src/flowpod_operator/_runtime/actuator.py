@@ -73,6 +73,7 @@ class Actuator:
         self.events = intake.events
         self.queue = intake.queue
         self.writes = 0
+        self._labels_forbidden = False
 
     async def carry_out(self, key: Key, flowrun: Mapping[str, Any], action: act.Action,
                         now: datetime, sight: Sight) -> Step:
@@ -103,6 +104,8 @@ class Actuator:
                 return Step.DONE
             case act.WriteStatus():
                 return await self._write_status(key, flowrun, action, now)
+            case act.LabelFlowRun(labels=labels):
+                return await self._label(key, labels)
         raise TypeError(f"unknown action {action!r}")
 
     async def _refresh_deployment(self, namespace: str, flowrun: Mapping[str, Any]) -> None:
@@ -155,6 +158,27 @@ class Actuator:
                            f"{action.grace_seconds}s)", action="DeletePod")
         _log.info("deleted pod", extra=_fields(key, pod=action.name,
                                                grace=action.grace_seconds))
+
+    async def _label(self, key: Key, labels: Mapping[str, str]) -> Step:
+        """Label the FlowRun. Labels help selection but decide nothing, so an operator
+        without the permission (RBAC from an older chart) says so once and goes on."""
+        if self._labels_forbidden:
+            return Step.DONE
+        reply = await self.api.patch_labels(key[0], key[1], labels)
+        if reply.ok:
+            self.intake.remember(reply.body)
+            return Step.DONE
+        if reply.status == 404:
+            self.index.remove_flowrun(key)
+            return Step.STOP
+        if reply.status == 403:
+            self._labels_forbidden = True
+            _log.warning("cannot label FlowRuns; grant the operator `patch` on flowruns "
+                         "(the Helm chart's Role does) so `kubectl get fr -l "
+                         f"{', '.join(labels)}=...` finds them",
+                         extra=_fields(key, error=reply.message))
+            return Step.DONE
+        raise self.api.failure("PATCH labels of", Ref("FlowRun", key[1], key[0]), reply)
 
     async def _write_status(self, key: Key, flowrun: Mapping[str, Any],
                             action: act.WriteStatus, now: datetime) -> Step:

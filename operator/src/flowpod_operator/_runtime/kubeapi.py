@@ -12,7 +12,9 @@ itself at a thousand runs; answers the caller acts on (404, 409, 422) come back 
 RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
 
   apiGroups     resources              verbs                      why
-  flowpod.io    flowruns               get, list, watch           watch runs; re-read on 409
+  flowpod.io    flowruns               get, list, watch, patch    watch runs; re-read on 409;
+                                                                  label a run with its
+                                                                  Deployment
   flowpod.io    flowruns/status        patch                      every state write
   flowpod.io    flowruns/finalizers    update                     Job ownerReference with
                                                                   blockOwnerDeletion (needed
@@ -59,7 +61,7 @@ _log = logging.getLogger("flowpod_operator.api")
 
 RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": [flowruns.GROUP], "resources": [flowruns.FLOWRUNS],
-     "verbs": ["get", "list", "watch"]},
+     "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [flowruns.GROUP], "resources": [f"{flowruns.FLOWRUNS}/status"],
      "verbs": ["patch"]},
     {"apiGroups": [flowruns.GROUP], "resources": [f"{flowruns.FLOWRUNS}/finalizers"],
@@ -137,6 +139,14 @@ class KubeApi:
             "PATCH", flowruns.flowrun_path(namespace, name, "status"),
             body=flowruns.patch_body(resource_version, status_patch),
             content_type=flowruns.MERGE_PATCH)
+
+    async def patch_labels(self, namespace: str, name: str,
+                           labels: Mapping[str, str]) -> Reply:
+        """Merge these labels into a FlowRun's metadata (no precondition: they are only
+        added, and nothing else of the object is touched)."""
+        return await self._call("PATCH", flowruns.flowrun_path(namespace, name),
+                                body={"metadata": {"labels": dict(labels)}},
+                                content_type=flowruns.MERGE_PATCH)
 
     async def get_deployment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         reply = await self._call("GET", contract.deployment_path(namespace, name))

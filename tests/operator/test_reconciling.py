@@ -250,3 +250,17 @@ def test_the_operator_labels_a_run_and_goes_on_without_the_permission(setup, k8s
     label_patches = [r for r in api.requests if r.method == "PATCH"
                      and not r.url.path.endswith("/status")]
     assert len(label_patches) == 1
+
+
+def test_without_permission_to_list_events_a_podless_job_just_waits(setup, k8s, loop):
+    run = k8s.flowrun(state=k8s.state("PENDING", message="Job run-1 created"), attempt=1)
+    api, index, reconciler = setup(run)
+    index.put_job(k8s.job(run, created=-10))
+    forbid = lambda request: status_response(403, "Forbidden", "no list") if (  # noqa: E731
+        request.url.path.endswith("/events")) else None
+    api.failures.extend([forbid] * 50)  # each request takes one
+    loop(reconciler.reconcile(("ns", "run")))
+    loop(reconciler.reconcile(("ns", "run")))
+    assert api.flowrun["status"]["state"]["message"] == "Job run-1 created"
+    listed = [r for r in api.requests if r.url.path.endswith("/events")]
+    assert len(listed) == 1  # said once, not asked again

@@ -122,3 +122,9 @@ def test_decide_reads_a_podless_jobs_events(k8s):
     (step,) = actions[1].states
     assert step.message.startswith("ServiceAccountNotFound: ")
 
+
+def test_a_suspended_job_is_not_asked_why(k8s):
+    run = k8s.flowrun(state=k8s.state("PENDING", message="Job run-1 created"), attempt=1)
+    job = k8s.job(run, created=-10, pending=60)
+    job["spec"]["suspend"] = True  # held by a queue (Kueue): no pod on purpose
+    assert _decide(k8s, run, job=job) == [act.Requeue(50.0)]

@@ -267,7 +267,11 @@ def _podless_job(job: Mapping[str, Any], pending: int, now: datetime, fresh: boo
 def _starting_job(job: Mapping[str, Any], since: datetime, deadline: datetime,
                   now: datetime, events: Sequence[Mapping[str, Any]] | None) -> Diagnosis:
     """A Job still within its pending time and without a pod: past a moment, its Events
-    say whether the API server refuses the pod (a missing ServiceAccount, say)."""
+    say whether the API server refuses the pod (a missing ServiceAccount, say). A suspended
+    Job (held by a queue such as Kueue) makes no pod on purpose: nothing to ask, and with
+    many queued runs, asking every few seconds would load the API server."""
+    if (job.get("spec") or {}).get("suspend"):
+        return Diagnosis(Phase.STARTING, settled=False, recheck_at=deadline)
     look_at = since + LOOK_AT_JOB_AFTER
     if now < look_at:
         return Diagnosis(Phase.STARTING, settled=False, recheck_at=min(look_at, deadline))

@@ -74,6 +74,7 @@ class Actuator:
         self.queue = intake.queue
         self.writes = 0
         self._labels_forbidden = False
+        self._events_forbidden = False
 
     async def carry_out(self, key: Key, flowrun: Mapping[str, Any], action: act.Action,
                         now: datetime, sight: Sight) -> Step:
@@ -83,7 +84,7 @@ class Actuator:
                 return Step.LATER
             case act.Refresh(deployment=deployment, children=children, job_events=job):
                 if job:
-                    sight.job_events = await self.api.list_events(key[0], "Job", job)
+                    sight.job_events = await self._job_events(key, job)
                 if children:
                     sight.children = await self.api.list_children(key[0], selector(key[1]))
                 if deployment:
@@ -158,6 +159,22 @@ class Actuator:
                            f"{action.grace_seconds}s)", action="DeletePod")
         _log.info("deleted pod", extra=_fields(key, pod=action.name,
                                                grace=action.grace_seconds))
+
+    async def _job_events(self, key: Key, job: str) -> Sequence[Mapping[str, Any]]:
+        """A Job's Events; none when the operator may not list Events (RBAC from an older
+        chart): it says so once, and runs then wait without a reason until they time out."""
+        if self._events_forbidden:
+            return []
+        reply = await self.api.list_events(key[0], "Job", job)
+        if reply.status == 403:
+            self._events_forbidden = True
+            _log.warning("cannot list Events, so a Job that makes no pod is not explained "
+                         "until pendingTimeoutSeconds; grant the operator `list` on events "
+                         "(the Helm chart's Role does)", extra=_fields(key, error=reply.message))
+            return []
+        if not reply.ok:
+            raise self.api.failure("LIST Events of", Ref("Job", job, key[0]), reply)
+        return list(reply.body.get("items") or [])
 
     async def _label(self, key: Key, labels: Mapping[str, str]) -> Step:
         """Label the FlowRun. Labels help selection but decide nothing, so an operator

@@ -210,16 +210,12 @@ class KubeApi:
                 "namespace": namespace, "reason": event.get("reason"), "status": reply.status,
                 "error": reply.message})
 
-    async def list_events(self, namespace: str, kind: str, name: str
-                          ) -> list[Mapping[str, Any]]:
-        """The Events about one object (e.g. the Job controller's FailedCreate on a Job)."""
+    async def list_events(self, namespace: str, kind: str, name: str) -> Reply:
+        """The Events about one object (e.g. the Job controller's FailedCreate on a Job),
+        as a Reply: the caller decides what a refusal means."""
         selector = f"involvedObject.kind={kind},involvedObject.name={name}"
-        reply = await self._call("GET", f"/api/v1/namespaces/{namespace}/events",
-                                 query={"fieldSelector": selector})
-        if not reply.ok:
-            raise self.failure(f"LIST ({selector})", errors.Ref("Event", None, namespace),
-                               reply)
-        return list(reply.body.get("items") or [])
+        return await self._call("GET", f"/api/v1/namespaces/{namespace}/events",
+                                query={"fieldSelector": selector})
 
     async def check_crds(self, *, wait: float = 60.0, interval: float = 1.0) -> None:
         """Wait (up to `wait` s) until the FlowRun and Deployment CRDs are served, then

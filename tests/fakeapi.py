@@ -94,7 +94,10 @@ def _matches(obj: dict[str, Any], label_selector: str | None,
             return False
     for term in filter(None, (field_selector or "").split(",")):
         field, _, value = term.partition("=")
-        if field == "metadata.name" and meta.get("name") != value:
+        found: Any = obj
+        for part in field.split("."):  # e.g. metadata.name, involvedObject.kind
+            found = found.get(part) if isinstance(found, dict) else None
+        if found != value:
             return False
     return True
 

@@ -166,7 +166,8 @@ class Api:
     def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         items = self.get(f"/api/v1/namespaces/{namespace}/events",
                          fieldSelector=f"involvedObject.name={name}")["items"]
-        return sorted(items, key=lambda e: e.get("firstTimestamp") or "")
+        # Ours carry a microsecond eventTime; Kubernetes' older recorders firstTimestamp.
+        return sorted(items, key=lambda e: e.get("eventTime") or e.get("firstTimestamp") or "")
 
     def wait_flowrun(self, namespace: str, name: str, ready: Callable[[dict], bool], *,
                      what: str, timeout: float = 60, explain: Callable[[], str] = str

@@ -248,7 +248,11 @@ def test_cluster_wide_install_grants_exactly_the_chart_rbac(cluster, namespace) 
         assert _can(cluster, operator, "create", "jobs.batch", elsewhere)
         assert _can(cluster, operator, "patch", "flowruns.flowpod.io", "--subresource=status",
                     elsewhere)
-        assert not _can(cluster, operator, "patch", "flowruns.flowpod.io", elsewhere)
+        # Patch on the object itself is for the one label it adds (flowpod.io/deployment);
+        # it still may not replace or delete anyone's FlowRun.
+        assert _can(cluster, operator, "patch", "flowruns.flowpod.io", elsewhere)
+        assert not _can(cluster, operator, "update", "flowruns.flowpod.io", elsewhere)
+        assert not _can(cluster, operator, "delete", "flowruns.flowpod.io", elsewhere)
         assert not _can(cluster, operator, "get", "secrets", elsewhere)
         assert not _can(cluster, operator, "create", "pods", elsewhere)
         here = f"-n={namespace}"

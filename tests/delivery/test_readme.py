@@ -22,6 +22,7 @@ import yaml
 import flowpod_operator.cli as cli
 from delivery import _docs, _helm
 from flowpod import states
+from flowpod_operator._decisions import waiting
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -93,6 +94,12 @@ def test_troubleshooting_covers_every_crashed_cause(reason: str) -> None:
     source = (REPO / "operator/src/flowpod_operator/_decisions/diagnosing.py").read_text()
     # The README quotes the operator's own wording, so a user can search for it.
     assert reason in source, f"the operator no longer says {reason!r}; update the README"
+
+
+@pytest.mark.parametrize("reason", sorted(waiting.REASONS))
+def test_troubleshooting_covers_every_pending_reason(reason: str) -> None:
+    table = README.split("| Pending message begins with |", 1)[1].split("\n\n", 1)[0]
+    assert f"`{reason}`" in table
 
 
 def test_helm_template_command_renders_as_shown_with_the_pinned_helm() -> None:

@@ -294,3 +294,22 @@ def test_entrypoint_failure_message_keeps_foreign_causes() -> None:
 def test_exported_names_exist() -> None:
     for name in _in_pod.__all__:
         assert hasattr(_in_pod, name), name
+
+
+def test_the_run_is_named_after_its_flowrun_in_status_and_log_lines(flow_file, tmp_path,
+                                                                    caplog) -> None:
+    api = FakeApi()
+    with caplog.at_level(logging.INFO, logger="flowpod.flow_runs"):
+        _run(api, tmp_path, _settings(f"{flow_file}:failing"))
+    assert api.obj["status"]["flowRunName"] == NAME
+    assert f"Flow run {NAME!r} entered state Running" in caplog.text
+    assert {getattr(r, "flow_run_name", None) for r in caplog.records
+            if r.name == "flowpod.flow_runs"} == {NAME}
+    # A flow_run_name template still names the run, in the log records' fields too.
+    caplog.clear()
+    api = FakeApi()
+    with caplog.at_level(logging.INFO, logger="flowpod.flow_runs"):
+        _run(api, tmp_path, _settings(f"{flow_file}:squares", '{"n": 2}'))
+    assert api.obj["status"]["flowRunName"] == "squares-2"
+    assert {getattr(r, "flow_run_name", None) for r in caplog.records
+            if r.name == "flowpod.flow_runs"} == {"squares-2"}

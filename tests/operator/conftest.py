@@ -77,6 +77,8 @@ class Objects:
                          "creationTimestamp": ts(-60)},
             "spec": spec,
         }
+        if deployment:  # as the CLI creates it, and the operator labels every other
+            body["metadata"]["labels"] = {contract.LABEL_DEPLOYMENT: deployment}
         if full:
             body["status"] = full
         return body

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from flowpod import flowruns
+from flowpod import flowruns, states
 
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import deciding as _deciding
@@ -20,14 +20,14 @@ def running_run(k8s, kind="RUNNING", **kw):
 
 
 def decide(k8s, run, *, pods=(), gone=(), job="default", fresh=False, deployment="default",
-           **job_kw):
+           job_events=None, **job_kw):
     if job == "default":
         job = k8s.job(run, **job_kw)
     if deployment == "default":
         deployment = k8s.deployment()
     return _deciding.decide(obs.Observation(
         run, deployment, jobs=[job] if job else [], pods=list(pods), gone_pods=list(gone),
-        fresh=fresh), k8s.now)
+        fresh=fresh, job_events=job_events), k8s.now)
 
 
 def crashed(actions) -> act.WriteStatus:
@@ -193,7 +193,14 @@ def test_pod_deleted_by_the_job_past_its_deadline_is_a_deadline_crash(k8s):
 def test_image_or_config_problem_waits_for_pending_timeout(k8s, reason):
     run = k8s.flowrun(state=k8s.state("PENDING"), attempt=1, podName="run-1-abcde")
     young = k8s.pod(run, waiting=reason, created=-20)
-    assert decide(k8s, run, pods=[young], pending=60) == [act.Requeue(40.0)]
+    # Before the timeout the run says why it waits (once), then only waits.
+    first = decide(k8s, run, pods=[young], pending=60)
+    assert first[0] == act.Requeue(40.0)
+    (step,) = first[1].states
+    assert step.type is states.StateType.PENDING and step.message.startswith(f"{reason}: ")
+    shown = k8s.flowrun(state=k8s.state("PENDING", message=step.message), attempt=1,
+                        podName="run-1-abcde")
+    assert decide(k8s, shown, pods=[young], pending=60) == [act.Requeue(40.0)]
     old = k8s.pod(run, waiting=reason, waiting_message='image "nope:1" not found',
                   created=-61)
     actions = decide(k8s, run, pods=[old], pending=60)
@@ -247,7 +254,11 @@ def test_deleted_job_needs_a_fresh_look_first(k8s):
 
 def test_job_that_never_makes_a_pod_times_out(k8s):
     run = k8s.flowrun(state=k8s.state("PENDING"), attempt=1)
-    assert decide(k8s, run, created=-10, pending=60) == [act.Requeue(50.0)]
+    # A Job without a pod for a moment is asked why (its Events), then looked at again.
+    assert decide(k8s, run, created=-1, pending=60) == [act.Requeue(1.0)]
+    assert decide(k8s, run, created=-10, pending=60) == [act.Refresh(job_events="run-1")]
+    assert decide(k8s, run, created=-10, pending=60, job_events=[]) == [act.Requeue(5.0)]
+    assert decide(k8s, run, created=-58, pending=60, job_events=[]) == [act.Requeue(2.0)]
     assert decide(k8s, run, created=-61, pending=60) == [act.Refresh(children=True)]
     actions = decide(k8s, run, created=-61, pending=60, fresh=True)
     assert actions[0] == act.DeleteJob("run-1")

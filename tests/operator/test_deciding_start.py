@@ -247,3 +247,31 @@ def test_job_left_by_an_earlier_flowrun_of_the_same_name_is_not_adopted(k8s):
     assert [type(a) for a in actions] == [act.CreateJob, act.WriteStatus]
     notes = actions[0].manifest["metadata"]["annotations"]
     assert notes[obs.ANNOTATION_FLOW_RUN_UID] == "uid-run"
+
+
+def test_decide_labels_a_run_with_its_deployment(k8s):
+    run = k8s.flowrun(state=k8s.state("RUNNING"), attempt=1, podName="run-1-abcde")
+    del run["metadata"]["labels"]
+    assert _deciding.decide(obs.Observation(
+        run, k8s.deployment(), jobs=[k8s.job(run)], pods=[k8s.pod(run)]), k8s.now) == [
+        act.LabelFlowRun({contract.LABEL_DEPLOYMENT: "hello"})]
+    # Last, after the one status write, which it cannot make stale.
+    fresh = k8s.flowrun()
+    del fresh["metadata"]["labels"]
+    actions = _deciding.decide(obs.Observation(fresh, k8s.deployment()), k8s.now)
+    assert [type(a) for a in actions] == [act.CreateJob, act.WriteStatus, act.LabelFlowRun]
+    # A run without a Deployment gets none.
+    adhoc = k8s.flowrun(deployment=None, state=k8s.state("RUNNING"), attempt=1,
+                        podName="run-1-abcde")
+    assert _deciding.decide(obs.Observation(
+        adhoc, None, jobs=[k8s.job(adhoc)], pods=[k8s.pod(adhoc)]), k8s.now) == []
+
+
+def test_a_long_deployment_name_gets_the_label_value_its_jobs_carry(k8s):
+    name = "d" * 70
+    run = k8s.flowrun(deployment=name, state=k8s.state("COMPLETED"), attempt=1)
+    del run["metadata"]["labels"]
+    (label,) = _deciding.decide(obs.Observation(run, None), k8s.now)
+    value = label.labels[contract.LABEL_DEPLOYMENT]
+    assert len(value) <= 63
+    assert value == k8s.job(run)["metadata"]["labels"][contract.LABEL_DEPLOYMENT]

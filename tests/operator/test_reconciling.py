@@ -15,7 +15,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from fakeapi import FakeApi, status_response
-from flowpod import flowruns
+from flowpod import contract, flowruns
 from flowpod_operator._runtime import eventing as _eventing
 from flowpod_operator._runtime import indexing as _indexing
 from flowpod_operator._runtime.kubeapi import KubeApi
@@ -153,7 +153,7 @@ def test_events_follow_each_new_state(setup, k8s, loop):
 def test_start_up_listing_sets_the_event_baseline(k8s):
     seen: list[Mapping[str, Any]] = []
     recorder = _eventing.EventRecorder(lambda e: None, clock=lambda: k8s.now)
-    recorder.record = lambda body, kind, reason, message: seen.append(reason)  # type: ignore
+    recorder.record = lambda body, kind, reason, message, **_: seen.append(reason)  # type: ignore
     run = k8s.flowrun(state=k8s.state("RUNNING"), attempt=1)
     recorder.observe(run, baseline=True)
     assert seen == []
@@ -208,3 +208,82 @@ def test_a_crash_is_written_without_a_log_tail_when_the_log_cannot_be_read(setup
     loop(reconciler.reconcile(("ns", "run")))
     assert api.flowrun["status"]["state"]["type"] == "CRASHED"
     assert "logTail" not in api.flowrun["status"]
+def test_events_carry_increasing_microsecond_times_even_on_a_still_clock(k8s):
+    posted: list[dict[str, Any]] = []
+    recorder = _eventing.EventRecorder(lambda e: None, clock=lambda: k8s.now)
+    recorder.record = _eventing.EventRecorder.record.__get__(recorder)  # the real one
+    recorder._queue.put_nowait = posted.append  # type: ignore[method-assign]
+    run = k8s.flowrun(state=k8s.state("SCHEDULED"))
+    recorder.observe(run, baseline=True)
+    later = copy.deepcopy(run)
+    history = [k8s.state("SCHEDULED"), k8s.state("PENDING", message="Job run-1 created"),
+               k8s.state("RUNNING"), k8s.state("COMPLETED")]
+    later["status"].update(state=history[-1], stateHistory=history)
+    recorder.observe(later)
+    assert [e["reason"] for e in posted] == ["Pending", "Running", "Completed"]
+    times = [e["eventTime"] for e in posted]
+    assert times == ["2026-03-01T12:00:00.000000Z", "2026-03-01T12:00:00.000001Z",
+                     "2026-03-01T12:00:00.000002Z"]
+    names = [e["metadata"]["name"] for e in posted]
+    assert names == sorted(names) and len(set(names)) == 3
+    # No whole-second first/lastTimestamp: kubectl would order by those first.
+    assert not any("lastTimestamp" in e or "firstTimestamp" in e for e in posted)
+    assert {e["action"] for e in posted} == {"Transition"}
+
+
+def test_a_waiting_problem_is_a_warning_event(setup, k8s, loop):
+    run = k8s.flowrun(state=k8s.state("PENDING", message="Job run-1 created"), attempt=1)
+    api, index, reconciler = setup(run)
+    index.put_job(k8s.job(run))
+    index.put_pod(k8s.pod(run, waiting="ErrImagePull", waiting_message="not found"))
+
+    async def scenario() -> None:
+        tasks = reconciler.events.start()
+        await reconciler.reconcile(("ns", "run"))
+        for _ in range(500):
+            if len(api.events) >= 2 and not reconciler.events.pending():
+                break
+            await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    loop(scenario())
+    assert api.flowrun["status"]["state"]["message"].startswith("ErrImagePull: the image")
+    assert [(e["reason"], e["type"]) for e in api.events] == [("Pending", "Normal"),
+                                                              ("ErrImagePull", "Warning")]
+
+
+def test_the_operator_labels_a_run_and_goes_on_without_the_permission(setup, k8s, loop):
+    bare = k8s.flowrun()
+    del bare["metadata"]["labels"]
+    api, _, reconciler = setup(bare)
+    loop(reconciler.reconcile(("ns", "run")))
+    assert api.flowrun["metadata"]["labels"] == {contract.LABEL_DEPLOYMENT: "hello"}
+    assert _state_names(api) == ["Scheduled", "Pending"]
+    # An operator whose RBAC predates labelling: it says so once and runs the run anyway.
+    api, _, reconciler = setup(bare)
+    forbid = lambda request: status_response(403, "Forbidden", "no patch") if (  # noqa: E731
+        request.method == "PATCH" and not request.url.path.endswith("/status")) else None
+    api.failures.extend([forbid] * 50)  # each request takes one
+    loop(reconciler.reconcile(("ns", "run")))
+    assert _state_names(api) == ["Scheduled", "Pending"]
+    assert "labels" not in api.flowrun["metadata"]
+    loop(reconciler.reconcile(("ns", "run")))
+    label_patches = [r for r in api.requests if r.method == "PATCH"
+                     and not r.url.path.endswith("/status")]
+    assert len(label_patches) == 1
+
+
+def test_without_permission_to_list_events_a_podless_job_just_waits(setup, k8s, loop):
+    run = k8s.flowrun(state=k8s.state("PENDING", message="Job run-1 created"), attempt=1)
+    api, index, reconciler = setup(run)
+    index.put_job(k8s.job(run, created=-10))
+    forbid = lambda request: status_response(403, "Forbidden", "no list") if (  # noqa: E731
+        request.url.path.endswith("/events")) else None
+    api.failures.extend([forbid] * 50)  # each request takes one
+    loop(reconciler.reconcile(("ns", "run")))
+    loop(reconciler.reconcile(("ns", "run")))
+    assert api.flowrun["status"]["state"]["message"] == "Job run-1 created"
+    listed = [r for r in api.requests if r.url.path.endswith("/events")]
+    assert len(listed) == 1  # said once, not asked again

@@ -86,10 +86,10 @@ The operator's permissions, shared by its ClusterRole and its per-namespace Role
 flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test_helm_chart.py checks).
 */}}
 {{- define "flowpod.operatorRules" -}}
-# Watch runs; re-read one after a 409 conflict.
+# Watch runs; re-read one after a 409 conflict; label a run with its Deployment's name.
 - apiGroups: ["flowpod.io"]
   resources: ["flowruns"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Every state write is a merge patch of the status subresource.
 - apiGroups: ["flowpod.io"]
   resources: ["flowruns/status"]
@@ -115,8 +115,8 @@ flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
-# An Event on the FlowRun for every transition.
+# An Event on the FlowRun for every transition; a Job's Events say why it makes no pod.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- end -}}

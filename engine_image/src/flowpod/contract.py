@@ -59,6 +59,8 @@ KIND_DEPLOYMENT = "Deployment"
 
 # -- labels and annotations on the Jobs and Pods of a run ------------------------------------
 LABEL_FLOW_RUN = "flowpod.io/flow-run"
+# Also on FlowRuns of a Deployment (the CLI sets it, the operator adds it when missing), so
+# `kubectl get fr -l flowpod.io/deployment=etl` lists a Deployment's runs.
 LABEL_DEPLOYMENT = "flowpod.io/deployment"
 # The attempt number rides on every Job and Pod, so an attempt is recognised even before
 # the FlowRun's status records it (e.g. the operator died between creating and recording).

@@ -86,15 +86,17 @@ class FlowRunContext:
     """One flow run in progress; built (fully) by flowpod._runtime.flow_engine.
 
     `parameters` and `name` start as given and are replaced by the validated parameters and
-    the rendered run name once checked; everything else about identity is fixed.
+    the rendered run name once checked (`rename`); everything else about identity is fixed.
+    `default_name` is the name to use when the flow has no flow_run_name template.
     """
 
     def __init__(self, *, flow: FlowSpec, run_id: str, parameters: dict[str, Any],
                  parent: FlowRunContext | None, services: RunServices,
-                 record: RunRecord) -> None:
+                 record: RunRecord, default_name: str | None = None) -> None:
         self.flow = flow
         self.id = run_id
-        self.name = f"{flow.name}-{run_id[:8]}"
+        self.default_name = default_name
+        self.name = default_name or f"{flow.name}-{run_id[:8]}"
         self.parameters = parameters
         self.parent = parent
         self.services = services
@@ -107,6 +109,11 @@ class FlowRunContext:
             {"flow_run_name": self.name, "flow_run_id": run_id})
         self.pause_count = itertools.count(1)  # numbers suspend_flow_run calls without a key
         self._key_counters: dict[str, itertools.count[int]] = {}
+
+    def rename(self, name: str) -> None:
+        """Set the run's name, in its log records' `flow_run_name` too."""
+        self.name = name
+        self.logger.extra = {**(self.logger.extra or {}), "flow_run_name": name}
 
     def next_task_key(self, task_key: str) -> str:
         """Deterministic task-run key: the task's key plus its call number in this run."""

@@ -66,9 +66,11 @@ async def run_flow(flow: FlowSpec, parameters: Mapping[str, Any], *,
                    reporter: Reporter | None = None, cancel_check: CancellationCheck | None = None,
                    deps: RunDeps | None = None, parent: FlowRunContext | None = None,
                    run_id: str | None = None, tag_limits: Mapping[str, int] | None = None,
-                   handle_sigterm: bool = True) -> states.State:
-    """Run one flow run on the current anyio loop; return its final (or Suspended) state."""
-    ctx = _new_context(flow, parameters, reporter, cancel_check, deps, parent, run_id, tag_limits)
+                   handle_sigterm: bool = True, run_name: str | None = None) -> states.State:
+    """Run one flow run on the current anyio loop; return its final (or Suspended) state.
+    `run_name` names the run unless the flow has a flow_run_name template."""
+    ctx = _new_context(flow, parameters, reporter, cancel_check, deps, parent, run_id, tag_limits,
+                       run_name)
     if parent is not None:
         parent.progress.children.add(ctx)
     try:
@@ -96,7 +98,7 @@ async def run_flow(flow: FlowSpec, parameters: Mapping[str, Any], *,
 def _new_context(flow: FlowSpec, parameters: Mapping[str, Any], reporter: Reporter | None,
                  cancel_check: CancellationCheck | None, deps: RunDeps | None,
                  parent: FlowRunContext | None, run_id: str | None,
-                 tag_limits: Mapping[str, int] | None) -> FlowRunContext:
+                 tag_limits: Mapping[str, int] | None, run_name: str | None) -> FlowRunContext:
     reporter = reporter or InMemoryReporter()
     if parent is None:
         deps = deps or RunDeps()
@@ -118,7 +120,7 @@ def _new_context(flow: FlowSpec, parameters: Mapping[str, Any], reporter: Report
             blocking_ops=BlockingOps(deps), async_ops=AsyncOps(deps))
     return FlowRunContext(flow=flow, run_id=run_id or uuid.uuid4().hex,
                           parameters=dict(parameters), parent=parent, services=services,
-                          record=RunRecord())
+                          record=RunRecord(), default_name=run_name)
 
 
 async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
@@ -134,7 +136,7 @@ async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
 async def _run(ctx: FlowRunContext, parameters: Mapping[str, Any]) -> states.State:
     try:
         ctx.parameters = ctx.flow.validate_parameters(parameters)
-        ctx.name = ctx.flow.render_run_name(ctx.parameters, ctx.id)
+        ctx.rename(ctx.flow.render_run_name(ctx.parameters, ctx.id, ctx.default_name))
     except (ParameterValidationError, ValueError) as exc:
         return await _finish(ctx, states.Failed(str(exc), data=exc))
     try:

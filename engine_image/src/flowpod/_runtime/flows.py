@@ -98,10 +98,13 @@ class Flow:
         """Checked parameters with defaults; raises ParameterValidationError naming fields."""
         return self.parameters.validate(parameters, self.should_validate_parameters)
 
-    def render_run_name(self, parameters: Mapping[str, Any], run_id: str) -> str:
+    def render_run_name(self, parameters: Mapping[str, Any], run_id: str,
+                        default: str | None = None) -> str:
+        """The run's name: its flow_run_name template rendered, else `default` (in a pod,
+        the FlowRun's name), else `<flow name>-<first 8 of the run id>`."""
         template = self.flow_run_name
         if template is None:
-            return f"{self.name}-{run_id[:8]}"
+            return default or f"{self.name}-{run_id[:8]}"
         if callable(template):
             return str(template())
         try:

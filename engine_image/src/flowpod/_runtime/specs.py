@@ -37,7 +37,8 @@ class FlowSpec(Protocol):
 
     def validate_parameters(self, parameters: Mapping[str, Any]) -> dict[str, Any]: ...
 
-    def render_run_name(self, parameters: Mapping[str, Any], run_id: str) -> str: ...
+    def render_run_name(self, parameters: Mapping[str, Any], run_id: str,
+                        default: str | None = None) -> str: ...
 
 
 class TaskSpec(Protocol):

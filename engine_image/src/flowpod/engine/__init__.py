@@ -29,7 +29,8 @@ async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
                        is_cancellation_requested: CancellationCheck | None = None, *,
                        flow_run_id: str | None = None, deps: RunDeps | None = None,
                        tag_limits: Mapping[str, int] | None = None,
-                       handle_sigterm: bool = True) -> states.State:
+                       handle_sigterm: bool = True,
+                       flow_run_name: str | None = None) -> states.State:
     """Run `flow` once, on the running anyio event loop, and return its final State.
 
     flow: a flowpod.Flow (see load_flow_from_entrypoint).
@@ -45,6 +46,8 @@ async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
     deps: clock, sleeps, result_dir, flush_interval (see RunDeps).
     tag_limits: per-tag task concurrency limits, merged over the flow's own.
     handle_sigterm: install the SIGTERM handler (main thread only).
+    flow_run_name: the run's name when the flow has no flow_run_name template (in a pod,
+        the FlowRun's name; default: `<flow name>-<first 8 of flow_run_id>`).
 
     The returned state's `data` is the result (Completed) or the error; after SIGTERM
     it is a flowpod.errors.TerminationSignal (exit code 143). Never raises for user
@@ -55,7 +58,7 @@ async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
     return await run_flow(flow, parameters or {}, reporter=reporter,
                           cancel_check=is_cancellation_requested, deps=deps,
                           run_id=flow_run_id, tag_limits=tag_limits,
-                          handle_sigterm=handle_sigterm)
+                          handle_sigterm=handle_sigterm, run_name=flow_run_name)
 
 
 def parameter_model(flow: Any) -> Any:

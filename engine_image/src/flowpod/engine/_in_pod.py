@@ -111,11 +111,13 @@ def _stop_reason(flowrun: Mapping[str, Any]) -> str | None:
     return decision.reason if decision.verdict is states.Verdict.REFUSE else None
 
 
-def _rendered_name(flow: Any, parameters: Mapping[str, Any], run_id: str) -> str | None:
+def _rendered_name(flow: Any, parameters: Mapping[str, Any], run_id: str,
+                   flowrun_name: str) -> str | None:
     # The engine renders the same name from the same inputs; a template that cannot be
     # rendered outside the run (or bad parameters, which end the run Failed) gives none.
     try:
-        return flow.render_run_name(flow.validate_parameters(parameters), run_id)
+        return flow.render_run_name(flow.validate_parameters(parameters), run_id,
+                                    flowrun_name)
     except Exception:
         return None
 
@@ -146,11 +148,14 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
     # The FlowRun's uid is the run id: stable across infrastructure retries, so a new
     # attempt reuses the task results the previous one persisted.
     run_id = str(flowrun["metadata"].get("uid") or settings.name)
-    name = _rendered_name(flow, parameters, run_id)
+    # One name for one run: the FlowRun's, as in `kubectl get fr`, unless the flow's
+    # flow_run_name template asks for another (status.flowRunName then records it).
+    name = _rendered_name(flow, parameters, run_id, settings.name)
     if name:
         reporter.set_status_fields(flowRunName=name)
     state = await engine.run_flow_run(flow, parameters, reporter, flow_run_id=run_id,
-                                      handle_sigterm=handle_sigterm)
+                                      handle_sigterm=handle_sigterm,
+                                      flow_run_name=settings.name)
     _log.info("flow run finished %s%s", state.name, f": {state.message}" if state.message else "")
     if isinstance(state.data, TerminationSignal):
         return int(state.data.code)  # type: ignore[arg-type]

@@ -6,7 +6,9 @@ by flowpod_operator._runtime.actuator against the API server. Tests compare thes
 shared builder flowpod.flowruns.status_patch (one implementation with the in-pod reporter).
 
 Conventions the decision function keeps: at most one WriteStatus per decision, and it comes
-last, because a refused write (409) means the world changed and everything is re-decided.
+last, because a refused write (409) means the world changed and everything is re-decided;
+only a LabelFlowRun may follow it (a label patch has no precondition, so it cannot be
+refused for a stale view, and coming last it never makes the status write stale).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "DeleteJob",
     "DeletePod",
     "WriteStatus",
+    "LabelFlowRun",
     "Refresh",
     "Requeue",
     "status_patch_for",
@@ -75,12 +78,21 @@ class WriteStatus:
 
 
 @dataclass(frozen=True)
+class LabelFlowRun:
+    """Add these labels to the FlowRun's metadata (a merge patch; other labels stay)."""
+
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Refresh:
     """Read from the API instead of the watch cache before deciding: the Deployment, or
-    the run's Jobs and Pods. Asked only when the absence of an object would decide."""
+    the run's Jobs and Pods (asked only when the absence of an object would decide), or the
+    Events of the Job named `job_events` (asked when that Job has made no pod for a while)."""
 
     deployment: bool = False
     children: bool = False
+    job_events: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,7 @@ class Requeue:
     after: float
 
 
-Action = CreateJob | DeleteJob | DeletePod | WriteStatus | Refresh | Requeue
+Action = CreateJob | DeleteJob | DeletePod | WriteStatus | LabelFlowRun | Refresh | Requeue
 
 
 def _merged(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
 from flowpod_operator._decisions import validating
+from flowpod_operator._decisions import waiting as wait
 from flowpod_operator._decisions.views import Meta
 
 __all__ = ["Policy", "decide"]
@@ -75,7 +76,8 @@ class _Run:
         name = self.o.status.get("jobName") if number == self.o.status.get("attempt") else None
         return diag.diagnose(att.job, att.pods, att.gone, settings=self.settings(number),
                              now=self.now, fresh=self.o.fresh,
-                             job_name=name or manifests.job_name(self.o.name, number))
+                             job_name=name or manifests.job_name(self.o.name, number),
+                             job_events=self.o.job_events if number == self.current else None)
 
     def live_pods(self) -> list[Mapping[str, Any]]:
         return [p for a in self.attempts.values() for p in a.pods if not diag.is_terminated(p)]
@@ -103,7 +105,12 @@ def decide(observation: obs.Observation, now: datetime,
            policy: Policy = Policy()) -> list[act.Action]:
     """The actions that move this FlowRun on, given what is observed at `now` (aware UTC).
     An empty list means nothing to do until something changes."""
-    o = observation
+    actions = _decide(observation, now, policy)
+    labels = manifests.missing_flowrun_labels(observation.flowrun)
+    return actions + [act.LabelFlowRun(labels)] if labels else actions
+
+
+def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Action]:
     state = flowruns.current_state(o.flowrun)
     attempts = _group(o)
     recorded = int(o.status.get("attempt") or 0)
@@ -236,17 +243,14 @@ def _follow(run: _Run) -> list[act.Action]:
     d = run.diagnose()
     if d.needs_fresh:
         return [act.Refresh(children=True)]
+    if d.needs_job_events:
+        return [act.Refresh(job_events=Meta(run.attempt().job or {}).name)]
     if d.phase is diag.Phase.STOPPING and d.message and not _awaiting_retry(run.state):
         # Someone else is deleting the pod (a cancellation never reaches _follow): write the
         # exact verdict now, before the engine's own SIGTERM report of an unknown cause.
         return _after_end(run, d)
     if d.phase is not diag.Phase.ENDED:
-        actions: list[act.Action] = []
-        if d.recheck_at is not None:
-            actions.append(act.Requeue(_until(d.recheck_at, run.now)))
-        if d.pod_name and run.o.status.get("podName") != d.pod_name:
-            actions.append(act.WriteStatus((), {"podName": d.pod_name}))
-        return actions
+        return _meanwhile(run, d)
     state = run.state
     if state is not None and state.type is _T.PAUSED and state.name == states.names.SUSPENDED:
         return []  # the engine ended its process on purpose; the run waits to be resumed
@@ -259,6 +263,18 @@ def _log_source(run: _Run, d: diag.Diagnosis) -> str | None:
     if d.pod_name in names:
         return d.pod_name
     return names[-1] if names else None
+def _meanwhile(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
+    """An attempt not over yet: look again when time alone may change it, and record its
+    pod's name and, while it waits to start, why (written when that changes)."""
+    actions: list[act.Action] = [act.Requeue(_until(d.recheck_at, run.now))] \
+        if d.recheck_at is not None else []
+    fields = {"podName": d.pod_name} if d.pod_name and d.pod_name != run.o.status.get(
+        "podName") else {}
+    text = wait.new_message(run.state.message, d.waiting, d.pod_name) if (
+        run.state is not None and run.state.type is _T.PENDING
+        and d.phase is diag.Phase.STARTING) else None
+    steps = (states.Pending(text, timestamp=run.now),) if text else ()
+    return actions + [act.WriteStatus(steps, fields)] if steps or fields else actions
 
 
 def _awaiting_retry(state: states.State | None) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from flowpod import contract
 
 from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions import waiting as wait
 
 __all__ = [
     "Phase",
@@ -27,6 +28,8 @@ __all__ = [
     "STUCK_AFTER",
     "NODE_LOST_REASONS",
     "IMAGE_OR_CONFIG_REASONS",
+    "LOOK_AT_JOB_AFTER",
+    "LOOK_AGAIN_EVERY",
 ]
 
 # A pod still present this long after its deletionTimestamp (which already includes the
@@ -34,6 +37,10 @@ __all__ = [
 STUCK_AFTER = timedelta(seconds=10)
 # DisruptionTarget reasons that mean the node, not the pod, went away.
 NODE_LOST_REASONS = frozenset({"DeletionByPodGC", "DeletionByTaintManager", "NodeLost"})
+# A Job normally has its pod within milliseconds; one without a pod this long is asked why
+# (its Events), and asked again this often while it stays so.
+LOOK_AT_JOB_AFTER = timedelta(seconds=2)
+LOOK_AGAIN_EVERY = timedelta(seconds=5)
 IMAGE_OR_CONFIG_REASONS = frozenset({
     "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
     "CreateContainerError", "ErrImageNeverPull",
@@ -65,7 +72,9 @@ class Diagnosis:
     container's, when known. `settled` says no process of the attempt can still run, so the
     next attempt may start. `stuck_pods` should be force-deleted. `recheck_at` is when time
     alone may change the diagnosis. `needs_fresh` says absence was decisive but the watch
-    cache may lag: list the objects from the API and diagnose again.
+    cache may lag: list the objects from the API and diagnose again. While STARTING,
+    `waiting` says what the attempt waits for when that needs a person (a wrong image, no
+    node), and `needs_job_events` asks for the Events of a Job that has made no pod.
     """
 
     phase: Phase
@@ -79,6 +88,8 @@ class Diagnosis:
     unstarted_pods: tuple[str, ...] = ()
     recheck_at: datetime | None = None
     needs_fresh: bool = False
+    waiting: wait.Waiting | None = None
+    needs_job_events: bool = False
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -188,7 +199,8 @@ def _waiting(pod: Mapping[str, Any], pending: int, now: datetime) -> Diagnosis:
     since = obs.parse_time(_meta(pod).get("creationTimestamp")) or now
     deadline = since + timedelta(seconds=pending)
     if now < deadline:
-        return Diagnosis(Phase.STARTING, pod_name=name, recheck_at=deadline, settled=False)
+        return Diagnosis(Phase.STARTING, pod_name=name, recheck_at=deadline, settled=False,
+                         waiting=wait.from_pod(pod))
     waiting = (_container(pod).get("state") or {}).get("waiting") or {}
     scheduled = _condition(pod, "PodScheduled")
     why = waiting.get("reason") or ""
@@ -227,8 +239,8 @@ def _live_pod(pod: Mapping[str, Any], pending: int, now: datetime) -> Diagnosis:
     return _waiting(pod, pending, now)
 
 
-def _podless_job(job: Mapping[str, Any], pending: int, now: datetime,
-                 fresh: bool) -> Diagnosis:
+def _podless_job(job: Mapping[str, Any], pending: int, now: datetime, fresh: bool,
+                 events: Sequence[Mapping[str, Any]] | None) -> Diagnosis:
     """A Job with no pod in sight: not created yet, or its pod vanished unobserved."""
     name = _meta(job).get("name")
     status = _status(job)
@@ -243,13 +255,31 @@ def _podless_job(job: Mapping[str, Any], pending: int, now: datetime,
     since = obs.parse_time(_meta(job).get("creationTimestamp")) or now
     deadline = since + timedelta(seconds=pending)
     if now < deadline:
-        return Diagnosis(Phase.STARTING, settled=False, recheck_at=deadline)
+        return _starting_job(job, since, deadline, now, events)
     if not fresh:
         return Diagnosis(Phase.ENDED, needs_fresh=True)
     return Diagnosis(Phase.ENDED, "PendingTimeout", f"PendingTimeout: Job {name} started no "
                      f"pod within pendingTimeoutSeconds ({pending}s); `kubectl describe job "
                      f"{name}` shows why (for example a missing service account)",
                      settled=False)
+
+
+def _starting_job(job: Mapping[str, Any], since: datetime, deadline: datetime,
+                  now: datetime, events: Sequence[Mapping[str, Any]] | None) -> Diagnosis:
+    """A Job still within its pending time and without a pod: past a moment, its Events
+    say whether the API server refuses the pod (a missing ServiceAccount, say). A suspended
+    Job (held by a queue such as Kueue) makes no pod on purpose: nothing to ask, and with
+    many queued runs, asking every few seconds would load the API server."""
+    if (job.get("spec") or {}).get("suspend"):
+        return Diagnosis(Phase.STARTING, settled=False, recheck_at=deadline)
+    look_at = since + LOOK_AT_JOB_AFTER
+    if now < look_at:
+        return Diagnosis(Phase.STARTING, settled=False, recheck_at=min(look_at, deadline))
+    if events is None:
+        return Diagnosis(Phase.STARTING, settled=False, needs_job_events=True)
+    return Diagnosis(Phase.STARTING, settled=False,
+                     recheck_at=min(now + LOOK_AGAIN_EVERY, deadline),
+                     waiting=wait.from_job_events(job, events))
 
 
 def _finished(job: Mapping[str, Any]) -> bool:
@@ -283,8 +313,10 @@ def _newest(objs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 def diagnose(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
              gone_pods: Sequence[Mapping[str, Any]], *, settings: obs.RunSettings,
-             now: datetime, fresh: bool, job_name: str | None = None) -> Diagnosis:
-    """Diagnose one attempt from its Job (None if not seen), live pods and deleted pods."""
+             now: datetime, fresh: bool, job_name: str | None = None,
+             job_events: Sequence[Mapping[str, Any]] | None = None) -> Diagnosis:
+    """Diagnose one attempt from its Job (None if not seen), live pods and deleted pods;
+    `job_events` are the Job's Events when they were read (None: not read)."""
     pending = settings.pending_timeout_seconds
     pod = _newest(pods)
     if pod is not None:
@@ -292,7 +324,7 @@ def diagnose(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
     elif gone_pods:
         found = _ended_pod(_newest(gone_pods), deleted=True)
     elif job is not None:
-        found = _podless_job(job, pending, now, fresh)
+        found = _podless_job(job, pending, now, fresh, job_events)
     elif not fresh:
         found = Diagnosis(Phase.ABSENT, needs_fresh=True, settled=False)
     else:

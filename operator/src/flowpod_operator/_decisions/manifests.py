@@ -10,6 +10,8 @@ values to select a run's objects), tests.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from typing import Any, Mapping
 
 from flowpod import contract, flowruns
@@ -21,6 +23,7 @@ __all__ = [
     "job_name",
     "label_value",
     "run_labels",
+    "missing_flowrun_labels",
     "resolve_parameters",
     "build_job",
     "ENGINE_COMMAND",
@@ -28,6 +31,8 @@ __all__ = [
 ]
 
 _MAX_LABEL = 63
+# A label value: up to 63 of these characters, starting and ending alphanumeric.
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
 def _digest(text: str) -> str:
@@ -60,6 +65,20 @@ def run_labels(flowrun: Mapping[str, Any], attempt: int) -> dict[str, str]:
     if spec.get("deploymentName"):
         labels[flowruns.LABEL_DEPLOYMENT] = label_value(spec["deploymentName"])
     return labels
+
+
+def missing_flowrun_labels(flowrun: Mapping[str, Any]) -> dict[str, str]:
+    """Labels a FlowRun should carry and does not: its Deployment's name, so
+    `kubectl get fr -l flowpod.io/deployment=etl` lists the runs of `etl` however they
+    were created. The value is the one the run's Jobs and Pods carry."""
+    name = (flowrun.get("spec") or {}).get("deploymentName")
+    if not name:
+        return {}
+    value = label_value(name)
+    labels = (flowrun.get("metadata") or {}).get("labels") or {}
+    if labels.get(contract.LABEL_DEPLOYMENT) == value or not _LABEL_VALUE.match(value):
+        return {}
+    return {contract.LABEL_DEPLOYMENT: value}
 
 
 # The merge lives in flowpod.contract: the engine, which reads the parameters from the API

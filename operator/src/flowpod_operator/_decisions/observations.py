@@ -70,6 +70,8 @@ class Observation:
     were listed from the API just now, so a missing object is really missing (a watch cache
     may lag behind). `deployment_fresh` says the same of `deployment`. `job_error` carries
     the API server's refusal to create a Job (an invalid pod template), to be reported.
+    `job_events` are the Events of the current attempt's Job when they were just read (None:
+    not read), to say why that Job makes no pod.
     """
 
     flowrun: Mapping[str, Any]
@@ -80,6 +82,7 @@ class Observation:
     gone_pods: Sequence[Mapping[str, Any]] = ()
     fresh: bool = False
     job_error: str | None = None
+    job_events: Sequence[Mapping[str, Any]] | None = None
 
     @property
     def name(self) -> str:

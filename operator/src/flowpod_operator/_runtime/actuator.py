@@ -51,6 +51,7 @@ class Sight:
     children: Listing | None = None  # the run's Jobs and Pods, listed from the API
     deployment_fresh: bool = False   # the Deployment entry was just read from the API
     job_error: str | None = None     # why the API server refused the run's Job
+    job_events: Sequence[Mapping[str, Any]] | None = None  # the current Job's Events
 
 
 def selector(flowrun_name: str) -> str:
@@ -72,6 +73,8 @@ class Actuator:
         self.events = intake.events
         self.queue = intake.queue
         self.writes = 0
+        self._labels_forbidden = False
+        self._events_forbidden = False
 
     async def carry_out(self, key: Key, flowrun: Mapping[str, Any], action: act.Action,
                         now: datetime, sight: Sight) -> Step:
@@ -79,7 +82,9 @@ class Actuator:
             case act.Requeue(after=after):
                 self.queue.add_after(key, after)
                 return Step.LATER
-            case act.Refresh(deployment=deployment, children=children):
+            case act.Refresh(deployment=deployment, children=children, job_events=job):
+                if job:
+                    sight.job_events = await self._job_events(key, job)
                 if children:
                     sight.children = await self.api.list_children(key[0], selector(key[1]))
                 if deployment:
@@ -91,7 +96,8 @@ class Actuator:
             case act.DeleteJob(name=name):
                 await self.api.delete_job(key[0], name)
                 self.index.drop_job(key, name)
-                self.events.record(flowrun, "Normal", "JobDeleted", f"Deleted Job {name}")
+                self.events.record(flowrun, "Normal", "JobDeleted", f"Deleted Job {name}",
+                                   action="DeleteJob")
                 _log.info("deleted Job", extra=_fields(key, job=name))
                 return Step.DONE
             case act.DeletePod():
@@ -99,6 +105,8 @@ class Actuator:
                 return Step.DONE
             case act.WriteStatus():
                 return await self._write_status(key, flowrun, action, now)
+            case act.LabelFlowRun(labels=labels):
+                return await self._label(key, labels)
         raise TypeError(f"unknown action {action!r}")
 
     async def _refresh_deployment(self, namespace: str, flowrun: Mapping[str, Any]) -> None:
@@ -148,9 +156,46 @@ class Actuator:
             self.index.put_pod(body)
         self.events.record(flowrun, "Normal", "PodDeleted",
                            f"Deleting pod {action.name} (grace period "
-                           f"{action.grace_seconds}s)")
+                           f"{action.grace_seconds}s)", action="DeletePod")
         _log.info("deleted pod", extra=_fields(key, pod=action.name,
                                                grace=action.grace_seconds))
+
+    async def _job_events(self, key: Key, job: str) -> Sequence[Mapping[str, Any]]:
+        """A Job's Events; none when the operator may not list Events (RBAC from an older
+        chart): it says so once, and runs then wait without a reason until they time out."""
+        if self._events_forbidden:
+            return []
+        reply = await self.api.list_events(key[0], "Job", job)
+        if reply.status == 403:
+            self._events_forbidden = True
+            _log.warning("cannot list Events, so a Job that makes no pod is not explained "
+                         "until pendingTimeoutSeconds; grant the operator `list` on events "
+                         "(the Helm chart's Role does)", extra=_fields(key, error=reply.message))
+            return []
+        if not reply.ok:
+            raise self.api.failure("LIST Events of", Ref("Job", job, key[0]), reply)
+        return list(reply.body.get("items") or [])
+
+    async def _label(self, key: Key, labels: Mapping[str, str]) -> Step:
+        """Label the FlowRun. Labels help selection but decide nothing, so an operator
+        without the permission (RBAC from an older chart) says so once and goes on."""
+        if self._labels_forbidden:
+            return Step.DONE
+        reply = await self.api.patch_labels(key[0], key[1], labels)
+        if reply.ok:
+            self.intake.remember(reply.body)
+            return Step.DONE
+        if reply.status == 404:
+            self.index.remove_flowrun(key)
+            return Step.STOP
+        if reply.status == 403:
+            self._labels_forbidden = True
+            _log.warning("cannot label FlowRuns; grant the operator `patch` on flowruns "
+                         "(the Helm chart's Role does) so `kubectl get fr -l "
+                         f"{', '.join(labels)}=...` finds them",
+                         extra=_fields(key, error=reply.message))
+            return Step.DONE
+        raise self.api.failure("PATCH labels of", Ref("FlowRun", key[1], key[0]), reply)
 
     async def _write_status(self, key: Key, flowrun: Mapping[str, Any],
                             action: act.WriteStatus, now: datetime) -> Step:

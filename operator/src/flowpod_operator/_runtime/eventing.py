@@ -7,6 +7,16 @@ deleted). Posting happens in the background, off the reconcile path, through an 
 `post` coroutine (flowpod_operator._runtime.kubeapi.KubeApi.post_event). Callers:
 flowpod_operator._runtime.intake (observe) and .actuator (record).
 
+Order: several transitions often fall within one second (Scheduled and Pending are one
+write), and the Events are posted concurrently, so neither the API server's creation order
+nor metav1.Time's whole seconds can order them. Each Event therefore carries an `eventTime`
+with microseconds that strictly increases in the order the Events were recorded, and no
+first/lastTimestamp (kubectl sorts by those first when present); its name ends in that time
+in hex, as Kubernetes' own recorders name theirs, so a plain listing is in order too.
+
+A Pending entry whose message names a waiting problem (flowpod_operator._decisions.waiting:
+a wrong image, no node, a missing ServiceAccount) becomes a Warning with that reason.
+
 After an operator restart, transitions made while it was down are not re-announced: the
 first sight of a run only sets the baseline, so a restart never duplicates Events.
 """
@@ -16,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import uuid
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping
 
 from flowpod import flowruns, states
+
+from flowpod_operator._decisions import waiting
 
 __all__ = ["EventRecorder", "event_body", "new_transitions", "COMPONENT"]
 
@@ -28,6 +39,8 @@ COMPONENT = "flowpod-operator"
 _log = logging.getLogger("flowpod_operator.events")
 _WARNING_TYPES = {states.StateType.FAILED.value, states.StateType.CRASHED.value}
 _Marker = tuple[str, str, str]
+# The smallest step of an Event's microsecond eventTime.
+_TICK = timedelta(microseconds=1)
 
 
 def _marker(entry: Mapping[str, Any]) -> _Marker:
@@ -57,15 +70,21 @@ def new_transitions(previous: _Marker | None,
     return history[-1:]
 
 
+def _micro_time(moment: datetime) -> str:
+    """metav1.MicroTime: RFC 3339 in UTC with exactly six fractional digits."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def event_body(flowrun: Mapping[str, Any], event_type: str, reason: str, message: str,
-               *, now: datetime, instance: str) -> dict[str, Any]:
-    """A core/v1 Event about `flowrun`."""
+               *, now: datetime, instance: str, action: str) -> dict[str, Any]:
+    """A core/v1 Event about `flowrun` at `now` (aware), in the events.k8s.io style:
+    eventTime with microseconds, a reporting controller and instance, and an action."""
     meta = flowrun["metadata"]
-    stamp = flowruns.format_time(now, fraction=False)
+    nanos = int(now.timestamp()) * 10**9 + now.microsecond * 1000
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": f"{meta['name'][:200]}.{uuid.uuid4().hex[:16]}",
+        "metadata": {"name": f"{meta['name'][:200]}.{nanos:x}",
                      "namespace": meta["namespace"]},
         "involvedObject": {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
                            "name": meta["name"], "namespace": meta["namespace"],
@@ -73,13 +92,12 @@ def event_body(flowrun: Mapping[str, Any], event_type: str, reason: str, message
                            "resourceVersion": meta.get("resourceVersion", "")},
         "type": event_type,
         "reason": reason,
+        "action": action,
         "message": message[:1024],
         "source": {"component": COMPONENT},
         "reportingComponent": f"{flowruns.GROUP}/operator",
-        "reportingInstance": instance,
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
+        "reportingInstance": instance[:128],
+        "eventTime": _micro_time(now),
     }
 
 
@@ -95,6 +113,7 @@ class EventRecorder:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queued)
         self._seen: dict[tuple[str, str], _Marker | None] = {}
         self._instance = socket.gethostname()
+        self._last: datetime | None = None
         self.dropped = 0
 
     def observe(self, body: Mapping[str, Any], *, baseline: bool = False) -> None:
@@ -109,17 +128,31 @@ class EventRecorder:
             return
         for entry in new_transitions(previous, body):
             kind = "Warning" if entry.get("type") in _WARNING_TYPES else "Normal"
+            reason = entry.get("name") or "StateChanged"
+            problem = (waiting.reason_of(entry.get("message"))
+                       if entry.get("type") == states.StateType.PENDING.value else None)
+            if problem:
+                kind, reason = "Warning", problem
             message = entry.get("message") or f"FlowRun is {entry.get('name')}"
-            self.record(body, kind, entry.get("name") or "StateChanged", message)
+            self.record(body, kind, reason, message, action="Transition")
 
     def record(self, flowrun: Mapping[str, Any], event_type: str, reason: str,
-               message: str) -> None:
-        event = event_body(flowrun, event_type, reason, message, now=self._clock(),
-                           instance=self._instance)
+               message: str, *, action: str) -> None:
+        event = event_body(flowrun, event_type, reason, message, now=self._tick(),
+                           instance=self._instance, action=action)
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             self.dropped += 1
+
+    def _tick(self) -> datetime:
+        """The clock, but strictly later than the previous Event's time (see the module
+        docstring: the order of the Events is carried by their times)."""
+        now = self._clock()
+        if self._last is not None and now <= self._last:
+            now = self._last + _TICK
+        self._last = now
+        return now
 
     def forget(self, key: tuple[str, str]) -> None:
         self._seen.pop(key, None)

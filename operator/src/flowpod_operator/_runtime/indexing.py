@@ -152,9 +152,11 @@ class Index:
                 children: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]
                 | None = None,
                 deployment_fresh: bool = False,
-                job_error: str | None = None) -> obs.Observation:
+                job_error: str | None = None,
+                job_events: Sequence[Mapping[str, Any]] | None = None) -> obs.Observation:
         """The Observation of one FlowRun. `children` = freshly listed (jobs, pods);
-        `deployment_fresh` = the Deployment entry was just read from the API."""
+        `deployment_fresh` = the Deployment entry was just read from the API; `job_events`
+        = the current Job's Events, just listed."""
         flowrun = self._flowruns[key]
         name = FlowRunView(flowrun).deployment_name
         jobs, pods = children if children is not None else self.children(key)
@@ -162,7 +164,7 @@ class Index:
             flowrun=flowrun, deployment=self.deployment(key[0], name) if name else None,
             deployment_fresh=deployment_fresh, jobs=tuple(jobs), pods=tuple(pods),
             gone_pods=tuple(self._gone.get(key, {}).values()),
-            fresh=children is not None, job_error=job_error)
+            fresh=children is not None, job_error=job_error, job_events=job_events)
 
     def sizes(self) -> dict[str, int]:
         return {"flowruns": len(self._flowruns), "deployments": len(self._deployments),

@@ -12,7 +12,9 @@ itself at a thousand runs; answers the caller acts on (404, 409, 422) come back 
 RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
 
   apiGroups     resources              verbs                      why
-  flowpod.io    flowruns               get, list, watch           watch runs; re-read on 409
+  flowpod.io    flowruns               get, list, watch, patch    watch runs; re-read on 409;
+                                                                  label a run with its
+                                                                  Deployment
   flowpod.io    flowruns/status        patch                      every state write
   flowpod.io    flowruns/finalizers    update                     Job ownerReference with
                                                                   blockOwnerDeletion (needed
@@ -25,7 +27,9 @@ RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
                                                                   one that already exists
   ""            pods                   list, watch, delete        follow pods; cancel = delete
   ""            pods/log               get                        a crashed run's last lines
-  ""            events                 create                     Events on FlowRuns
+  ""            events                 create, list               Events on FlowRuns; read
+                                                                  the Events of a Job that
+                                                                  makes no pod (FailedCreate)
   apiextensions.k8s.io                                            (none needed: the CRDs are
                 customresourcedefinitions                          checked via discovery, which
                                                                   every authenticated user may
@@ -58,7 +62,7 @@ _log = logging.getLogger("flowpod_operator.api")
 
 RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": [flowruns.GROUP], "resources": [flowruns.FLOWRUNS],
-     "verbs": ["get", "list", "watch"]},
+     "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [flowruns.GROUP], "resources": [f"{flowruns.FLOWRUNS}/status"],
      "verbs": ["patch"]},
     {"apiGroups": [flowruns.GROUP], "resources": [f"{flowruns.FLOWRUNS}/finalizers"],
@@ -69,7 +73,7 @@ RBAC_RULES: tuple[dict[str, list[str]], ...] = (
      "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
 )
 _JSON = "application/json"
 
@@ -137,6 +141,14 @@ class KubeApi:
             "PATCH", flowruns.flowrun_path(namespace, name, "status"),
             body=flowruns.patch_body(resource_version, status_patch),
             content_type=flowruns.MERGE_PATCH)
+
+    async def patch_labels(self, namespace: str, name: str,
+                           labels: Mapping[str, str]) -> Reply:
+        """Merge these labels into a FlowRun's metadata (no precondition: they are only
+        added, and nothing else of the object is touched)."""
+        return await self._call("PATCH", flowruns.flowrun_path(namespace, name),
+                                body={"metadata": {"labels": dict(labels)}},
+                                content_type=flowruns.MERGE_PATCH)
 
     async def get_deployment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         reply = await self._call("GET", contract.deployment_path(namespace, name))
@@ -223,6 +235,13 @@ class KubeApi:
             _log.warning("could not post an Event", extra={
                 "namespace": namespace, "reason": event.get("reason"), "status": reply.status,
                 "error": reply.message})
+
+    async def list_events(self, namespace: str, kind: str, name: str) -> Reply:
+        """The Events about one object (e.g. the Job controller's FailedCreate on a Job),
+        as a Reply: the caller decides what a refusal means."""
+        selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+        return await self._call("GET", f"/api/v1/namespaces/{namespace}/events",
+                                query={"fieldSelector": selector})
 
     async def check_crds(self, *, wait: float = 60.0, interval: float = 1.0) -> None:
         """Wait (up to `wait` s) until the FlowRun and Deployment CRDs are served, then

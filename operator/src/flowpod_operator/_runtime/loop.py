@@ -111,7 +111,8 @@ class Reconciler:
             now = self.clock()
             observation = self.index.observe(key, children=sight.children,
                                              deployment_fresh=sight.deployment_fresh,
-                                             job_error=sight.job_error)
+                                             job_error=sight.job_error,
+                                             job_events=sight.job_events)
             sight.job_error = None  # a refused Job is news for the next decision only
             progressed = refreshed = False
             for action in deciding.decide(observation, now, self.policy):

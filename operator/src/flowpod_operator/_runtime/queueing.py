@@ -11,7 +11,8 @@ decision depends on its Deployment, Jobs and Pods too. Keyed by FlowRun, this qu
 every event of a run (a pod's, a Job's) mark one key, so exactly one worker decides for the
 run on the whole picture, and bursts of events collapse into one decision. kopf's handlers
 would also store their progress in the FlowRun (an annotation, a finalizer), which needs
-write access to the user's object; the operator writes only `.status`.
+write access to the user's object and drift with GitOps; the operator writes only `.status`
+and, once, the flowpod.io/deployment label (which GitOps tools leave alone).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Role: build a kopf registry and settings for the operator. Only `@kopf.on.event` handlers
 are used (no on.create/on.update): they need no finalizers, progress annotations or
 "last-handled" patches, so the hot path of a new FlowRun is one watch event and our own
-two writes (the Job, the status), and nothing but `.status` is ever written to a FlowRun
-(ARCHITECTURE.md, "One FlowRun, end to end", says why, with figures). Jobs and Pods are watched with a server-side label
-selector (flowpod.io/flow-run exists), so unrelated pods never reach the operator. Empty
+two writes (the Job, the status), and nothing but `.status` and one label
+(flowpod.io/deployment) is ever written to a FlowRun (ARCHITECTURE.md, "One FlowRun, end to
+end", says why, with figures). Jobs and Pods are watched with a server-side label selector
+(flowpod.io/flow-run exists), so unrelated pods never reach the operator. Empty
 kopf indexes on Jobs, Pods and Deployments make kopf hold every handler until those have
 been listed once, so after a restart the first decision about a run already sees its Job
 and Pod. Handlers only feed the Intake (flowpod_operator._runtime.intake).

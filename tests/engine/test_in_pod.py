@@ -307,9 +307,9 @@ def test_the_run_is_named_after_its_flowrun_in_status_and_log_lines(flow_file, t
             if r.name == "flowpod.flow_runs"} == {NAME}
     # A flow_run_name template still names the run, in the log records' fields too.
     caplog.clear()
-    api = FakeApi()
+    api = _api({"n": 2})
     with caplog.at_level(logging.INFO, logger="flowpod.flow_runs"):
-        _run(api, tmp_path, _settings(f"{flow_file}:squares", '{"n": 2}'))
+        _run(api, tmp_path, _settings(f"{flow_file}:squares"))
     assert api.obj["status"]["flowRunName"] == "squares-2"
     assert {getattr(r, "flow_run_name", None) for r in caplog.records
             if r.name == "flowpod.flow_runs"} == {"squares-2"}

@@ -26,7 +26,7 @@ import httpx
 import json_merge_patch
 import jsonpatch
 
-from flowpod import flowruns, states
+from flowpod import contract, states
 from flowpod_operator.crds import _cel
 
 __all__ = ["FakeApi", "status_of", "run_object", "status_response"]
@@ -34,7 +34,7 @@ __all__ = ["FakeApi", "status_of", "run_object", "status_response"]
 Key = tuple[str, str, str]  # (plural, namespace, name)
 PLURALS = {"FlowRun": "flowruns", "Deployment": "deployments", "Job": "jobs", "Pod": "pods",
            "Event": "events"}
-_GROUPS = {"flowruns": flowruns.GROUP, "deployments": flowruns.GROUP, "jobs": "batch",
+_GROUPS = {"flowruns": contract.GROUP, "deployments": contract.GROUP, "jobs": "batch",
            "pods": "", "events": ""}
 _PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"
                    r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|log))?$")
@@ -75,7 +75,7 @@ def status_of(state_type: str, name: str, message: str = "", **fields: Any) -> d
 def run_object(ns: str, name: str, status: dict[str, Any] | None = None,
                **spec: Any) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "apiVersion": flowruns.API_VERSION, "kind": "FlowRun",
+        "apiVersion": contract.API_VERSION, "kind": "FlowRun",
         "metadata": {"name": name, "namespace": ns, "resourceVersion": "1",
                      "creationTimestamp": "2030-01-01T00:00:00Z"},
         "spec": spec or {"deploymentName": "hello"}}
@@ -178,13 +178,13 @@ class FakeApi:
     def _route(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         found = _DISCOVERY.match(path)
-        if found is not None and found["group"] == flowruns.GROUP:
+        if found is not None and found["group"] == contract.GROUP:
             return self._discovery()
         match = _PATH.match(path)
         if match is None:
             return status_response(404, "NotFound", f"no route for {path}")
         group, plural = match["group"] or "", match["plural"]
-        if group == flowruns.GROUP and not self.crds_installed:
+        if group == contract.GROUP and not self.crds_installed:
             return httpx.Response(404, text="404 page not found\n")
         if match["sub"] == "log":
             return self._log(match["name"])
@@ -197,7 +197,7 @@ class FakeApi:
         if not self.crds_installed:
             return httpx.Response(404, text="404 page not found\n")
         return httpx.Response(200, json={"kind": "APIResourceList", "resources": [
-            {"name": flowruns.FLOWRUNS}, {"name": flowruns.DEPLOYMENTS}]})
+            {"name": contract.FLOWRUNS}, {"name": contract.DEPLOYMENTS}]})
 
     def _log(self, pod: str) -> httpx.Response:
         lines = self.logs.get(pod)

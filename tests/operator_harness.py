@@ -23,10 +23,9 @@ from typing import Any, Callable, Mapping
 import httpx
 import yaml
 
-from flowpod import contract, flowruns
+from flowpod import contract
 from flowpod_devcluster import plane
 from flowpod_operator._runtime import kubeapi as _acting
-from flowpod_operator._decisions import observations as _observations
 
 __all__ = ["REPO", "CRDS", "FLOW_RUN_ACCOUNT", "IMAGE", "LABEL_ATTEMPT", "FINAL",
            "FLOW_RUN_RBAC", "apply_crds", "prepare_namespace", "operator_kubeconfig", "Api",
@@ -51,7 +50,7 @@ def apply_crds(cluster: plane.Cluster, timeout: float = 60) -> None:
     api = Api(cluster)
     try:
         deadline = time.monotonic() + timeout
-        for plural in (flowruns.FLOWRUNS, flowruns.DEPLOYMENTS):
+        for plural in (contract.FLOWRUNS, contract.DEPLOYMENTS):
             path = contract.resource_path(plural)
             while api.request("GET", path, limit=1).status_code != 200:
                 if time.monotonic() > deadline:
@@ -139,20 +138,20 @@ class Api:
     # --- flowpod objects -------------------------------------------------------------------
     def create_deployment(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
         spec.setdefault("image", IMAGE)
-        return self.create(contract.deployment_path(namespace), {"apiVersion": flowruns.API_VERSION, "kind": "Deployment",
+        return self.create(contract.deployment_path(namespace), {"apiVersion": contract.API_VERSION, "kind": "Deployment",
                                   "metadata": {"name": name}, "spec": spec})
 
     def create_flowrun(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-        return self.create(flowruns.flowrun_path(namespace), {
-            "apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+        return self.create(contract.flowrun_path(namespace), {
+            "apiVersion": contract.API_VERSION, "kind": contract.KIND_FLOW_RUN,
             "metadata": {"name": name}, "spec": spec})
 
     def flowrun(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get(flowruns.flowrun_path(namespace, name))
+        return self.get(contract.flowrun_path(namespace, name))
 
     def cancel(self, namespace: str, name: str) -> None:
-        response = self.request("PATCH", flowruns.flowrun_path(namespace, name),
-                                {"spec": {"cancel": True}}, flowruns.MERGE_PATCH)
+        response = self.request("PATCH", contract.flowrun_path(namespace, name),
+                                {"spec": {"cancel": True}}, contract.MERGE_PATCH)
         response.raise_for_status()
 
     def jobs(self, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import httpx
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import operator_harness as harness  # noqa: E402 (needs the path above)
-from flowpod import flowruns  # noqa: E402
+from flowpod import contract  # noqa: E402
 from flowpod_devcluster import plane  # noqa: E402
 
 __all__ = ["Bench", "bench_env", "async_client", "watch"]
@@ -88,7 +88,7 @@ async def watch(client: httpx.AsyncClient, path: str, seen: dict[str, float],
                 continue
             obj = json.loads(line)["object"]
             meta = obj.get("metadata") or {}
-            name = (meta.get("labels") or {}).get(flowruns.LABEL_FLOW_RUN) \
+            name = (meta.get("labels") or {}).get(contract.LABEL_FLOW_RUN) \
                 if key == "label" else meta.get("name")
             if name and name not in seen and (ready is None or ready(obj)):
                 seen[name] = time.perf_counter()
@@ -96,7 +96,7 @@ async def watch(client: httpx.AsyncClient, path: str, seen: dict[str, float],
 
 
 def flowrun_body(name: str, deployment: str) -> dict[str, Any]:
-    return {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+    return {"apiVersion": contract.API_VERSION, "kind": contract.KIND_FLOW_RUN,
             "metadata": {"name": name}, "spec": {"deploymentName": deployment}}
 
 

@@ -17,7 +17,7 @@ import statistics
 import time
 
 import _operator_bench as ob
-from flowpod import flowruns
+from flowpod import contract
 
 FLOWRUN = """apiVersion: flowpod.io/v1alpha1
 kind: FlowRun
@@ -41,7 +41,7 @@ async def measure(bench: ob.Bench, runs: int) -> list[float]:
     async with ob.async_client(bench.cluster) as client:
         done: dict[str, float] = {}
         changed = asyncio.Event()
-        watcher = asyncio.create_task(ob.watch(client, flowruns.flowrun_path(ns), done,
+        watcher = asyncio.create_task(ob.watch(client, contract.flowrun_path(ns), done,
                                                changed, ready=_completed))
         await asyncio.sleep(0.5)
         for index in range(runs):

@@ -17,7 +17,7 @@ import asyncio
 import time
 
 import _operator_bench as ob
-from flowpod import flowruns
+from flowpod import contract
 
 
 async def burst(bench: ob.Bench, runs: int, in_flight: int) -> dict[str, float]:
@@ -30,7 +30,7 @@ async def burst(bench: ob.Bench, runs: int, in_flight: int) -> dict[str, float]:
         watcher = asyncio.create_task(ob.watch(
             client, f"/apis/batch/v1/namespaces/{ns}/jobs", jobs, changed, key="label"))
         await asyncio.sleep(0.5)
-        path = flowruns.flowrun_path(ns)
+        path = contract.flowrun_path(ns)
         names = [f"burst-{index:04d}" for index in range(runs)]
         gate = asyncio.Semaphore(in_flight)
 

@@ -17,7 +17,7 @@ import statistics
 import time
 
 import _operator_bench as ob
-from flowpod import flowruns
+from flowpod import contract
 
 
 async def measure(bench: ob.Bench, runs: int, gap: float) -> list[float]:
@@ -31,7 +31,7 @@ async def measure(bench: ob.Bench, runs: int, gap: float) -> list[float]:
         watcher = asyncio.create_task(ob.watch(
             client, f"/apis/batch/v1/namespaces/{ns}/jobs", seen, changed, key="label"))
         await asyncio.sleep(0.5)
-        path = flowruns.flowrun_path(ns)
+        path = contract.flowrun_path(ns)
         for index in range(runs):
             name = f"lat-{index:04d}"
             started = time.perf_counter()

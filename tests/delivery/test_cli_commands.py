@@ -18,7 +18,7 @@ import yaml
 
 from delivery.test_cli import (NOW, _connection, _invoker, api, flow_dir,  # noqa: F401
                                invoke)
-from fakeapi import FakeApi, run_object, status_of, status_response
+from fakeapi import FakeApi, run_object, status_of
 from flowpod import contract, states
 from flowpod_operator.cli import _naming
 

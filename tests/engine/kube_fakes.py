@@ -15,7 +15,7 @@ from typing import Any
 import json_merge_patch
 
 from fakeapi import FakeApi as _SharedFakeApi
-from flowpod import contract, flowruns
+from flowpod import contract
 
 __all__ = ["FakeApi", "Sleeps", "NS", "NAME", "PATH"]
 
@@ -29,7 +29,7 @@ class FakeApi(_SharedFakeApi):
     def __init__(self, status: dict | None = None, spec: dict | None = None) -> None:
         super().__init__()
         obj: dict[str, Any] = {
-            "apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+            "apiVersion": contract.API_VERSION, "kind": contract.KIND_FLOW_RUN,
             "metadata": {"name": NAME, "namespace": NS, "generation": 1, "resourceVersion": "1"},
             "spec": spec or {"entrypoint": "f.py:f", "image": "flowpod/engine:dev"},
         }
@@ -39,14 +39,14 @@ class FakeApi(_SharedFakeApi):
 
     @property
     def obj(self) -> dict[str, Any]:
-        return self.objects[(flowruns.FLOWRUNS, NS, NAME)]
+        return self.objects[(contract.FLOWRUNS, NS, NAME)]
 
     def bump(self) -> None:
         self._bump(self.obj)
 
     def write_status(self, **fields: Any) -> None:
         """A concurrent writer (the operator) changing the status."""
-        self.update(flowruns.FLOWRUNS, NS, NAME,
+        self.update(contract.FLOWRUNS, NS, NAME,
                     status=json_merge_patch.merge(dict(self.obj.get("status") or {}), fields))
 
     def patches(self) -> list[dict]:

@@ -49,7 +49,7 @@ def test_running_is_a_merge_patch_with_precondition_and_token() -> None:
     body = json.loads(patch.content)
     assert body["metadata"] == {"resourceVersion": "1"}
     status = api.obj["status"]
-    assert status["state"]["type"] == "RUNNING" and status["startTime"] == flowruns.format_time(T0)
+    assert status["state"]["type"] == "RUNNING" and status["startTime"] == contract.format_time(T0)
     assert [h["name"] for h in status["stateHistory"]] == ["Pending", "Running"]
     # The reply is reused: the next write needs no GET.
     _run(lambda: reporter.propose_state(states.Completed()))

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import operator_harness as harness
-from flowpod import contract, flowruns
+from flowpod import contract
 from flowpod_operator._decisions import manifests as _manifests
 from flowpod_operator._decisions import observations as obs
 
@@ -30,13 +30,13 @@ NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 def ts(offset: float = 0.0) -> str:
     """An API timestamp `offset` seconds from NOW (whole seconds, as metav1.Time)."""
-    return flowruns.format_time(NOW + timedelta(seconds=offset), fraction=False)
+    return contract.format_time(NOW + timedelta(seconds=offset), fraction=False)
 
 
 def wire_state(kind: str, name: str | None = None, message: str = "",
                offset: float = -1.0) -> dict[str, str]:
     return {"type": kind, "name": name or kind.title(), "message": message,
-            "timestamp": flowruns.format_time(NOW + timedelta(seconds=offset))}
+            "timestamp": contract.format_time(NOW + timedelta(seconds=offset))}
 
 
 class Objects:
@@ -71,7 +71,7 @@ class Objects:
             full["attempt"] = attempt
             full.setdefault("jobName", _manifests.job_name(name, attempt))
         body: dict[str, Any] = {
-            "apiVersion": flowruns.API_VERSION, "kind": "FlowRun",
+            "apiVersion": contract.API_VERSION, "kind": "FlowRun",
             "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}",
                          "resourceVersion": "100", "generation": 1,
                          "creationTimestamp": ts(-60)},
@@ -101,7 +101,7 @@ class Objects:
             spec["parameters"] = parameters
         if template is not None:
             spec["podTemplate"] = template
-        return {"apiVersion": flowruns.API_VERSION, "kind": "Deployment",
+        return {"apiVersion": contract.API_VERSION, "kind": "Deployment",
                 "metadata": {"name": name, "namespace": ns, "uid": f"uid-d-{name}"},
                 "spec": spec}
 

@@ -27,8 +27,8 @@ def crds(cluster) -> None:
 
 
 def _patch(api, namespace: str, name: str, body: Any, *, status: bool = False,
-           content_type: str = flowruns.MERGE_PATCH):
-    path = flowruns.flowrun_path(namespace, name, "status" if status else None)
+           content_type: str = contract.MERGE_PATCH):
+    path = contract.flowrun_path(namespace, name, "status" if status else None)
     return api.request("PATCH", path, body, content_type)
 
 

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pydantic
 import pytest
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 from flowpod_operator.crds import _cel
 from flowpod_operator.crds import crdgen
 from flowpod_operator.crds import resources
@@ -97,8 +97,8 @@ def test_flowrun_crd_status_columns_and_rules() -> None:
     status = schema["properties"]["status"]["properties"]
     assert status["state"]["x-kubernetes-validations"] == [_cel.state_transition_rule()]
     assert "x-kubernetes-validations" not in status["stateHistory"]["items"]
-    assert status["stateHistory"]["maxItems"] == flowruns.MAX_STATE_HISTORY
-    assert status["state"]["properties"]["message"]["maxLength"] == flowruns.MAX_MESSAGE_LENGTH
+    assert status["stateHistory"]["maxItems"] == contract.MAX_STATE_HISTORY
+    assert status["state"]["properties"]["message"]["maxLength"] == contract.MAX_MESSAGE_LENGTH
     assert status["conditions"]["x-kubernetes-list-type"] == "map"
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
     assert status["result"]["maxProperties"] == 1

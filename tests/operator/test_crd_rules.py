@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -37,16 +37,16 @@ def api(cluster) -> Iterator[httpx.Client]:
 
 
 def _create(api: httpx.Client, namespace: str, name: str, spec: dict | None = None) -> dict:
-    body = {"apiVersion": flowruns.API_VERSION, "kind": "FlowRun", "metadata": {"name": name},
+    body = {"apiVersion": contract.API_VERSION, "kind": "FlowRun", "metadata": {"name": name},
             "spec": spec or {"entrypoint": "flows/f.py:f", "image": "flowpod/engine:dev"}}
-    response = api.post(flowruns.flowrun_path(namespace), json=body)
+    response = api.post(contract.flowrun_path(namespace), json=body)
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def _patch_status(api: httpx.Client, namespace: str, name: str, body: Any,
-                  content_type: str = flowruns.MERGE_PATCH) -> httpx.Response:
-    return api.patch(flowruns.flowrun_path(namespace, name, "status"), json=body,
+                  content_type: str = contract.MERGE_PATCH) -> httpx.Response:
+    return api.patch(contract.flowrun_path(namespace, name, "status"), json=body,
                      headers={"Content-Type": content_type})
 
 
@@ -106,7 +106,7 @@ def test_the_api_server_refuses_running_after(api, namespace, old, reason) -> No
     assert refused.status_code == 422
     assert reason in refused.json()["message"]
     # kubectl users see the same message.
-    current = api.get(flowruns.flowrun_path(namespace, "run")).json()
+    current = api.get(contract.flowrun_path(namespace, "run")).json()
     assert current["status"]["state"]["type"] == old.value
 
 

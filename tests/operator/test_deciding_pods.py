@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from flowpod import flowruns, states
+from flowpod import contract, states
 
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import deciding as _deciding
@@ -182,7 +182,7 @@ def test_pod_evicted_while_running_gets_the_evicted_verdict_at_once(k8s):
 def test_pod_deleted_by_the_job_past_its_deadline_is_a_deadline_crash(k8s):
     run = running_run(k8s)
     job = k8s.job(run, timeout=2,
-                  startTime=flowruns.format_time(k8s.now - timedelta(seconds=3)))
+                  startTime=contract.format_time(k8s.now - timedelta(seconds=3)))
     assert job["spec"]["activeDeadlineSeconds"] == 2
     actions = decide(k8s, run, pods=[k8s.pod(run, deleting=30)], job=job)
     assert crashed(actions).states[0].message.startswith("deadline exceeded")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from flowpod import contract, flowruns
+from flowpod import contract
 
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import deciding as _deciding
@@ -37,16 +37,16 @@ def test_job_shape(k8s):
     deployment = k8s.deployment(timeout=600, grace=7, retries=2, pending=45,
                                 parameters={"n": 1, "who": "x"},
                                 template={"env": [{"name": "EXTRA", "value": "1"},
-                                                  {"name": flowruns.ENV_ATTEMPT,
+                                                  {"name": contract.ENV_ATTEMPT,
                                                    "value": "99"},
-                                                  {"name": flowruns.ENV_PARAMETERS,
+                                                  {"name": contract.ENV_PARAMETERS,
                                                    "value": "{}"}],
                                           "resources": {"limits": {"memory": "64Mi"}},
                                           "nodeSelector": {"disk": "ssd"}})
     create = decide(k8s, k8s.flowrun(parameters={"n": 2}), deployment)[0]
     job = create.manifest
     meta, spec = job["metadata"], job["spec"]
-    assert meta["labels"] == {flowruns.LABEL_FLOW_RUN: "run", flowruns.LABEL_DEPLOYMENT: "hello",
+    assert meta["labels"] == {contract.LABEL_FLOW_RUN: "run", contract.LABEL_DEPLOYMENT: "hello",
                               obs.LABEL_ATTEMPT: "1"}
     assert meta["ownerReferences"] == [{"apiVersion": "flowpod.io/v1alpha1", "kind": "FlowRun",
                                         "name": "run", "uid": "uid-run", "controller": True,
@@ -66,16 +66,16 @@ def test_job_shape(k8s):
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["resources"] == {"limits": {"memory": "64Mi"}}
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
-    assert env[flowruns.ENV_FLOW_RUN_NAME] == "run"
-    assert env[flowruns.ENV_FLOW_RUN_NAMESPACE] == {"fieldRef": {"fieldPath":
+    assert env[contract.ENV_FLOW_RUN_NAME] == "run"
+    assert env[contract.ENV_FLOW_RUN_NAMESPACE] == {"fieldRef": {"fieldPath":
                                                                  "metadata.namespace"}}
-    assert env[flowruns.ENV_ENTRYPOINT] == "flows/hello.py:hello"
+    assert env[contract.ENV_ENTRYPOINT] == "flows/hello.py:hello"
     # The parameters are no env var (one is capped at 128 KiB): the engine reads the same
     # merge the operator validated from the API.
-    assert flowruns.ENV_PARAMETERS not in env
+    assert contract.ENV_PARAMETERS not in env
     assert manifests.resolve_parameters(k8s.flowrun(parameters={"n": 2}), deployment) == {
         "n": 2, "who": "x"}
-    assert env[flowruns.ENV_ATTEMPT] == "1"  # a template cannot override the engine's env
+    assert env[contract.ENV_ATTEMPT] == "1"  # a template cannot override the engine's env
     assert env["EXTRA"] == "1"
 
 
@@ -84,7 +84,7 @@ def test_long_names_stay_valid_and_deterministic(k8s):
     first = decide(k8s, k8s.flowrun(long))[0]
     again = decide(k8s, k8s.flowrun(long))[0]
     assert first.name == again.name and len(first.name) <= 63 and first.name.endswith("-1")
-    assert len(first.manifest["metadata"]["labels"][flowruns.LABEL_FLOW_RUN]) <= 63
+    assert len(first.manifest["metadata"]["labels"][contract.LABEL_FLOW_RUN]) <= 63
     assert first.manifest["metadata"]["annotations"][obs.ANNOTATION_FLOW_RUN] == long
 
 
@@ -93,7 +93,7 @@ def test_adhoc_run_uses_its_own_entrypoint_and_image(k8s):
     create, write = decide(k8s, run, deployment=None)
     container = create.manifest["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "python:3.12"
-    assert flowruns.LABEL_DEPLOYMENT not in create.manifest["metadata"]["labels"]
+    assert contract.LABEL_DEPLOYMENT not in create.manifest["metadata"]["labels"]
     assert names(write) == ["Scheduled", "Pending"]
 
 

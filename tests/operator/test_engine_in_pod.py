@@ -44,15 +44,15 @@ def _job(flowrun: dict, entrypoint: str) -> dict:
     """The Job the operator would create for attempt 1 (ARCHITECTURE.md, "One FlowRun, end
     to end"); the engine reads the parameters from the FlowRun."""
     name = flowrun["metadata"]["name"]
-    labels = {flowruns.LABEL_FLOW_RUN: name}
+    labels = {contract.LABEL_FLOW_RUN: name}
     env = [
-        {"name": flowruns.ENV_FLOW_RUN_NAME, "value": name},
-        {"name": flowruns.ENV_FLOW_RUN_NAMESPACE,
+        {"name": contract.ENV_FLOW_RUN_NAME, "value": name},
+        {"name": contract.ENV_FLOW_RUN_NAMESPACE,
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": flowruns.ENV_ENTRYPOINT, "value": entrypoint},
-        {"name": flowruns.ENV_ATTEMPT, "value": "1"},
+        {"name": contract.ENV_ENTRYPOINT, "value": entrypoint},
+        {"name": contract.ENV_ATTEMPT, "value": "1"},
     ]
-    owner = {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN, "name": name,
+    owner = {"apiVersion": contract.API_VERSION, "kind": contract.KIND_FLOW_RUN, "name": name,
              "uid": flowrun["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
     container = {"name": contract.CONTAINER_NAME, "image": IMAGE,
                  "command": list(contract.ENGINE_COMMAND),
@@ -77,7 +77,7 @@ def _get(cluster, namespace: str, name: str) -> dict:
 def _start(cluster, namespace: str, name: str, entrypoint: str,
            parameters: dict[str, Any] | None = None, status: dict | None = None) -> str:
     """Create the FlowRun (optionally with a status) and its Job; return the Job's name."""
-    manifest = {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+    manifest = {"apiVersion": contract.API_VERSION, "kind": contract.KIND_FLOW_RUN,
                 "metadata": {"name": name},
                 "spec": {"entrypoint": entrypoint, "image": IMAGE,
                          "parameters": parameters or {}}}

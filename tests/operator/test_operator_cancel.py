@@ -9,8 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-import operator_harness as harness
-from flowpod import flowruns
+from flowpod import contract
 
 CASES = "tests/operator/flows/operator_cases.py"
 GRACE = 2
@@ -28,7 +27,7 @@ def runs(api, flow_namespace, operator_proc) -> None:
                           podTemplate={"nodeSelector": {"flowpod.io/test": "no-such-node"}})
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     api.create_flowrun(ns, "in-scheduled", deploymentName="sleeper",
-                       scheduledTime=flowruns.format_time(later, fraction=False))
+                       scheduledTime=contract.format_time(later, fraction=False))
     api.create_flowrun(ns, "in-pending", deploymentName="nowhere")
     api.create_flowrun(ns, "in-running", deploymentName="sleeper")
     api.create_flowrun(ns, "ignores-sigterm", deploymentName="stubborn")
@@ -55,7 +54,7 @@ def test_cancel_in_scheduled(waiter, api, flow_namespace):
     api.cancel(flow_namespace, "in-scheduled")
     flowrun = waiter("in-scheduled", _named("Cancelled"), "Cancelled")
     assert _history(flowrun) == ["Scheduled", "Cancelled"]
-    assert api.jobs(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=in-scheduled") == []
+    assert api.jobs(flow_namespace, f"{contract.LABEL_FLOW_RUN}=in-scheduled") == []
 
 
 def test_cancel_in_pending(waiter, api, flow_namespace):
@@ -65,7 +64,7 @@ def test_cancel_in_pending(waiter, api, flow_namespace):
     flowrun = waiter("in-pending", _named("Cancelled"), "Cancelled")
     assert _history(flowrun)[-1] == "Cancelled" and "Running" not in _history(flowrun)
     deadline = time.monotonic() + 10
-    while api.pods(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=in-pending"):
+    while api.pods(flow_namespace, f"{contract.LABEL_FLOW_RUN}=in-pending"):
         assert time.monotonic() < deadline, "the pending pod was not removed"
         time.sleep(0.2)
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import operator_harness as harness
-from flowpod import contract, flowruns
+from flowpod import contract
 
 CASES = "tests/operator/flows/operator_cases.py"
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}}
@@ -50,7 +50,7 @@ def runs(api, flow_namespace, operator_proc) -> dict[str, float]:
     api.create_flowrun(ns, "completes", deploymentName="hello", parameters={"n": 4})
     mark("completes")
     api.create_flowrun(ns, "scheduled", deploymentName="hello",
-                       scheduledTime=flowruns.format_time(soon, fraction=False))
+                       scheduledTime=contract.format_time(soon, fraction=False))
     api.create_flowrun(ns, "bad-params", deploymentName="hello", parameters={"n": "four"})
     api.create_flowrun(ns, "no-deployment", deploymentName="x")
     api.create_flowrun(ns, "oom", deploymentName="hog")
@@ -111,7 +111,7 @@ def test_a_scheduled_run_waits_for_its_time(final, api, flow_namespace, runs):
     history = flowrun["status"]["stateHistory"]
     assert history[0]["name"] == "Scheduled"
     assert history[0]["message"].startswith("Scheduled to start at ")
-    (job,) = api.jobs(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=scheduled")
+    (job,) = api.jobs(flow_namespace, f"{contract.LABEL_FLOW_RUN}=scheduled")
     created = contract.parse_time(job["metadata"]["creationTimestamp"])
     scheduled = contract.parse_time(flowrun["spec"]["scheduledTime"])
     assert created >= scheduled
@@ -127,7 +127,7 @@ def test_invalid_parameters_fail_before_any_job(final, api, flow_namespace):
     assert state["type"] == "FAILED"
     assert state["message"].startswith("Validation of the flow parameters failed: "
                                        "parameter 'n': 'four' is not of type 'integer'")
-    assert api.jobs(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=bad-params") == []
+    assert api.jobs(flow_namespace, f"{contract.LABEL_FLOW_RUN}=bad-params") == []
 
 
 def test_a_missing_deployment_fails(final, flow_namespace):
@@ -182,7 +182,7 @@ def test_an_unknown_image_crashes_after_the_pending_timeout(final, api, flow_nam
     assert "could not start for 5s (pendingTimeoutSeconds)" in state["message"]
     # Its pod never started and is removed, so it cannot start later.
     deadline = time.monotonic() + 15
-    while api.pods(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=unknown-image"):
+    while api.pods(flow_namespace, f"{contract.LABEL_FLOW_RUN}=unknown-image"):
         assert time.monotonic() < deadline, "the unstarted pod was not removed"
         time.sleep(0.2)
 
@@ -198,7 +198,7 @@ def test_timeout_seconds_is_the_jobs_active_deadline(final, api, flow_namespace)
     flowrun = api.wait_flowrun(flow_namespace, "deadline",
                                lambda f: f["status"].get("reason") == "DeadlineExceeded",
                                what="reason DeadlineExceeded", timeout=20)
-    (job,) = api.jobs(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=deadline")
+    (job,) = api.jobs(flow_namespace, f"{contract.LABEL_FLOW_RUN}=deadline")
     assert job["spec"]["activeDeadlineSeconds"] == 2
 
 
@@ -214,10 +214,10 @@ def test_an_infrastructure_crash_is_retried_in_a_new_job(final, api, flow_namesp
     assert retry["message"].startswith("exited with code 3")
     assert retry["message"].endswith("retrying as attempt 2 of 2")
     jobs = sorted(j["metadata"]["name"] for j in
-                  api.jobs(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=retried"))
+                  api.jobs(flow_namespace, f"{contract.LABEL_FLOW_RUN}=retried"))
     assert jobs == ["retried-1", "retried-2"]
     # Never two pods at once: attempt 2's pod was made after attempt 1's container ended.
     pods = {p["metadata"]["labels"][harness.LABEL_ATTEMPT]: p for p in
-            api.pods(flow_namespace, f"{flowruns.LABEL_FLOW_RUN}=retried")}
+            api.pods(flow_namespace, f"{contract.LABEL_FLOW_RUN}=retried")}
     ended = pods["1"]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
     assert pods["2"]["metadata"]["creationTimestamp"] >= ended

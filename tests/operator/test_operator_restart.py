@@ -9,7 +9,7 @@ import time
 import pytest
 
 import operator_harness as harness
-from flowpod import flowruns
+from flowpod import contract
 
 CASES = "tests/operator/flows/operator_cases.py"
 GRACE = 3
@@ -81,7 +81,7 @@ def test_restart_mid_run_ends_every_run_once(operators, api, flow_namespace):
     jobs = api.jobs(ns)
     by_run: dict[str, list[str]] = {}
     for job in jobs:
-        by_run.setdefault(job["metadata"]["labels"][flowruns.LABEL_FLOW_RUN], []).append(
+        by_run.setdefault(job["metadata"]["labels"][contract.LABEL_FLOW_RUN], []).append(
             job["metadata"]["name"])
     assert {run: sorted(names) for run, names in by_run.items()} == {
         name: [f"{name}-1"] for name in expected}

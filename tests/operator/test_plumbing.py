@@ -13,7 +13,6 @@ import pkgutil
 
 import pytest
 
-import flowpod_operator
 from flowpod import contract
 from flowpod_operator import running
 from flowpod_operator._decisions import observations as _observations

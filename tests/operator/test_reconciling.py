@@ -15,7 +15,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from fakeapi import FakeApi, status_response
-from flowpod import contract, flowruns
+from flowpod import contract
 from flowpod_operator._runtime import eventing as _eventing
 from flowpod_operator._runtime import indexing as _indexing
 from flowpod_operator._runtime.kubeapi import KubeApi
@@ -54,7 +54,7 @@ def loop():
 def setup(k8s, loop):
     with ExitStack() as stack:
         def make(flowrun: dict[str, Any]):
-            api = Fake(created_at=flowruns.format_time(k8s.now, fraction=False))
+            api = Fake(created_at=contract.format_time(k8s.now, fraction=False))
             api.add(copy.deepcopy(flowrun))
             url = stack.enter_context(api.serve())
             kube = KubeApi(loop(_client(url)))

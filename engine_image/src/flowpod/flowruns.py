@@ -19,33 +19,6 @@ from typing import Any, Iterable, Mapping
 
 from flowpod import contract, states
 
-# The wire names used to live here; existing callers (the operator, the CLI, benchmarks) may
-# still read them from this module. They are defined once, in flowpod.contract.
-from flowpod.contract import (  # noqa: F401
-    API_VERSION,
-    CONDITION_READY,
-    CONDITION_SUCCEEDED,
-    DEPLOYMENTS,
-    ENV_ATTEMPT,
-    ENV_ENTRYPOINT,
-    ENV_FLOW_RUN_NAME,
-    ENV_FLOW_RUN_NAMESPACE,
-    ENV_PARAMETERS,
-    FLOWRUNS,
-    GROUP,
-    KIND_DEPLOYMENT,
-    KIND_FLOW_RUN,
-    LABEL_DEPLOYMENT,
-    LABEL_FLOW_RUN,
-    MAX_INLINE_RESULT_BYTES,
-    MAX_LISTED_RUNS,
-    MAX_MESSAGE_LENGTH,
-    MAX_STATE_HISTORY,
-    MERGE_PATCH,
-    VERSION,
-    flowrun_path,
-    format_time,
-)
 
 __all__ = [
     "COMPUTED_STATUS_FIELDS",

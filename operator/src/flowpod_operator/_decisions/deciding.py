@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Mapping
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import diagnosing as diag
@@ -186,7 +186,7 @@ def _start(run: _Run) -> list[act.Action]:
         wait = act.Requeue((when - run.now).total_seconds())
         if run.state is not None:
             return [wait]
-        stamp = flowruns.format_time(when)
+        stamp = contract.format_time(when)
         return [wait, act.WriteStatus((states.Scheduled(f"Scheduled to start at {stamp}",
                                                         timestamp=run.now),))]
     steps: list[states.State] = []
@@ -196,7 +196,7 @@ def _start(run: _Run) -> list[act.Action]:
             run.state is None or run.state.name != states.names.LATE):
         late = (run.now - when).total_seconds()
         steps.append(states.Late(f"Starting {late:.0f}s after its scheduled time "
-                                 f"{flowruns.format_time(when)}", timestamp=run.now))
+                                 f"{contract.format_time(when)}", timestamp=run.now))
     return _new_attempt(run, 1, None, steps)
 
 

@@ -10,11 +10,10 @@ values to select a run's objects), tests.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any, Mapping
 
-from flowpod import contract, flowruns
+from flowpod import contract
 from flowpod.contract import DEFAULT_SERVICE_ACCOUNT, ENGINE_COMMAND
 
 from flowpod_operator._decisions import observations as obs
@@ -60,10 +59,10 @@ def job_name(flowrun_name: str, attempt: int) -> str:
 
 def run_labels(flowrun: Mapping[str, Any], attempt: int) -> dict[str, str]:
     spec = flowrun.get("spec") or {}
-    labels = {flowruns.LABEL_FLOW_RUN: label_value(flowrun["metadata"]["name"]),
+    labels = {contract.LABEL_FLOW_RUN: label_value(flowrun["metadata"]["name"]),
               obs.LABEL_ATTEMPT: str(attempt)}
     if spec.get("deploymentName"):
-        labels[flowruns.LABEL_DEPLOYMENT] = label_value(spec["deploymentName"])
+        labels[contract.LABEL_DEPLOYMENT] = label_value(spec["deploymentName"])
     return labels
 
 
@@ -91,11 +90,11 @@ def _env(flowrun: Mapping[str, Any], entrypoint: str, attempt: int,
     # No parameters here: one variable is capped at 128 KiB (the pod would fail to start with
     # "argument list too long"); the engine reads them from the FlowRun and its Deployment.
     ours = [
-        {"name": flowruns.ENV_FLOW_RUN_NAME, "value": flowrun["metadata"]["name"]},
-        {"name": flowruns.ENV_FLOW_RUN_NAMESPACE,
+        {"name": contract.ENV_FLOW_RUN_NAME, "value": flowrun["metadata"]["name"]},
+        {"name": contract.ENV_FLOW_RUN_NAMESPACE,
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": flowruns.ENV_ENTRYPOINT, "value": entrypoint},
-        {"name": flowruns.ENV_ATTEMPT, "value": str(attempt)},
+        {"name": contract.ENV_ENTRYPOINT, "value": entrypoint},
+        {"name": contract.ENV_ATTEMPT, "value": str(attempt)},
     ]
     taken = {item["name"] for item in ours} | {contract.ENV_PARAMETERS}
     # The engine's own variables win: a template must not be able to point a run elsewhere.
@@ -174,8 +173,8 @@ def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, 
                 obs.ANNOTATION_GRACE: str(settings.cancellation_grace_period_seconds),
             },
             "ownerReferences": [{
-                "apiVersion": flowruns.API_VERSION,
-                "kind": flowruns.KIND_FLOW_RUN,
+                "apiVersion": contract.API_VERSION,
+                "kind": contract.KIND_FLOW_RUN,
                 "name": meta["name"],
                 "uid": meta["uid"],
                 "controller": True,

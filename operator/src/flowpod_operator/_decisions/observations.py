@@ -12,7 +12,6 @@ tests write, and parsing each event into models would cost more than the decisio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 # The labels and annotations are the wire contract's; parse_time is its lenient reader.

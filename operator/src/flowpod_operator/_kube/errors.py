@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from flowpod import flowruns
+from flowpod import contract
 
 __all__ = ["KubeError", "ConfigError", "ApiError", "MissingCrdError", "Ref", "api_error",
            "unreachable", "crds_not_served", "status_body", "CRD_FIX"]
@@ -94,7 +94,7 @@ def _describe(code: int, status: Mapping[str, Any] | None, ref: Ref, *, server: 
         if code == 404:
             # A bare "404 page not found" means the URL's resource type is unknown.
             return MissingCrdError(
-                f"the cluster does not know {ref.kind}s ({flowruns.API_VERSION}): the "
+                f"the cluster does not know {ref.kind}s ({contract.API_VERSION}): the "
                 f"flowpod CRDs are not installed ({source})", CRD_FIX)
         return ApiError(f"the API server answered HTTP {code} for {ref.describe()}: "
                         f"{text[:300]}")
@@ -128,5 +128,5 @@ def unreachable(exc: BaseException, *, server: str, source: str) -> ApiError:
 def crds_not_served(missing: list[str]) -> MissingCrdError:
     """The operator's start-up check found these plurals missing from the API group."""
     return MissingCrdError(f"the API server does not serve {sorted(missing)} in "
-                           f"{flowruns.API_VERSION}",
+                           f"{contract.API_VERSION}",
                            "install the CRDs first (kubectl apply -f crds/, or the Helm chart)")

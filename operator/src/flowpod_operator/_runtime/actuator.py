@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from flowpod import flowruns
+from flowpod import contract
 
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import manifests, observations
@@ -56,7 +56,7 @@ class Sight:
 
 def selector(flowrun_name: str) -> str:
     """The label selector of a run's Jobs and Pods."""
-    return f"{flowruns.LABEL_FLOW_RUN}={manifests.label_value(flowrun_name)}"
+    return f"{contract.LABEL_FLOW_RUN}={manifests.label_value(flowrun_name)}"
 
 
 def _fields(key: Key, **extra: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import socket
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping
 
-from flowpod import flowruns, states
+from flowpod import contract, states
 
 from flowpod_operator._decisions import waiting
 
@@ -86,7 +86,7 @@ def event_body(flowrun: Mapping[str, Any], event_type: str, reason: str, message
         "kind": "Event",
         "metadata": {"name": f"{meta['name'][:200]}.{nanos:x}",
                      "namespace": meta["namespace"]},
-        "involvedObject": {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+        "involvedObject": {"apiVersion": contract.API_VERSION, "kind": contract.KIND_FLOW_RUN,
                            "name": meta["name"], "namespace": meta["namespace"],
                            "uid": meta.get("uid", ""),
                            "resourceVersion": meta.get("resourceVersion", "")},
@@ -95,7 +95,7 @@ def event_body(flowrun: Mapping[str, Any], event_type: str, reason: str, message
         "action": action,
         "message": message[:1024],
         "source": {"component": COMPONENT},
-        "reportingComponent": f"{flowruns.GROUP}/operator",
+        "reportingComponent": f"{contract.GROUP}/operator",
         "reportingInstance": instance[:128],
         "eventTime": _micro_time(now),
     }

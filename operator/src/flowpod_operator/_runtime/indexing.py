@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping, Sequence
 
-from flowpod import flowruns, states
+from flowpod import contract, states
 
 from flowpod_operator._decisions import diagnosing
 from flowpod_operator._decisions import observations as obs
@@ -33,10 +33,10 @@ def key_of_child(body: Mapping[str, Any]) -> Key | None:
     name = meta.annotations.get(obs.ANNOTATION_FLOW_RUN)
     if not name:
         for ref in meta.owner_references:
-            if ref.get("kind") == flowruns.KIND_FLOW_RUN and ref.get("controller"):
+            if ref.get("kind") == contract.KIND_FLOW_RUN and ref.get("controller"):
                 name = ref.get("name")
     if not name:
-        name = meta.labels.get(flowruns.LABEL_FLOW_RUN)
+        name = meta.labels.get(contract.LABEL_FLOW_RUN)
     return (meta.namespace, name) if name and meta.namespace else None
 
 

@@ -61,13 +61,13 @@ __all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError", "RBAC_RULES"]
 _log = logging.getLogger("flowpod_operator.api")
 
 RBAC_RULES: tuple[dict[str, list[str]], ...] = (
-    {"apiGroups": [flowruns.GROUP], "resources": [flowruns.FLOWRUNS],
+    {"apiGroups": [contract.GROUP], "resources": [contract.FLOWRUNS],
      "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": [flowruns.GROUP], "resources": [f"{flowruns.FLOWRUNS}/status"],
+    {"apiGroups": [contract.GROUP], "resources": [f"{contract.FLOWRUNS}/status"],
      "verbs": ["patch"]},
-    {"apiGroups": [flowruns.GROUP], "resources": [f"{flowruns.FLOWRUNS}/finalizers"],
+    {"apiGroups": [contract.GROUP], "resources": [f"{contract.FLOWRUNS}/finalizers"],
      "verbs": ["update"]},
-    {"apiGroups": [flowruns.GROUP], "resources": [flowruns.DEPLOYMENTS],
+    {"apiGroups": [contract.GROUP], "resources": [contract.DEPLOYMENTS],
      "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"],
      "verbs": ["get", "list", "watch", "create", "delete"]},
@@ -127,7 +127,7 @@ class KubeApi:
 
     # --- FlowRuns and Deployments ----------------------------------------------------------
     async def get_flowrun(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        reply = await self._call("GET", flowruns.flowrun_path(namespace, name))
+        reply = await self._call("GET", contract.flowrun_path(namespace, name))
         if reply.status == 404:
             return None
         if not reply.ok:
@@ -138,17 +138,17 @@ class KubeApi:
                            status_patch: Mapping[str, Any]) -> Reply:
         """PATCH .../status as a merge patch guarded by resourceVersion (409 if stale)."""
         return await self._call(
-            "PATCH", flowruns.flowrun_path(namespace, name, "status"),
+            "PATCH", contract.flowrun_path(namespace, name, "status"),
             body=flowruns.patch_body(resource_version, status_patch),
-            content_type=flowruns.MERGE_PATCH)
+            content_type=contract.MERGE_PATCH)
 
     async def patch_labels(self, namespace: str, name: str,
                            labels: Mapping[str, str]) -> Reply:
         """Merge these labels into a FlowRun's metadata (no precondition: they are only
         added, and nothing else of the object is touched)."""
-        return await self._call("PATCH", flowruns.flowrun_path(namespace, name),
+        return await self._call("PATCH", contract.flowrun_path(namespace, name),
                                 body={"metadata": {"labels": dict(labels)}},
-                                content_type=flowruns.MERGE_PATCH)
+                                content_type=contract.MERGE_PATCH)
 
     async def get_deployment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         reply = await self._call("GET", contract.deployment_path(namespace, name))
@@ -251,10 +251,10 @@ class KubeApi:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            reply = await self._call("GET", f"/apis/{flowruns.GROUP}/{flowruns.VERSION}")
+            reply = await self._call("GET", f"/apis/{contract.GROUP}/{contract.VERSION}")
             served = {r.get("name") for r in reply.body.get("resources") or []} \
                 if reply.ok else set()
-            missing = {flowruns.FLOWRUNS, flowruns.DEPLOYMENTS} - served
+            missing = {contract.FLOWRUNS, contract.DEPLOYMENTS} - served
             if not missing:
                 return
             if loop.time() >= deadline:

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 
 import kopf
 
-from flowpod import flowruns
+from flowpod import contract
 
 from flowpod_operator._runtime.loop import Reconciler
 
@@ -27,10 +27,10 @@ __all__ = ["build_registry", "build_settings"]
 
 _JOBS = {"group": "batch", "version": "v1", "plural": "jobs"}
 _PODS = {"group": "", "version": "v1", "plural": "pods"}
-_FLOWRUNS = {"group": flowruns.GROUP, "version": flowruns.VERSION, "plural": flowruns.FLOWRUNS}
-_DEPLOYMENTS = {"group": flowruns.GROUP, "version": flowruns.VERSION,
-                "plural": flowruns.DEPLOYMENTS}
-_OURS = {flowruns.LABEL_FLOW_RUN: kopf.PRESENT}
+_FLOWRUNS = {"group": contract.GROUP, "version": contract.VERSION, "plural": contract.FLOWRUNS}
+_DEPLOYMENTS = {"group": contract.GROUP, "version": contract.VERSION,
+                "plural": contract.DEPLOYMENTS}
+_OURS = {contract.LABEL_FLOW_RUN: kopf.PRESENT}
 
 
 def build_registry(reconciler: Reconciler,
@@ -86,8 +86,8 @@ def build_settings() -> kopf.OperatorSettings:
     # list/watch on CRDs and namespaces in the operator's RBAC.
     settings.scanning.disabled = True
     # An existence selector: the API server sends only the Jobs and Pods of flow runs.
-    settings.watching.label_selectors["batch", "v1", "jobs"] = flowruns.LABEL_FLOW_RUN
-    settings.watching.label_selectors["v1", "pods"] = flowruns.LABEL_FLOW_RUN
+    settings.watching.label_selectors["batch", "v1", "jobs"] = contract.LABEL_FLOW_RUN
+    settings.watching.label_selectors["v1", "pods"] = contract.LABEL_FLOW_RUN
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10

@@ -8,7 +8,6 @@ returns the process exit code; user errors are raised as CliError. Caller: ._com
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -156,7 +155,7 @@ def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str
     if service_account:
         spec["podTemplate"] = {"serviceAccountName": service_account}
     metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
-    manifest = {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_DEPLOYMENT,
+    manifest = {"apiVersion": contract.API_VERSION, "kind": contract.KIND_DEPLOYMENT,
                 "metadata": metadata, "spec": spec}
     try:
         # The operator's own model: what it will accept is checked before any cluster is used.
@@ -188,7 +187,7 @@ async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
         verb = "unchanged"
     else:
         verb = "configured"
-    deps.out.print(f"deployment.{flowruns.GROUP}/{name} {verb}", markup=False)
+    deps.out.print(f"deployment.{contract.GROUP}/{name} {verb}", markup=False)
     return 0
 
 
@@ -210,7 +209,7 @@ async def start_run(kube: Kube, deps: Deps, ns: str, deployment: str | None,
         spec["parameters"] = parameters
     created = await _create_run(kube, deps, ns, spec, base, name)
     run_name = created["metadata"]["name"]
-    deps.out.print(f"flowrun.{flowruns.GROUP}/{run_name} created", markup=False)
+    deps.out.print(f"flowrun.{contract.GROUP}/{run_name} created", markup=False)
     if not watch:
         deps.err.print(f"follow it with `flowpod watch {run_name} -n {ns}`, or read it with "
                        f"`flowpod logs {run_name} -f -n {ns}` or `flowpod get {run_name} -n "
@@ -222,14 +221,14 @@ async def start_run(kube: Kube, deps: Deps, ns: str, deployment: str | None,
 async def _create_run(kube: Kube, deps: Deps, ns: str, spec: dict[str, Any], base: str,
                       name: str | None) -> dict[str, Any]:
     """POST the FlowRun under ``name``, or under a time-ordered name (retried on a clash)."""
-    labels = ({flowruns.LABEL_DEPLOYMENT: label_value(spec["deploymentName"])}
+    labels = ({contract.LABEL_DEPLOYMENT: label_value(spec["deploymentName"])}
               if "deploymentName" in spec else {})
     for _ in range(5):
         metadata: dict[str, Any] = {"name": name or _naming.run_name(
             base, deps.clock(), deps.random_suffix())}
         if labels:
             metadata["labels"] = labels
-        body = {"apiVersion": flowruns.API_VERSION, "kind": flowruns.KIND_FLOW_RUN,
+        body = {"apiVersion": contract.API_VERSION, "kind": contract.KIND_FLOW_RUN,
                 "metadata": metadata, "spec": spec}
         try:
             return await kube.create_flowrun(ns, body)
@@ -263,7 +262,7 @@ async def cancel_run(kube: Kube, deps: Deps, ns: str, run: str, *, wait: bool) -
                                f"start a new run with `flowpod run {again}`")
     if not current["spec"].get("cancel"):
         current = await kube.patch_flowrun(ns, run, {"spec": {"cancel": True}})
-    deps.out.print(f"flowrun.{flowruns.GROUP}/{run} cancellation requested", markup=False)
+    deps.out.print(f"flowrun.{contract.GROUP}/{run} cancellation requested", markup=False)
     if not wait:
         return 0
     final = await _watching.follow_run(kube, ns, run, _output(deps), logs=False, first=current)
@@ -306,7 +305,7 @@ async def show_logs(kube: Kube, deps: Deps, ns: str, run: str, *, follow: bool,
 async def _pod_of_attempt(kube: Kube, ns: str, run: str, attempt: int) -> str:
     """The pod of attempt ``attempt`` of ``run`` (found by the labels the operator puts on
     every pod of an attempt; the newest if its Job made more than one)."""
-    selector = f"{flowruns.LABEL_FLOW_RUN}={label_value(run)}"
+    selector = f"{contract.LABEL_FLOW_RUN}={label_value(run)}"
     pods = await kube.list_pods(ns, selector)
     labels = [(p.get("metadata") or {}).get("labels") or {} for p in pods]
     matching = sorted((p for p, lab in zip(pods, labels)

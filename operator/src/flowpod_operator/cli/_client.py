@@ -20,7 +20,7 @@ import aiohttp
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from flowpod import contract, flowruns
+from flowpod import contract
 from flowpod_operator._kube import errors
 from flowpod_operator._kube.connecting import Connection, api_client
 from flowpod_operator._kube.errors import KubeError, Ref
@@ -32,7 +32,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "flowpod-cli"
 # Connect within 30 s; no read timeout: watches and `logs -f` stay silent for minutes.
 _TIMEOUT = (30, None)
-_GROUP, _VERSION = flowruns.GROUP, flowruns.VERSION
+_GROUP, _VERSION = contract.GROUP, contract.VERSION
 
 
 def flowrun_ref(namespace: str | None, name: str | None = None) -> Ref:
@@ -69,7 +69,7 @@ class Kube:
     # --- FlowRuns and Deployments -----------------------------------------------------------
     async def get_flowrun(self, ns: str, name: str) -> dict[str, Any]:
         return await self._call(flowrun_ref(ns, name), self._custom.get_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name)
+                                _GROUP, _VERSION, ns, contract.FLOWRUNS, name)
 
     async def list_flowruns(self, ns: str | None, *,
                             label_selector: str | None = None) -> dict[str, Any]:
@@ -77,16 +77,16 @@ class Kube:
         more = {"label_selector": label_selector} if label_selector else {}
         if ns is None:
             return await self._call(flowrun_ref(None), self._custom.list_cluster_custom_object,
-                                    _GROUP, _VERSION, flowruns.FLOWRUNS, **more)
+                                    _GROUP, _VERSION, contract.FLOWRUNS, **more)
         return await self._call(flowrun_ref(ns), self._custom.list_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, **more)
+                                _GROUP, _VERSION, ns, contract.FLOWRUNS, **more)
 
     async def create_flowrun(self, ns: str, body: Mapping[str, Any]) -> dict[str, Any]:
         name = body["metadata"].get("name")
         _wirejson.check(body, f"FlowRun '{name}'")
         return await self._call(flowrun_ref(ns, name),
                                 self._custom.create_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, body)
+                                _GROUP, _VERSION, ns, contract.FLOWRUNS, body)
 
     async def patch_flowrun(self, ns: str, name: str,
                             patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,8 +94,8 @@ class Kube:
         _wirejson.check(patch, f"the patch of FlowRun '{name}'")
         return await self._call(flowrun_ref(ns, name),
                                 self._custom.patch_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name, patch,
-                                _content_type=flowruns.MERGE_PATCH)
+                                _GROUP, _VERSION, ns, contract.FLOWRUNS, name, patch,
+                                _content_type=contract.MERGE_PATCH)
 
     async def patch_flowrun_status(self, ns: str, name: str,
                                    body: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,22 +104,22 @@ class Kube:
         _wirejson.check(body, f"the status patch of FlowRun '{name}'")
         return await self._call(flowrun_ref(ns, name),
                                 self._custom.patch_namespaced_custom_object_status,
-                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name, body,
-                                _content_type=flowruns.MERGE_PATCH)
+                                _GROUP, _VERSION, ns, contract.FLOWRUNS, name, body,
+                                _content_type=contract.MERGE_PATCH)
 
     async def delete_flowrun(self, ns: str, name: str) -> dict[str, Any]:
         return await self._call(flowrun_ref(ns, name),
                                 self._custom.delete_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.FLOWRUNS, name)
+                                _GROUP, _VERSION, ns, contract.FLOWRUNS, name)
 
     async def list_deployments(self, ns: str | None) -> dict[str, Any]:
         """The Deployments of `ns`, or of every namespace when `ns` is None."""
         if ns is None:
             return await self._call(Ref("Deployment", None, None),
                                     self._custom.list_cluster_custom_object,
-                                    _GROUP, _VERSION, flowruns.DEPLOYMENTS)
+                                    _GROUP, _VERSION, contract.DEPLOYMENTS)
         return await self._call(deployment_ref(ns), self._custom.list_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.DEPLOYMENTS)
+                                _GROUP, _VERSION, ns, contract.DEPLOYMENTS)
 
     async def list_pods(self, ns: str, label_selector: str) -> list[dict[str, Any]]:
         """Pods matching `label_selector`, as plain API dicts."""
@@ -134,7 +134,7 @@ class Kube:
     async def get_deployment(self, ns: str, name: str) -> dict[str, Any]:
         return await self._call(deployment_ref(ns, name),
                                 self._custom.get_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.DEPLOYMENTS, name)
+                                _GROUP, _VERSION, ns, contract.DEPLOYMENTS, name)
 
     async def apply_deployment(self, ns: str, name: str,
                                body: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,7 +142,7 @@ class Kube:
         _wirejson.check(body, f"Deployment '{name}'")
         return await self._call(deployment_ref(ns, name),
                                 self._custom.patch_namespaced_custom_object,
-                                _GROUP, _VERSION, ns, flowruns.DEPLOYMENTS, name, body,
+                                _GROUP, _VERSION, ns, contract.DEPLOYMENTS, name, body,
                                 field_manager=FIELD_MANAGER, force=True,
                                 _content_type=APPLY_PATCH)
 
@@ -156,7 +156,7 @@ class Kube:
         async with watch.Watch() as stream:
             events = stream.stream(
                 self._custom.list_namespaced_custom_object, _GROUP, _VERSION, ns,
-                flowruns.FLOWRUNS, field_selector=f"metadata.name={name}",
+                contract.FLOWRUNS, field_selector=f"metadata.name={name}",
                 resource_version=resource_version, allow_watch_bookmarks=True,
                 timeout_seconds=timeout_seconds, _request_timeout=_TIMEOUT)
             while True:

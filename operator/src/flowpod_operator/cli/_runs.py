@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowpod import flowruns, states
+from flowpod import contract, flowruns, states
 from flowpod_operator._decisions.manifests import label_value
 from flowpod_operator._kube.errors import KubeError
 from flowpod_operator.cli import _errors
@@ -52,7 +52,7 @@ async def resume_run(kube: Kube, deps: Deps, ns: str, run: str) -> int:
             if error.status == 409:
                 continue  # written meanwhile (the engine, the operator): decide again
             raise
-        deps.out.print(f"flowrun.{flowruns.GROUP}/{run} resumed", markup=False)
+        deps.out.print(f"flowrun.{contract.GROUP}/{run} resumed", markup=False)
         return 0
     raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' kept changing while being "
                            f"resumed", f"check its state with `flowpod get {run} -n {ns}` and "
@@ -83,7 +83,7 @@ async def delete_runs(kube: Kube, deps: Deps, ns: str, names: list[str],
                                "e.g. `flowpod delete hello-20300101000000-ab12` or "
                                "`flowpod delete --deployment hello`")
     if deployment:
-        selector = f"{flowruns.LABEL_DEPLOYMENT}={label_value(deployment)}"
+        selector = f"{contract.LABEL_DEPLOYMENT}={label_value(deployment)}"
         listed = await kube.list_flowruns(ns, label_selector=selector)
         names = sorted(item["metadata"]["name"] for item in listed.get("items", []))
         if not names:
@@ -100,5 +100,5 @@ async def delete_runs(kube: Kube, deps: Deps, ns: str, names: list[str],
             deps.err.print(f"error: {error.problem}", markup=False)
             code = 1
             continue
-        deps.out.print(f"flowrun.{flowruns.GROUP}/{name} deleted", markup=False)
+        deps.out.print(f"flowrun.{contract.GROUP}/{name} deleted", markup=False)
     return code

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel
 
-from flowpod import flowruns
+from flowpod import contract
 from flowpod_operator.crds import _cel
 from flowpod_operator.crds import resources
 
@@ -27,8 +27,8 @@ __all__ = ["to_structural", "deployment_crd", "flowrun_crd", "render", "render_a
            "write_all", "main", "FILENAMES", "HEADER"]
 
 FILENAMES = {
-    flowruns.DEPLOYMENTS: f"{flowruns.GROUP}_{flowruns.DEPLOYMENTS}.yaml",
-    flowruns.FLOWRUNS: f"{flowruns.GROUP}_{flowruns.FLOWRUNS}.yaml",
+    contract.DEPLOYMENTS: f"{contract.GROUP}_{contract.DEPLOYMENTS}.yaml",
+    contract.FLOWRUNS: f"{contract.GROUP}_{contract.FLOWRUNS}.yaml",
 }
 HEADER = ("# Generated from flowpod_operator.crds.resources by `python -m flowpod_operator.crds`"
           " (make crds).\n# Do not edit by hand: change the models and regenerate.\n")
@@ -142,7 +142,7 @@ def _root(kind: str, description: str, spec: dict[str, Any], status: dict[str, A
 
 def _crd(kind: str, plural: str, short: str, schema: dict[str, Any],
          columns: list[dict[str, Any]], status: bool) -> dict[str, Any]:
-    version: dict[str, Any] = {"name": flowruns.VERSION, "served": True, "storage": True,
+    version: dict[str, Any] = {"name": contract.VERSION, "served": True, "storage": True,
                                "schema": {"openAPIV3Schema": schema}}
     if status:
         version["subresources"] = {"status": {}}
@@ -150,9 +150,9 @@ def _crd(kind: str, plural: str, short: str, schema: dict[str, Any],
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{flowruns.GROUP}"},
+        "metadata": {"name": f"{plural}.{contract.GROUP}"},
         "spec": {
-            "group": flowruns.GROUP,
+            "group": contract.GROUP,
             "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
                       "singular": kind.lower(), "shortNames": [short],
                       "categories": ["flowpod"]},
@@ -171,7 +171,7 @@ def deployment_crd() -> dict[str, Any]:
         {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
-    return _crd("Deployment", flowruns.DEPLOYMENTS, "fdeploy", schema, columns, status=False)
+    return _crd("Deployment", contract.DEPLOYMENTS, "fdeploy", schema, columns, status=False)
 
 
 def flowrun_crd() -> dict[str, Any]:
@@ -203,7 +203,7 @@ def flowrun_crd() -> dict[str, Any]:
         {"name": "Message", "type": "string", "jsonPath": ".status.state.message",
          "priority": 1},
     ]
-    return _crd("FlowRun", flowruns.FLOWRUNS, "fr", schema, columns, status=True)
+    return _crd("FlowRun", contract.FLOWRUNS, "fr", schema, columns, status=True)
 
 
 def render(crd: Mapping[str, Any]) -> str:
@@ -215,8 +215,8 @@ def render(crd: Mapping[str, Any]) -> str:
 def render_all() -> dict[str, str]:
     """file name -> file text, for every CRD."""
     return {
-        FILENAMES[flowruns.DEPLOYMENTS]: render(deployment_crd()),
-        FILENAMES[flowruns.FLOWRUNS]: render(flowrun_crd()),
+        FILENAMES[contract.DEPLOYMENTS]: render(deployment_crd()),
+        FILENAMES[contract.FLOWRUNS]: render(flowrun_crd()),
     }
 
 

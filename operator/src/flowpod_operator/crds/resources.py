@@ -26,7 +26,7 @@ __all__ = [
     "Condition", "FlowRunStatus", "FlowRun", "MAX_FAILED_TASK_RUNS",
 ]
 
-MAX_FAILED_TASK_RUNS = flowruns.MAX_LISTED_RUNS
+MAX_FAILED_TASK_RUNS = contract.MAX_LISTED_RUNS
 _PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
 _LogLine = Annotated[str, Field(max_length=contract.MAX_LOG_LINE_LENGTH)]
 _CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -138,8 +138,8 @@ class DeploymentSpec(_Model):
 class Deployment(_Model):
     """A flow that can be run many times: entrypoint, image, defaults (kind Deployment)."""
 
-    api_version: str = Field(flowruns.API_VERSION, description=flowruns.API_VERSION)
-    kind: str = Field(flowruns.KIND_DEPLOYMENT, description="Deployment")
+    api_version: str = Field(contract.API_VERSION, description=contract.API_VERSION)
+    kind: str = Field(contract.KIND_DEPLOYMENT, description="Deployment")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
     spec: DeploymentSpec = Field(description="What to run and how.")
 
@@ -197,7 +197,7 @@ class WireState(_Model):
     name: str = Field(min_length=1, max_length=128,
                       description="The state name, e.g. Late, AwaitingRetry, Retrying, "
                                   "TimedOut, Cached; equal to the title-cased type by default.")
-    message: str = Field("", max_length=flowruns.MAX_MESSAGE_LENGTH,
+    message: str = Field("", max_length=contract.MAX_MESSAGE_LENGTH,
                          description="Human-readable detail, e.g. the error of a Failed run.")
     timestamp: datetime = Field(description="When the run entered this state (RFC 3339).")
 
@@ -211,7 +211,7 @@ class FailedTaskRun(_Model):
     name: str = Field(description="The task run's (or subflow run's) name.")
     state: str | None = Field(None, description="Its state name, e.g. Failed, TimedOut, "
                                                 "NotReady, Completed.")
-    message: str = Field("", max_length=flowruns.MAX_MESSAGE_LENGTH,
+    message: str = Field("", max_length=contract.MAX_MESSAGE_LENGTH,
                          description="Its state's message (for a failure, the error).")
 
 
@@ -244,7 +244,7 @@ class FlowRunResult(_Model):
     not_kept: str | None = Field(
         None, max_length=1024,
         description=f"Why the return value was not kept: it is larger than "
-                    f"{flowruns.MAX_INLINE_RESULT_BYTES} bytes as JSON, or not JSON at all, "
+                    f"{contract.MAX_INLINE_RESULT_BYTES} bytes as JSON, or not JSON at all, "
                     f"and there is no durable result storage yet (a file in the pod would be "
                     f"deleted with it).")
 
@@ -272,9 +272,9 @@ class FlowRunStatus(_Model):
                           "state never changes, CANCELLING only becomes CANCELLED.",
         json_schema_extra={"x-kubernetes-validations": [_cel.state_transition_rule()]})
     state_history: list[WireState] | None = Field(
-        None, max_length=flowruns.MAX_STATE_HISTORY,
+        None, max_length=contract.MAX_STATE_HISTORY,
         description=f"Previous and current states, newest last (the last "
-                    f"{flowruns.MAX_STATE_HISTORY}).")
+                    f"{contract.MAX_STATE_HISTORY}).")
     job_name: str | None = Field(None, description="The Job of the current attempt.")
     pod_name: str | None = Field(None, description="The pod of the current attempt. Like "
                                                    "exitCode and reason, it may still be "
@@ -320,8 +320,8 @@ class FlowRunStatus(_Model):
 class FlowRun(_Model):
     """One run of a flow (kind FlowRun)."""
 
-    api_version: str = Field(flowruns.API_VERSION, description=flowruns.API_VERSION)
-    kind: str = Field(flowruns.KIND_FLOW_RUN, description="FlowRun")
+    api_version: str = Field(contract.API_VERSION, description=contract.API_VERSION)
+    kind: str = Field(contract.KIND_FLOW_RUN, description="FlowRun")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
     spec: FlowRunSpec = Field(description="What to run. Immutable once created (the API "
                                           "server refuses changes), except cancel: false "

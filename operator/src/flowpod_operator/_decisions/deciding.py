@@ -13,9 +13,8 @@ engine writes everything else. A terminal state is never left (the API server en
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Mapping
 
 from flowpod import contract, flowruns, states
 
@@ -23,6 +22,7 @@ from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions.runs import Policy, Run, group_attempts
 from flowpod_operator._decisions import validating
 from flowpod_operator._decisions import waiting as wait
 from flowpod_operator._decisions.views import Meta
@@ -30,75 +30,6 @@ from flowpod_operator._decisions.views import Meta
 __all__ = ["Policy", "decide"]
 
 _T = states.StateType
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Operator-wide knobs of the decision (the CLI may set them)."""
-
-    service_account: str = manifests.DEFAULT_SERVICE_ACCOUNT
-    # A due run that starts later than this after its scheduledTime is marked Late first.
-    late_after: timedelta = timedelta(seconds=15)
-    # A run already final whose pod still runs this long afterwards gets the pod deleted.
-    linger: timedelta = timedelta(seconds=30)
-
-
-@dataclass
-class _Attempt:
-    job: Mapping[str, Any] | None = None
-    pods: list[Mapping[str, Any]] = field(default_factory=list)
-    gone: list[Mapping[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Run:
-    """Everything about the run the helpers below share."""
-
-    o: obs.Observation
-    state: states.State | None
-    attempts: dict[int, _Attempt]
-    current: int
-    now: datetime
-    policy: Policy
-
-    def attempt(self, number: int | None = None) -> _Attempt:
-        return self.attempts.get(self.current if number is None else number) or _Attempt()
-
-    def settings(self, number: int | None = None) -> obs.RunSettings:
-        job = self.attempt(number).job
-        if job is not None:
-            return obs.settings_from_job(job)
-        return obs.settings_from_deployment(self.o.deployment)
-
-    def diagnose(self, number: int | None = None) -> diag.Diagnosis:
-        number = self.current if number is None else number
-        att = self.attempt(number)
-        name = self.o.status.get("jobName") if number == self.o.status.get("attempt") else None
-        return diag.diagnose(att.job, att.pods, att.gone, settings=self.settings(number),
-                             now=self.now, fresh=self.o.fresh,
-                             job_name=name or manifests.job_name(self.o.name, number),
-                             job_events=self.o.job_events if number == self.current else None)
-
-    def live_pods(self) -> list[Mapping[str, Any]]:
-        return [p for a in self.attempts.values() for p in a.pods if not diag.is_terminated(p)]
-
-
-def _group(o: obs.Observation) -> dict[int, _Attempt]:
-    attempts: dict[int, _Attempt] = {}
-
-    def ours(objs: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, Mapping[str, Any]]]:
-        for obj in objs:
-            number = obs.attempt_of(obj)
-            if number and obs.belongs_to(obj, o.flowrun):
-                yield number, obj
-
-    for number, job in ours(o.jobs):
-        attempts.setdefault(number, _Attempt()).job = job
-    for number, pod in ours(o.pods):
-        attempts.setdefault(number, _Attempt()).pods.append(pod)
-    for number, pod in ours(o.gone_pods):
-        attempts.setdefault(number, _Attempt()).gone.append(pod)
-    return attempts
 
 
 def decide(observation: obs.Observation, now: datetime,
@@ -112,9 +43,9 @@ def decide(observation: obs.Observation, now: datetime,
 
 def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Action]:
     state = flowruns.current_state(o.flowrun)
-    attempts = _group(o)
+    attempts = group_attempts(o)
     recorded = int(o.status.get("attempt") or 0)
-    run = _Run(o, state, attempts, max([recorded, *attempts]), now, policy)
+    run = Run(o, state, attempts, max([recorded, *attempts]), now, policy)
     if state is not None and state.is_final():
         return _settle(run)
     if o.spec.get("cancel") or (state is not None and state.type is _T.CANCELLING):
@@ -130,11 +61,11 @@ def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Actio
 
 # --- starting ------------------------------------------------------------------------------
 
-def _failed(run: _Run, message: str) -> list[act.Action]:
+def _failed(run: Run, message: str) -> list[act.Action]:
     return [act.WriteStatus((states.Failed(message, timestamp=run.now),))]
 
 
-def _resolve(run: _Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, dict[str, Any]]:
+def _resolve(run: Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, dict[str, Any]]:
     """(deployment, parameters) for a new attempt, or the actions when that is impossible."""
     o = run.o
     name = o.spec.get("deploymentName")
@@ -155,7 +86,7 @@ def _resolve(run: _Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, di
     return deployment, parameters
 
 
-def _new_attempt(run: _Run, number: int, settings: obs.RunSettings | None,
+def _new_attempt(run: Run, number: int, settings: obs.RunSettings | None,
                  steps: list[states.State]) -> list[act.Action]:
     """Create the Job of attempt `number` and record it with the states in `steps`."""
     resolved = _resolve(run)
@@ -177,7 +108,7 @@ def _new_attempt(run: _Run, number: int, settings: obs.RunSettings | None,
     return [act.CreateJob(job), act.WriteStatus(tuple(steps), fields)]
 
 
-def _start(run: _Run) -> list[act.Action]:
+def _start(run: Run) -> list[act.Action]:
     resolved = _resolve(run)
     if isinstance(resolved, list):
         return resolved
@@ -200,7 +131,7 @@ def _start(run: _Run) -> list[act.Action]:
     return _new_attempt(run, 1, None, steps)
 
 
-def _record_attempt(run: _Run) -> list[act.Action]:
+def _record_attempt(run: Run) -> list[act.Action]:
     """A Job exists that the status does not record (the operator stopped in between)."""
     name = manifests.job_name(run.o.name, run.current)
     fields: dict[str, Any] = {"attempt": run.current, "jobName": name}
@@ -228,7 +159,7 @@ def _outcome_fields(d: diag.Diagnosis, status: Mapping[str, Any]) -> dict[str, A
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _cleanup(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
+def _cleanup(run: Run, d: diag.Diagnosis) -> list[act.Action]:
     """Stop what a crashed attempt leaves behind, so nothing of it can start later."""
     grace = run.settings().cancellation_grace_period_seconds
     actions: list[act.Action] = [act.DeletePod(n, 0) for n in d.stuck_pods]
@@ -239,7 +170,7 @@ def _cleanup(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
     return actions
 
 
-def _follow(run: _Run) -> list[act.Action]:
+def _follow(run: Run) -> list[act.Action]:
     d = run.diagnose()
     if d.needs_fresh:
         return [act.Refresh(children=True)]
@@ -257,13 +188,13 @@ def _follow(run: _Run) -> list[act.Action]:
     return _after_end(run, d)
 
 
-def _log_source(run: _Run, d: diag.Diagnosis) -> str | None:
+def _log_source(run: Run, d: diag.Diagnosis) -> str | None:
     """The attempt's pod, while it still exists: its log tail is kept with the final state."""
     names = [Meta(p).name for p in run.attempt().pods]
     if d.pod_name in names:
         return d.pod_name
     return names[-1] if names else None
-def _meanwhile(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
+def _meanwhile(run: Run, d: diag.Diagnosis) -> list[act.Action]:
     """An attempt not over yet: look again when time alone may change it, and record its
     pod's name and, while it waits to start, why (written when that changes)."""
     actions: list[act.Action] = [act.Requeue(_until(d.recheck_at, run.now))] \
@@ -282,7 +213,7 @@ def _awaiting_retry(state: states.State | None) -> bool:
             and state.name == states.names.AWAITING_RETRY)
 
 
-def _after_end(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
+def _after_end(run: Run, d: diag.Diagnosis) -> list[act.Action]:
     """The current attempt ended without a final state: retry it, or the run Crashed."""
     settings = run.settings()
     fields = _outcome_fields(d, run.o.status)
@@ -303,7 +234,7 @@ def _after_end(run: _Run, d: diag.Diagnosis) -> list[act.Action]:
 
 # --- cancelling ----------------------------------------------------------------------------
 
-def _active_jobs(run: _Run) -> list[str]:
+def _active_jobs(run: Run) -> list[str]:
     """Jobs that may still start a pod: unfinished, and no pod of theirs seen yet (with
     backoffLimit 0, a Job whose pod ended can never start another)."""
     names = []
@@ -318,7 +249,7 @@ def _active_jobs(run: _Run) -> list[str]:
     return names
 
 
-def _cancelled(run: _Run) -> list[act.Action]:
+def _cancelled(run: Run) -> list[act.Action]:
     """No pod of the run is alive: the run is Cancelled (and its Jobs can start no pod)."""
     jobs = _active_jobs(run)
     if jobs and not run.o.fresh:
@@ -340,7 +271,7 @@ def _cancelled(run: _Run) -> list[act.Action]:
                                       log_tail_of=source)]
 
 
-def _cancel(run: _Run) -> list[act.Action]:
+def _cancel(run: Run) -> list[act.Action]:
     live = run.live_pods()
     if not live:
         return _cancelled(run)
@@ -374,7 +305,7 @@ def _cancel(run: _Run) -> list[act.Action]:
 
 # --- after the end -------------------------------------------------------------------------
 
-def _settle(run: _Run) -> list[act.Action]:
+def _settle(run: Run) -> list[act.Action]:
     """A final run: record how its pod ended, and remove a pod that outlives the run."""
     actions: list[act.Action] = []
     assert run.state is not None and run.state.timestamp is not None

@@ -27,7 +27,7 @@ __all__ = [
     "GROUP", "VERSION", "API_VERSION", "API_PREFIX", "FLOWRUNS", "DEPLOYMENTS",
     "KIND_FLOW_RUN", "KIND_DEPLOYMENT",
     # labels and annotations on Jobs and Pods
-    "LABEL_FLOW_RUN", "LABEL_DEPLOYMENT", "LABEL_ATTEMPT",
+    "LABEL_FLOW_RUN", "LABEL_DEPLOYMENT", "LABEL_SCHEDULE", "LABEL_ATTEMPT",
     "ANNOTATION_FLOW_RUN", "ANNOTATION_FLOW_RUN_UID", "ANNOTATION_RETRIES",
     "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE", "ANNOTATION_LAST_APPLIED",
     # the flow-run pod
@@ -62,6 +62,8 @@ LABEL_FLOW_RUN = "flowpod.io/flow-run"
 # Also on FlowRuns of a Deployment (the CLI sets it, the operator adds it when missing), so
 # `kubectl get fr -l flowpod.io/deployment=etl` lists a Deployment's runs.
 LABEL_DEPLOYMENT = "flowpod.io/deployment"
+# On FlowRuns the operator creates from a Deployment's schedule: the schedule's slug.
+LABEL_SCHEDULE = "flowpod.io/schedule"
 # The attempt number rides on every Job and Pod, so an attempt is recognised even before
 # the FlowRun's status records it (e.g. the operator died between creating and recording).
 LABEL_ATTEMPT = "flowpod.io/attempt"
@@ -170,9 +172,11 @@ def flowrun_path(namespace: str | None, name: str | None = None,
     return resource_path(FLOWRUNS, namespace, name, subresource)
 
 
-def deployment_path(namespace: str | None, name: str | None = None) -> str:
-    """The API path of the (flowpod) Deployment collection or of one Deployment."""
-    return resource_path(DEPLOYMENTS, namespace, name)
+def deployment_path(namespace: str | None, name: str | None = None,
+                    subresource: str | None = None) -> str:
+    """The API path of the (flowpod) Deployment collection, one Deployment, or its
+    subresource ("status")."""
+    return resource_path(DEPLOYMENTS, namespace, name, subresource)
 
 
 # -- RFC 3339 timestamps -------------------------------------------------------------------

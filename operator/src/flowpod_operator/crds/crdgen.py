@@ -165,13 +165,22 @@ def _crd(kind: str, plural: str, short: str, schema: dict[str, Any],
 def deployment_crd() -> dict[str, Any]:
     """The CustomResourceDefinition of flowpod Deployments."""
     schema = _root("Deployment", resources.Deployment.__doc__ or "",
-                   _schema_of(resources.Deployment, "spec"), None, [])
+                   _schema_of(resources.Deployment, "spec"),
+                   _schema_of(resources.Deployment, "status"), [])
     columns = [
-        {"name": "Entrypoint", "type": "string", "jsonPath": ".spec.entrypoint"},
-        {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+        {"name": "Schedule", "type": "string", "jsonPath": ".status.schedule",
+         "description": "The schedules in one line, or Paused."},
+        {"name": "Next", "type": "date", "jsonPath": ".status.nextScheduleTimes[0]",
+         "description": "The next due time."},
+        {"name": "Active", "type": "integer", "jsonPath": ".status.activeRuns",
+         "description": "Scheduled runs not yet final."},
+        {"name": "Last", "type": "date", "jsonPath": ".status.lastScheduleTime",
+         "description": "The due time of the last scheduled run."},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Entrypoint", "type": "string", "jsonPath": ".spec.entrypoint", "priority": 1},
+        {"name": "Image", "type": "string", "jsonPath": ".spec.image", "priority": 1},
     ]
-    return _crd("Deployment", contract.DEPLOYMENTS, "fdeploy", schema, columns, status=False)
+    return _crd("Deployment", contract.DEPLOYMENTS, "fdeploy", schema, columns, status=True)
 
 
 def flowrun_crd() -> dict[str, Any]:

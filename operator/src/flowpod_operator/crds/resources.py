@@ -19,6 +19,8 @@ from pydantic.alias_generators import to_camel
 
 from flowpod import contract, flowruns, states
 from flowpod_operator.crds import _cel
+from flowpod_operator.crds.schedules import (ConcurrencyPolicy, DeploymentStatus,
+                                             MissedRunPolicy, Schedule)
 
 __all__ = [
     "ResourceRequirements", "EnvVar", "PodTemplate", "DeploymentSpec", "Deployment",
@@ -128,6 +130,24 @@ class DeploymentSpec(_Model):
         0, ge=0, le=100, description="Infrastructure retries: how many new attempts (new Jobs, "
                                      "one pod at a time) a Crashed run gets. Flow-level retries "
                                      "are configured on the flow itself.")
+    schedules: list[Schedule] | None = Field(
+        None, max_length=50, description="When the operator starts runs by itself: cron, "
+                                         "interval or rrule entries. Each run is named "
+                                         "<deployment>-<slug>-<epoch seconds> of its due time.")
+    paused: bool = Field(False, description="Set to true to stop all schedules; runs already "
+                                            "started are not touched.")
+    missed_run_policy: MissedRunPolicy = Field(
+        "RunLatest", description="Due times missed while the operator was down or the clock "
+                                 "jumped: RunLatest starts the latest one only, RunAll starts "
+                                 "each (at most 100), Skip starts none.")
+    starting_deadline_seconds: int | None = Field(
+        None, ge=0, description="A due time more than this many seconds past is missed, "
+                                "whatever missedRunPolicy says (as a CronJob's). Unset means "
+                                "no deadline.")
+    concurrency_policy: ConcurrencyPolicy = Field(
+        "Allow", description="When a scheduled run is due while another scheduled run of this "
+                             "Deployment is not final: Allow starts it, Forbid skips this due "
+                             "time, Replace cancels the live run (spec.cancel) and starts it.")
 
     @field_validator("entrypoint")
     @classmethod
@@ -142,6 +162,8 @@ class Deployment(_Model):
     kind: str = Field(contract.KIND_DEPLOYMENT, description="Deployment")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
     spec: DeploymentSpec = Field(description="What to run and how.")
+    status: DeploymentStatus | None = Field(
+        None, description="What the operator's scheduler observed; written by the operator.")
 
 
 class FlowRunSpec(_Model):

@@ -87,9 +87,10 @@ flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test
 */}}
 {{- define "flowpod.operatorRules" -}}
 # Watch runs; re-read one after a 409 conflict; label a run with its Deployment's name.
+# Start a Deployment's scheduled runs; cancel one a newer one replaces (concurrencyPolicy).
 - apiGroups: ["flowpod.io"]
   resources: ["flowruns"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "create"]
 # Every state write is a merge patch of the status subresource.
 - apiGroups: ["flowpod.io"]
   resources: ["flowruns/status"]
@@ -103,6 +104,10 @@ flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test
 - apiGroups: ["flowpod.io"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch"]
+# A Deployment's status: Ready, its next and last schedule times, its active runs.
+- apiGroups: ["flowpod.io"]
+  resources: ["deployments/status"]
+  verbs: ["patch"]
 # One Job per attempt (read back when it already exists); a cancelled run's Job is deleted.
 - apiGroups: ["batch"]
   resources: ["jobs"]

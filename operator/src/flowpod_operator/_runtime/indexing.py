@@ -91,6 +91,12 @@ class Index:
         return [run.key for run in views if run.key[0] == namespace
                 and run.deployment_name == name and not run.attempt]
 
+    def scheduled_runs(self, namespace: str, deployment: str) -> list[Mapping[str, Any]]:
+        """The FlowRuns a Deployment's schedules started (they carry the schedule label)."""
+        return [body for (ns, _), body in self._flowruns.items()
+                if ns == namespace and contract.LABEL_SCHEDULE in Meta(body).labels
+                and FlowRunView(body).deployment_name == deployment]
+
     # --- Deployments -----------------------------------------------------------------------
     def put_deployment(self, body: Mapping[str, Any]) -> None:
         meta = Meta(body)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from flowpod import contract
+
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
@@ -22,13 +24,17 @@ __all__ = ["Intake"]
 class Intake:
     """Turns watch events into index updates and queued keys."""
 
-    def __init__(self, index: Index, queue: WorkQueue, events: EventRecorder) -> None:
+    def __init__(self, index: Index, queue: WorkQueue, events: EventRecorder,
+                 schedules: WorkQueue | None = None) -> None:
         self.index = index
         self.queue = queue
         self.events = events
+        # Deployment keys for the scheduler (flowpod_operator._runtime.scheduler).
+        self.schedules = schedules if schedules is not None else WorkQueue()
 
     def on_flowrun(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = FlowRunView(body).key
+        self._poke_schedule(body)
         if event_type == "DELETED":
             self.forget(key)
             return
@@ -49,8 +55,10 @@ class Intake:
         namespace, name = meta.namespace or "", meta.name or ""
         if event_type == "DELETED":
             self.index.remove_deployment(namespace, name)
+            self.schedules.forget((namespace, name))
             return
         self.index.put_deployment(body)
+        self.schedules.add((namespace, name))
         for key in self.index.waiting_for_deployment(namespace, name):
             self.queue.add(key)
 
@@ -64,6 +72,14 @@ class Intake:
         self.index.remove_flowrun(key)
         self.events.forget(key)
         self.queue.forget(key)
+
+    def _poke_schedule(self, body: Mapping[str, Any]) -> None:
+        """A scheduled run changed: its Deployment's active count, last state and
+        concurrencyPolicy depend on it."""
+        if contract.LABEL_SCHEDULE in Meta(body).labels:
+            run = FlowRunView(body)
+            if run.deployment_name:
+                self.schedules.add((run.key[0], run.deployment_name))
 
     def _poke(self, key: Key | None) -> None:
         if key is not None and self.index.flowrun(key) is not None:

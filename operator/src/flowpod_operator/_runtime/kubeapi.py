@@ -12,16 +12,21 @@ itself at a thousand runs; answers the caller acts on (404, 409, 422) come back 
 RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
 
   apiGroups     resources              verbs                      why
-  flowpod.io    flowruns               get, list, watch, patch    watch runs; re-read on 409;
-                                                                  label a run with its
-                                                                  Deployment
+  flowpod.io    flowruns               get, list, watch, patch,   watch runs; re-read on 409;
+                                       create                     label a run with its
+                                                                  Deployment; start scheduled
+                                                                  runs (create), cancel one a
+                                                                  newer one replaces (patch)
   flowpod.io    flowruns/status        patch                      every state write
   flowpod.io    flowruns/finalizers    update                     Job ownerReference with
                                                                   blockOwnerDeletion (needed
                                                                   when the OwnerReferences-
                                                                   PermissionEnforcement
                                                                   admission plugin is on)
-  flowpod.io    deployments            get, list, watch           resolve a run's Deployment
+  flowpod.io    deployments            get, list, watch           resolve a run's Deployment;
+                                                                  read its schedules
+  flowpod.io    deployments/status     patch                      Ready, next and last
+                                                                  schedule times
   batch         jobs                   get, list, watch, create,  one Job per attempt; delete
                                        delete                     a cancelled run's Job; get
                                                                   one that already exists
@@ -62,13 +67,15 @@ _log = logging.getLogger("flowpod_operator.api")
 
 RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": [contract.GROUP], "resources": [contract.FLOWRUNS],
-     "verbs": ["get", "list", "watch", "patch"]},
+     "verbs": ["get", "list", "watch", "patch", "create"]},
     {"apiGroups": [contract.GROUP], "resources": [f"{contract.FLOWRUNS}/status"],
      "verbs": ["patch"]},
     {"apiGroups": [contract.GROUP], "resources": [f"{contract.FLOWRUNS}/finalizers"],
      "verbs": ["update"]},
     {"apiGroups": [contract.GROUP], "resources": [contract.DEPLOYMENTS],
      "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [contract.GROUP], "resources": [f"{contract.DEPLOYMENTS}/status"],
+     "verbs": ["patch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"],
      "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
@@ -148,6 +155,27 @@ class KubeApi:
         added, and nothing else of the object is touched)."""
         return await self._call("PATCH", contract.flowrun_path(namespace, name),
                                 body={"metadata": {"labels": dict(labels)}},
+                                content_type=contract.MERGE_PATCH)
+
+    async def create_flowrun(self, namespace: str, manifest: Mapping[str, Any]) -> Reply:
+        """POST a scheduled FlowRun; 201, 409 (AlreadyExists) and 4xx are returned."""
+        return await self._call("POST", contract.resource_path(contract.FLOWRUNS, namespace),
+                                body=manifest)
+
+    async def cancel_flowrun(self, namespace: str, name: str) -> None:
+        """Set spec.cancel of a run a newer scheduled run replaces (concurrencyPolicy
+        Replace); a run already gone or ended is left as it is."""
+        reply = await self._call("PATCH", contract.flowrun_path(namespace, name),
+                                 body={"spec": {"cancel": True}},
+                                 content_type=contract.MERGE_PATCH)
+        if not reply.ok and reply.status not in (404, 422):
+            raise self.failure("PATCH", errors.Ref("FlowRun", name, namespace), reply)
+
+    async def patch_deployment_status(self, namespace: str, name: str,
+                                      status: Mapping[str, Any]) -> Reply:
+        """Merge-patch a Deployment's status (only the operator writes it: no precondition)."""
+        return await self._call("PATCH", contract.deployment_path(namespace, name, "status"),
+                                body={"status": dict(status)},
                                 content_type=contract.MERGE_PATCH)
 
     async def get_deployment(self, namespace: str, name: str) -> Mapping[str, Any] | None:

@@ -25,6 +25,7 @@ from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.intake import Intake
 from flowpod_operator._runtime.kubeapi import ApiError, KubeApi
 from flowpod_operator._runtime.queueing import WorkQueue
+from flowpod_operator._runtime.scheduler import Scheduler
 
 __all__ = ["Reconciler"]
 
@@ -43,7 +44,8 @@ class Reconciler:
         self.api = api
         self.events = events
         self.queue = WorkQueue()
-        self.intake = Intake(index, self.queue, events)
+        self.scheduler = Scheduler(index, api, clock, lambda body: self.intake.remember(body))
+        self.intake = Intake(index, self.queue, events, self.scheduler.queue)
         self.actuator = Actuator(api, self.intake)
         self.clock = clock
         self.policy = policy
@@ -62,7 +64,7 @@ class Reconciler:
         tasks = [asyncio.create_task(self._work(), name=f"flowpod worker {n}")
                  for n in range(self.workers)]
         tasks.append(asyncio.create_task(self._resync(), name="flowpod resync"))
-        return tasks + self.events.start()
+        return tasks + self.scheduler.start() + self.events.start()
 
     async def _resync(self) -> None:
         rounds = 0
@@ -145,7 +147,8 @@ class Reconciler:
 
     def stats(self) -> dict[str, Any]:
         return {**self.index.sizes(), **self.queue.stats(), "reconciles": self.reconciles,
-                "statusWrites": self.actuator.writes, "eventsPending": self.events.pending(),
+                "statusWrites": self.actuator.writes,
+                "scheduledRuns": self.scheduler.created, "eventsPending": self.events.pending(),
                 "eventsDropped": self.events.dropped}
 
 

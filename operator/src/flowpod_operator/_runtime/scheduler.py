@@ -1,0 +1,100 @@
+"""The scheduler: a Deployment's schedules turned into FlowRuns at their due times.
+
+Role: a queue of Deployment keys (fed by the intake on every Deployment event and every
+event of a scheduled run) and one worker. For each key it asks the pure
+flowpod_operator._decisions.scheduling.plan what is due, creates those FlowRuns (a 409
+AlreadyExists means an earlier look already did: names come from the due time), cancels the
+runs Replace displaces, writes the Deployment's status when it changed, and re-queues the
+key for its next due time, so it wakes when something is due rather than polling. A
+Deployment whose schedule cannot be read only gets Ready=False; the others go on.
+Callers: flowpod_operator._runtime.loop (constructs and starts it), .intake (feeds it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Callable
+
+from flowpod_operator._decisions import scheduling
+from flowpod_operator._kube.errors import Ref
+from flowpod_operator._runtime.indexing import Index
+from flowpod_operator._runtime.kubeapi import KubeApi
+from flowpod_operator._runtime.queueing import WorkQueue
+
+__all__ = ["Scheduler"]
+
+_log = logging.getLogger("flowpod_operator.scheduler")
+# Timers of the event loop run on a monotonic clock, the due times on the wall clock: waking
+# a hair late makes sure the wall clock has reached the due time too.
+_SLACK = 0.02
+
+
+class Scheduler:
+    """Owns the Deployment queue and the worker that carries out scheduling plans."""
+
+    def __init__(self, index: Index, api: KubeApi, clock: Callable[[], datetime],
+                 remember: Callable[..., None]) -> None:
+        self.index = index
+        self.api = api
+        self.clock = clock
+        self.remember = remember
+        self.queue = WorkQueue()
+        self.created = 0
+
+    def start(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._work(), name="flowpod scheduler")]
+
+    async def _work(self) -> None:
+        failures: dict[tuple[str, str], int] = {}
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconcile(key)
+                failures.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                count = failures[key] = failures.get(key, 0) + 1
+                delay = min(2.0 ** count, 60.0)
+                _log.warning("scheduling failed; retrying", extra={
+                    "namespace": key[0], "deployment": key[1], "error": str(exc),
+                    "retryIn": delay})
+                self.queue.add_after(key, delay)
+            finally:
+                self.queue.done(key)
+
+    async def reconcile(self, key: tuple[str, str]) -> None:
+        deployment = self.index.deployment(*key)
+        if deployment is None:
+            self.queue.forget(key)
+            return
+        now = self.clock()
+        runs = self.index.scheduled_runs(*key)
+        plan = scheduling.plan(deployment, runs, now)
+        for start in plan.starts:
+            reply = await self.api.create_flowrun(key[0], start.manifest)
+            if reply.ok:
+                self.created += 1
+                self.remember(reply.body)
+            elif reply.status != 409:  # 409: this due time's run exists already
+                raise self.api.failure("CREATE", Ref("FlowRun", start.name, key[0]), reply)
+        for name in plan.cancels:
+            await self.api.cancel_flowrun(key[0], name)
+        if plan.status != _comparable(deployment.get("status") or {}, plan.status):
+            reply = await self.api.patch_deployment_status(*key, plan.status)
+            if reply.ok:
+                self.index.put_deployment(reply.body)
+            elif reply.status != 404:
+                raise self.api.failure("PATCH status", Ref("Deployment", key[1], key[0]),
+                                       reply)
+        if plan.wake_at is not None:
+            delay = (plan.wake_at - self.clock()).total_seconds() + _SLACK
+            self.queue.add_after(key, max(delay, _SLACK))
+
+
+def _comparable(old: dict[str, object], new: dict[str, object]) -> dict[str, object]:
+    """The old status restricted to the keys the plan writes, for a no-change check."""
+    return {k: old.get(k) for k in new}
+

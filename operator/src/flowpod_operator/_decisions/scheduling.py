@@ -26,8 +26,8 @@ from flowpod_operator._decisions.views import FlowRunView, Meta
 
 __all__ = ["Plan", "Start", "plan", "ON_TIME", "MAX_RUN_ALL", "is_final"]
 
-# A due time looked at within this long of it is on time; later it is "missed" (the operator
-# was down, busy or the clock jumped) and missedRunPolicy decides.
+# A due time looked at within this long of it is on time; later it was missed (the operator
+# was down or the clock jumped), and Skip does not start it.
 ON_TIME = timedelta(seconds=10)
 # RunAll starts at most this many missed runs per schedule (the newest ones).
 MAX_RUN_ALL = 100
@@ -90,14 +90,12 @@ def _due(tables: Sequence[timetables.Timetable], cursor: datetime, now: datetime
         times = table.between(cursor, now, MAX_RUN_ALL)
         if deadline is not None:
             times = [t for t in times if now - t <= timedelta(seconds=int(deadline))]
-        on_time = [t for t in times if now - t <= ON_TIME]
-        missed = [t for t in times if now - t > ON_TIME]
         if policy == "RunAll":
-            chosen = missed + on_time
-        elif policy == "Skip" or on_time:
-            chosen = on_time
-        else:  # RunLatest: the newest missed time stands for all of them
-            chosen = missed[-1:]
+            chosen = times
+        elif policy == "Skip":
+            chosen = [t for t in times if now - t <= ON_TIME]
+        else:  # RunLatest: the newest due time stands for every older one not yet run
+            chosen = times[-1:]
         out.extend((table, t) for t in chosen)
     return sorted(out, key=lambda pair: (pair[1], pair[0].index))
 

@@ -1,0 +1,138 @@
+"""Deployment schedules on the real plane (the engine really running in pods): runs start at
+their due times under deterministic names and complete; an unreadable schedule makes only
+its Deployment Ready=False; Forbid never overlaps runs; an operator stopped across a due time
+starts exactly the newest missed run under RunLatest and none under Skip."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import operator_harness as harness
+from flowpod import contract
+
+pytestmark = pytest.mark.cluster
+CASES = "tests/operator/flows/operator_cases.py"
+
+
+@pytest.fixture
+def operators(cluster, flow_namespace, operator_kubeconfig):
+    """Start operators on demand (with exactly the chart's RBAC); all stopped at the end."""
+    started: list[harness.OperatorProcess] = []
+
+    def start() -> harness.OperatorProcess:
+        log = cluster.state_dir / "logs" / f"operator-{flow_namespace}-sched-{len(started)}.log"
+        proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,)).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def _runs(api: harness.Api, ns: str, deployment: str) -> list[dict]:
+    items = api.get(contract.flowrun_path(ns),
+                    labelSelector=f"{contract.LABEL_DEPLOYMENT}={deployment}")["items"]
+    return sorted(items, key=lambda r: r["metadata"]["name"])
+
+
+def _deployment(api: harness.Api, ns: str, name: str) -> dict:
+    return api.get(contract.deployment_path(ns, name)) or {}
+
+
+def _wait(what: str, check, timeout: float = 60, explain=str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not seen in {timeout}s\n{explain()}")
+
+
+def _t(text: str) -> datetime:
+    return contract.parse_time(text)
+
+
+def test_schedules_start_named_runs_on_time_forbid_waits_and_a_bad_one_is_not_ready(
+        operators, api, flow_namespace):
+    ns = flow_namespace
+    proc = operators()
+    api.create_deployment(ns, "broken", entrypoint=f"{CASES}:hello",
+                          schedules=[{"interval": 5}, {"cron": "99 * * * *"}])
+    api.create_deployment(ns, "tick", entrypoint=f"{CASES}:hello",
+                          schedules=[{"interval": 3, "slug": "fast", "parameters": {"n": 5}}])
+    api.create_deployment(ns, "single", entrypoint=f"{CASES}:sleeps",
+                          parameters={"seconds": 5}, concurrencyPolicy="Forbid",
+                          schedules=[{"interval": 2}])
+    explain = proc.log_tail
+
+    ready = _wait("broken's Ready condition", lambda: (
+        _deployment(api, ns, "broken").get("status") or {}).get("conditions"), 30, explain)
+    assert (ready[0]["status"], ready[0]["reason"]) == ("False", "InvalidSchedule")
+    assert ready[0]["message"].startswith("spec.schedules[1].cron: '99 * * * *' is not a "
+                                          "cron expression; write five fields")
+
+    runs = _wait("three runs of tick", lambda: (lambda r: r if len(r) >= 3 else None)(
+        _runs(api, ns, "tick")), 40, explain)
+    for run in runs[:3]:
+        due = _t(run["spec"]["scheduledTime"])
+        assert run["metadata"]["name"] == f"tick-fast-{int(due.timestamp())}"
+        assert int(due.timestamp()) % 3 == 0
+        assert run["metadata"]["labels"][contract.LABEL_SCHEDULE] == "fast"
+        assert run["metadata"]["ownerReferences"][0]["name"] == "tick"
+        assert run["spec"]["parameters"] == {"n": 5}
+        created = _t(run["metadata"]["creationTimestamp"])
+        # creationTimestamp has whole seconds; the run is created within ~1 s of its time.
+        assert timedelta(0) <= created - due <= timedelta(seconds=2), run["metadata"]
+        final = api.wait_final(ns, run["metadata"]["name"], timeout=60, explain=explain)
+        assert final["status"]["state"]["type"] == "COMPLETED"
+    status = _deployment(api, ns, "tick")["status"]
+    assert status["conditions"][0]["status"] == "True"
+    assert status["schedule"] == "every 3s" and len(status["nextScheduleTimes"]) == 3
+    assert status["lastRunName"].startswith("tick-fast-")
+
+    # Nothing from broken, ever; and Forbid never starts a run while one is live.
+    assert _runs(api, ns, "broken") == []
+    single = _wait("two runs of single", lambda: (lambda r: r if len(r) >= 2 else None)(
+        _runs(api, ns, "single")), 60, explain)
+    first = api.wait_final(ns, single[0]["metadata"]["name"], timeout=60, explain=explain)
+    assert first["status"]["state"]["type"] == "COMPLETED"
+    assert _t(single[1]["metadata"]["creationTimestamp"]) >= \
+        _t(first["status"]["endTime"]).replace(microsecond=0)
+
+
+def test_missed_due_time_runs_once_under_run_latest_and_not_under_skip(
+        operators, api, flow_namespace):
+    ns = flow_namespace
+    interval = 20
+    anchor = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3)
+    first = operators()
+    for name, policy in (("latest", "RunLatest"), ("skip", "Skip")):
+        api.create_deployment(ns, name, entrypoint=f"{CASES}:hello", missedRunPolicy=policy,
+                              schedules=[{"interval": interval,
+                                          "anchorDate": contract.format_time(anchor)}])
+    for name in ("latest", "skip"):
+        _wait(f"{name}'s first run", lambda n=name: _runs(api, ns, n), 30, first.log_tail)
+    first.stop()
+    missed = anchor + timedelta(seconds=interval)
+    # Back once the missed due time is well past on-time, before the following one.
+    time.sleep(max(0.0, (missed + timedelta(seconds=12) - datetime.now(timezone.utc))
+                   .total_seconds()))
+    second = operators()
+    _wait("latest's missed run", lambda: len(_runs(api, ns, "latest")) >= 2, 20,
+          second.log_tail)
+    time.sleep(2)  # a second (wrong) run would have come by now
+    latest = _runs(api, ns, "latest")
+    assert [r["spec"]["scheduledTime"] for r in latest] == [
+        contract.format_time(t, fraction=False) for t in (anchor, missed)]
+    assert len(_runs(api, ns, "skip")) == 1
+    # Both go on scheduling after the restart.
+    following = missed + timedelta(seconds=interval)
+    for name in ("latest", "skip"):
+        _wait(f"{name}'s next run", lambda n=name: any(
+            _t(r["spec"]["scheduledTime"]) == following for r in _runs(api, ns, n)),
+            interval + 10, second.log_tail)

@@ -120,6 +120,9 @@ def _start(run: Run) -> list[act.Action]:
         stamp = contract.format_time(when)
         return [wait, act.WriteStatus((states.Scheduled(f"Scheduled to start at {stamp}",
                                                         timestamp=run.now),))]
+    slot = run.o.slot
+    if slot is not None and not slot.start:
+        return _hold(run, slot.message, slot.cancel)
     steps: list[states.State] = []
     if run.state is None:
         steps.append(states.Scheduled("Scheduled to start now", timestamp=run.now))
@@ -129,6 +132,18 @@ def _start(run: Run) -> list[act.Action]:
         steps.append(states.Late(f"Starting {late:.0f}s after its scheduled time "
                                  f"{contract.format_time(when)}", timestamp=run.now))
     return _new_attempt(run, 1, None, steps)
+
+
+def _hold(run: Run, message: str, cancel: bool) -> list[act.Action]:
+    """A due run that has no concurrency slot: it waits (said once per reason) or, under
+    collisionStrategy CancelNew, ends Cancelled."""
+    if cancel:
+        return [act.WriteStatus((states.Cancelled(message, timestamp=run.now),))]
+    state = run.state
+    if (state is not None and state.name == states.names.AWAITING_CONCURRENCY_SLOT
+            and state.message == message):
+        return []  # the runtime queues the run again when a slot frees
+    return [act.WriteStatus((states.AwaitingConcurrencySlot(message, timestamp=run.now),))]
 
 
 def _record_attempt(run: Run) -> list[act.Action]:

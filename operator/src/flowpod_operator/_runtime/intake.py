@@ -9,7 +9,9 @@ states appended since the last body it saw. Callers: wiring (events), loop and a
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+from flowpod import states
 
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 from flowpod_operator._runtime.eventing import EventRecorder
@@ -18,14 +20,20 @@ from flowpod_operator._runtime.queueing import WorkQueue
 
 __all__ = ["Intake"]
 
+_FINAL = frozenset(t.value for t in states.TERMINAL_TYPES)
+
 
 class Intake:
     """Turns watch events into index updates and queued keys."""
 
-    def __init__(self, index: Index, queue: WorkQueue, events: EventRecorder) -> None:
+    def __init__(self, index: Index, queue: WorkQueue, events: EventRecorder, *,
+                 wake: Callable[[str, str | None], list[Key]] | None = None) -> None:
         self.index = index
         self.queue = queue
         self.events = events
+        # Given a run's namespace and Deployment: the waiting runs that fit once that run
+        # released its concurrency slot (flowpod_operator._runtime.slots).
+        self.wake = wake
 
     def on_flowrun(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = FlowRunView(body).key
@@ -56,15 +64,32 @@ class Intake:
 
     def remember(self, body: Mapping[str, Any], *, baseline: bool = False) -> None:
         """Store a FlowRun body unless a newer one is known; announce its new states."""
+        before = self.index.flowrun(FlowRunView(body).key)
         if self.index.put_flowrun(body):
             self.events.observe(body, baseline=baseline)
+            if before is not None and not _final(before) and _final(body):
+                self._released(body)
 
     def forget(self, key: Key) -> None:
         """The FlowRun is gone: drop it, its Event marker and any timer of its key."""
+        before = self.index.flowrun(key)
         self.index.remove_flowrun(key)
         self.events.forget(key)
         self.queue.forget(key)
+        if before is not None and not _final(before):
+            self._released(before)
+
+    def _released(self, body: Mapping[str, Any]) -> None:
+        """A run ended or went away: queue the waiting runs that its slot lets start."""
+        if self.wake is not None:
+            run = FlowRunView(body)
+            for key in self.wake(run.key[0], run.deployment_name):
+                self.queue.add(key)
 
     def _poke(self, key: Key | None) -> None:
         if key is not None and self.index.flowrun(key) is not None:
             self.queue.add(key)
+
+
+def _final(body: Mapping[str, Any]) -> bool:
+    return FlowRunView(body).state_type in _FINAL

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from flowpod_operator._decisions import deciding
+from flowpod_operator._decisions.actions import CreateJob
 from flowpod_operator._decisions.views import Key
 from flowpod_operator._runtime.actuator import Actuator, Sight, Step, selector
 from flowpod_operator._runtime.eventing import EventRecorder
@@ -25,6 +26,7 @@ from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.intake import Intake
 from flowpod_operator._runtime.kubeapi import ApiError, KubeApi
 from flowpod_operator._runtime.queueing import WorkQueue
+from flowpod_operator._runtime.slots import Slots
 
 __all__ = ["Reconciler"]
 
@@ -38,12 +40,13 @@ class Reconciler:
                  clock: Callable[[], datetime],
                  policy: deciding.Policy = deciding.Policy(), workers: int = 32,
                  resync_seconds: float = 30.0, deep_every: int = 10,
-                 max_steps: int = 8) -> None:
+                 max_steps: int = 8, max_concurrent_runs: int | None = None) -> None:
         self.index = index
         self.api = api
         self.events = events
         self.queue = WorkQueue()
-        self.intake = Intake(index, self.queue, events)
+        self.slots = Slots(index, clock, max_concurrent_runs)
+        self.intake = Intake(index, self.queue, events, wake=self.slots.wake)
         self.actuator = Actuator(api, self.intake)
         self.clock = clock
         self.policy = policy
@@ -99,6 +102,12 @@ class Reconciler:
     async def reconcile(self, key: Key) -> None:
         """Decide and act for one FlowRun until it needs nothing more right now."""
         self.reconciles += 1
+        try:
+            await self._reconcile(key)
+        finally:
+            self.slots.starting.discard(key)  # recorded by now, or to be decided again
+
+    async def _reconcile(self, key: Key) -> None:
         sight = Sight()
         if key in self._deep:
             self._deep.discard(key)
@@ -112,10 +121,14 @@ class Reconciler:
             observation = self.index.observe(key, children=sight.children,
                                              deployment_fresh=sight.deployment_fresh,
                                              job_error=sight.job_error,
-                                             job_events=sight.job_events)
+                                             job_events=sight.job_events,
+                                             slot=self.slots.verdict(flowrun))
             sight.job_error = None  # a refused Job is news for the next decision only
             progressed = refreshed = False
             for action in deciding.decide(observation, now, self.policy):
+                if isinstance(action, CreateJob) and observation.slot is not None:
+                    # Holds its slot from now on, before the Index shows its Job or status.
+                    self.slots.starting.add(key)
                 step = await self.actuator.carry_out(key, flowrun, action, now, sight)
                 if step is Step.LATER:
                     continue

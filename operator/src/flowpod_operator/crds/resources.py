@@ -128,6 +128,15 @@ class DeploymentSpec(_Model):
         0, ge=0, le=100, description="Infrastructure retries: how many new attempts (new Jobs, "
                                      "one pod at a time) a Crashed run gets. Flow-level retries "
                                      "are configured on the flow itself.")
+    concurrency_limit: int | None = Field(
+        None, ge=1, description="At most this many runs of this Deployment hold a slot at "
+                                "once (Pending, Running, Cancelling or Paused). Unset means "
+                                "no limit; to stop all runs, pause the Deployment instead "
+                                "(0 is refused).")
+    collision_strategy: Literal["Enqueue", "CancelNew"] = Field(
+        "Enqueue", description="What a due run does when concurrencyLimit is reached: "
+                               "Enqueue waits in Scheduled (AwaitingConcurrencySlot) and starts "
+                               "when a slot frees, oldest first; CancelNew ends it Cancelled.")
 
     @field_validator("entrypoint")
     @classmethod

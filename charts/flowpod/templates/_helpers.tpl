@@ -86,10 +86,11 @@ The operator's permissions, shared by its ClusterRole and its per-namespace Role
 flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test_helm_chart.py checks).
 */}}
 {{- define "flowpod.operatorRules" -}}
-# Watch runs; re-read one after a 409 conflict; label a run with its Deployment's name.
+# Watch runs; re-read one after a 409 conflict; label a run with its Deployment's name;
+# delete finished runs past their ttlSecondsAfterFinished or their Deployment's history limits.
 - apiGroups: ["flowpod.io"]
   resources: ["flowruns"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
 # Every state write is a merge patch of the status subresource.
 - apiGroups: ["flowpod.io"]
   resources: ["flowruns/status"]

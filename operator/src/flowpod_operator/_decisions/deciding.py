@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from flowpod import contract, flowruns, states
 
 from flowpod_operator._decisions import actions as act
+from flowpod_operator._decisions import cleanup
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
@@ -47,7 +48,7 @@ def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Actio
     recorded = int(o.status.get("attempt") or 0)
     run = Run(o, state, attempts, max([recorded, *attempts]), now, policy)
     if state is not None and state.is_final():
-        return _settle(run)
+        return _clean_up(run) or _settle(run)
     if o.spec.get("cancel") or (state is not None and state.type is _T.CANCELLING):
         return _cancel(run)
     if run.current == 0:
@@ -319,6 +320,22 @@ def _cancel(run: Run) -> list[act.Action]:
 
 
 # --- after the end -------------------------------------------------------------------------
+
+def _clean_up(run: Run) -> list[act.Action]:
+    """A final run past its history limit or its TTL is deleted; one within its TTL is
+    looked at again when the TTL expires."""
+    uid = Meta(run.o.flowrun).uid
+    if run.o.beyond_history:
+        return [act.DeleteFlowRun(uid, run.o.beyond_history)]
+    expiry = cleanup.expires_at(run.o.flowrun, run.o.deployment,
+                                run.policy.ttl_seconds_after_finished)
+    if expiry is None:
+        return []
+    when, ttl = expiry
+    if run.now >= when:
+        return [act.DeleteFlowRun(uid, f"ttlSecondsAfterFinished of {ttl} expired")]
+    return [act.Requeue(_until(when, run.now))] + _settle(run)
+
 
 def _settle(run: Run) -> list[act.Action]:
     """A final run: record how its pod ended, and remove a pod that outlives the run."""

@@ -72,6 +72,8 @@ class Observation:
     `job_events` are the Events of the current attempt's Job when they were just read (None:
     not read), to say why that Job makes no pod. `slot` is the concurrency verdict of a run
     not started yet (flowpod_operator._decisions.limits); None when no limit applies.
+    `beyond_history` says why a final run is past its Deployment's history limits (None:
+    it is kept).
     """
 
     flowrun: Mapping[str, Any]
@@ -84,6 +86,7 @@ class Observation:
     job_error: str | None = None
     job_events: Sequence[Mapping[str, Any]] | None = None
     slot: Any = None  # a limits.Verdict; typed loosely so observations imports no sibling
+    beyond_history: str | None = None
 
     @property
     def name(self) -> str:

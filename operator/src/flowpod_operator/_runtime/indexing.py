@@ -163,7 +163,7 @@ class Index:
                 deployment_fresh: bool = False,
                 job_error: str | None = None,
                 job_events: Sequence[Mapping[str, Any]] | None = None,
-                slot: Any = None) -> obs.Observation:
+                slot: Any = None, beyond_history: str | None = None) -> obs.Observation:
         """The Observation of one FlowRun. `children` = freshly listed (jobs, pods);
         `deployment_fresh` = the Deployment entry was just read from the API; `job_events`
         = the current Job's Events, just listed."""
@@ -175,7 +175,7 @@ class Index:
             deployment_fresh=deployment_fresh, jobs=tuple(jobs), pods=tuple(pods),
             gone_pods=tuple(self._gone.get(key, {}).values()),
             fresh=children is not None, job_error=job_error, job_events=job_events,
-            slot=slot)
+            slot=slot, beyond_history=beyond_history)
 
     def sizes(self) -> dict[str, int]:
         return {"flowruns": len(self._flowruns), "deployments": len(self._deployments),

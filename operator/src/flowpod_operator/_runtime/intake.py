@@ -31,8 +31,9 @@ class Intake:
         self.index = index
         self.queue = queue
         self.events = events
-        # Given a run's namespace and Deployment: the waiting runs that fit once that run
-        # released its concurrency slot (flowpod_operator._runtime.slots).
+        # Given a run's namespace and Deployment: the runs to look at once a run of it ended
+        # or went away (the waiting runs that fit in its slot, the runs past the history
+        # limits; flowpod_operator._runtime.loop).
         self.wake = wake
 
     def on_flowrun(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -61,6 +62,10 @@ class Intake:
         self.index.put_deployment(body)
         for key in self.index.waiting_for_deployment(namespace, name):
             self.queue.add(key)
+        # Its limits may have changed: a raised concurrencyLimit lets runs start (queued
+        # above), a lowered history limit makes old runs due for deletion.
+        for key in self.wake(namespace, name) if self.wake is not None else ():
+            self.queue.add(key)
 
     def remember(self, body: Mapping[str, Any], *, baseline: bool = False) -> None:
         """Store a FlowRun body unless a newer one is known; announce its new states."""
@@ -80,7 +85,7 @@ class Intake:
             self._released(before)
 
     def _released(self, body: Mapping[str, Any]) -> None:
-        """A run ended or went away: queue the waiting runs that its slot lets start."""
+        """A run ended or went away: queue the runs that this lets start or clean up."""
         if self.wake is not None:
             run = FlowRunView(body)
             for key in self.wake(run.key[0], run.deployment_name):

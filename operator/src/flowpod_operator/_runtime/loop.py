@@ -26,6 +26,7 @@ from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.intake import Intake
 from flowpod_operator._runtime.kubeapi import ApiError, KubeApi
 from flowpod_operator._runtime.queueing import WorkQueue
+from flowpod_operator._runtime.history import History
 from flowpod_operator._runtime.slots import Slots
 
 __all__ = ["Reconciler"]
@@ -46,7 +47,8 @@ class Reconciler:
         self.events = events
         self.queue = WorkQueue()
         self.slots = Slots(index, clock, max_concurrent_runs)
-        self.intake = Intake(index, self.queue, events, wake=self.slots.wake)
+        self.history = History(index)
+        self.intake = Intake(index, self.queue, events, wake=self._released)
         self.actuator = Actuator(api, self.intake)
         self.clock = clock
         self.policy = policy
@@ -122,7 +124,8 @@ class Reconciler:
                                              deployment_fresh=sight.deployment_fresh,
                                              job_error=sight.job_error,
                                              job_events=sight.job_events,
-                                             slot=self.slots.verdict(flowrun))
+                                             slot=self.slots.verdict(flowrun),
+                                             beyond_history=self.history.note(flowrun))
             sight.job_error = None  # a refused Job is news for the next decision only
             progressed = refreshed = False
             for action in deciding.decide(observation, now, self.policy):
@@ -155,6 +158,12 @@ class Reconciler:
         self.intake.remember(fresh)
         sight.children = await self.api.list_children(key[0], selector(key[1]))
         return True
+
+    def _released(self, namespace: str, deployment: str | None) -> list[Key]:
+        """A run of this Deployment ended or went away: the runs to look at now (those that
+        fit in the slot it freed, those past the history limits)."""
+        return self.slots.wake(namespace, deployment) + self.history.victims(namespace,
+                                                                             deployment)
 
     def stats(self) -> dict[str, Any]:
         return {**self.index.sizes(), **self.queue.stats(), "reconciles": self.reconciles,

@@ -137,6 +137,15 @@ class DeploymentSpec(_Model):
         "Enqueue", description="What a due run does when concurrencyLimit is reached: "
                                "Enqueue waits in Scheduled (AwaitingConcurrencySlot) and starts "
                                "when a slot frees, oldest first; CancelNew ends it Cancelled.")
+    successful_runs_history_limit: int = Field(
+        10, ge=0, description="How many Completed runs of this Deployment to keep; older ones "
+                              "(by endTime) are deleted, with their Jobs and pods.")
+    failed_runs_history_limit: int = Field(
+        5, ge=0, description="How many Failed, Crashed or Cancelled runs of this Deployment to "
+                             "keep; older ones (by endTime) are deleted.")
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Default of spec.ttlSecondsAfterFinished for this "
+                                "Deployment's runs.")
 
     @field_validator("entrypoint")
     @classmethod
@@ -177,6 +186,11 @@ class FlowRunSpec(_Model):
         json_schema_extra=_PRESERVE)
     scheduled_time: datetime | None = Field(
         None, description="When to start the run (RFC 3339). Unset or past means now.")
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the run (with its Jobs and pods) this many seconds "
+                                "after it ends. Unset: the Deployment's value, else the "
+                                "operator's --ttl-seconds-after-finished, else kept (within "
+                                "the Deployment's history limits).")
     cancel: bool = Field(
         False, description="Set to true to cancel the run: it goes Cancelling, its pod gets "
                            "SIGTERM, and it ends Cancelled. The only field that may change "

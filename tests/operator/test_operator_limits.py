@@ -143,6 +143,7 @@ def test_a_deleted_run_frees_its_slot(api, flow_namespace, operator_proc):
 def limited_operator(cluster):
     """A second namespace and an operator with --max-concurrent-runs 2 watching it."""
     ns = f"limits-global-{uuid.uuid4().hex[:5]}"
+    harness.apply_crds(cluster)
     harness.prepare_namespace(cluster, ns)
     logs = cluster.state_dir / "logs"
     kubeconfig = harness.operator_kubeconfig(cluster, ns, logs / f"operator-{ns}.kubeconfig")
@@ -171,3 +172,40 @@ def test_operator_wide_limit(api, limited_operator):
     assert waited, "with 5 runs and 2 slots, some must have waited"
     assert all(r["status"]["stateHistory"][0]["message"] == "waiting for a concurrency slot: "
                "2/2 runs active operator-wide (--max-concurrent-runs)" for r in waited)
+
+
+def test_slots_survive_an_operator_restart(api, cluster):
+    """The slots are recounted from the listing after a restart: a waiting run stays held
+    back by a run that still runs, and starts once that run is deleted (a deletion the
+    stopped operator never saw)."""
+    ns = f"limits-restart-{uuid.uuid4().hex[:5]}"
+    harness.apply_crds(cluster)
+    harness.prepare_namespace(cluster, ns)
+    logs = cluster.state_dir / "logs"
+    kubeconfig = harness.operator_kubeconfig(cluster, ns, logs / f"operator-{ns}.kubeconfig")
+
+    def operator() -> harness.OperatorProcess:
+        return harness.OperatorProcess(kubeconfig, logs / f"operator-{ns}.log", (ns,)).start()
+
+    proc = operator()
+    try:
+        api.create_deployment(ns, "single", entrypoint=f"{CASES}:sleeps",
+                              parameters={"seconds": 60}, concurrencyLimit=1)
+        for name in ("r-holder", "r-second", "r-third"):
+            api.create_flowrun(ns, name, deploymentName="single")
+        _started(api, ns, "r-holder", 30, proc.log_tail)
+        _awaiting(api, ns, "r-third", proc.log_tail)
+        proc.kill()
+        api.request("DELETE", contract.flowrun_path(ns, "r-holder")).raise_for_status()
+        proc = operator()
+        _started(api, ns, "r-second", 15, proc.log_tail)
+        time.sleep(2)  # time enough for a wrong start of the third
+        assert _state(api.flowrun(ns, "r-third")).get("name") == WAIT
+        api.cancel(ns, "r-second")
+        _started(api, ns, "r-third", 30, proc.log_tail)
+        api.cancel(ns, "r-third")
+        api.wait_final(ns, "r-third", explain=proc.log_tail)
+    finally:
+        code = proc.stop()
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    assert code == 0, proc.log_tail()

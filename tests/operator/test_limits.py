@@ -122,3 +122,31 @@ def test_decide_cancels_under_cancel_new(k8s):
     (write,) = [a for a in actions if isinstance(a, act.WriteStatus)]
     assert [(s.type, s.message) for s in write.states] == [
         (states.StateType.CANCELLED, "Cancelled: x")]
+
+
+def test_a_start_in_flight_holds_its_slot_at_runtime(k8s):
+    """A younger run whose Job is being created holds the slot against an older run that
+    became due meanwhile: ranking alone would let both start."""
+    from flowpod_operator._runtime.indexing import Index
+    from flowpod_operator._runtime.slots import Slots
+
+    index = Index()
+    deployment = k8s.deployment("etl")
+    deployment["spec"]["concurrencyLimit"] = 1
+    index.put_deployment(deployment)
+    young = _run(k8s, "young", created=-1)
+    old = _run(k8s, "old", created=-5)
+    for body in (young, old):
+        index.put_flowrun(body)
+    slots = Slots(index, clock=lambda: k8s.now)
+    assert slots.verdict(old).start and not slots.verdict(young).start
+    slots.starting.add(("ns", "young"))
+    assert not slots.verdict(old).start
+    assert slots.wake("ns", "etl") == []
+    slots.starting.clear()
+    assert slots.wake("ns", "etl") == [("ns", "old")]
+    # With an operator-wide limit instead, the same holds across Deployments.
+    index.put_deployment(k8s.deployment("etl"))
+    wide = Slots(index, clock=lambda: k8s.now, max_runs=1)
+    wide.starting.add(("ns", "young"))
+    assert not wide.verdict(old).start

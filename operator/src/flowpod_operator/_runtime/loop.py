@@ -6,7 +6,9 @@ actions). Its workers take one FlowRun key at a time and run the pure decision
 (flowpod_operator._decisions.deciding) on what the index shows, hand each action to the
 actuator, and decide again until the run needs nothing more right now. A periodic resync
 re-queues every unfinished run, and every `deep_every`-th round reads those runs from the
-API itself, so a missed event or a restart never leaves one stuck. Callers:
+API itself, so a missed event or a restart never leaves one stuck. Each decision also gets
+the run's concurrency verdict (._runtime.slots) and, for a final run, whether it is past its
+Deployment's history limits (._runtime.history). Callers:
 flowpod_operator.running (constructs and starts it), ._runtime.wiring (intake, stats).
 """
 
@@ -22,11 +24,11 @@ from flowpod_operator._decisions.actions import CreateJob
 from flowpod_operator._decisions.views import Key
 from flowpod_operator._runtime.actuator import Actuator, Sight, Step, selector
 from flowpod_operator._runtime.eventing import EventRecorder
+from flowpod_operator._runtime.history import History
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.intake import Intake
 from flowpod_operator._runtime.kubeapi import ApiError, KubeApi
 from flowpod_operator._runtime.queueing import WorkQueue
-from flowpod_operator._runtime.history import History
 from flowpod_operator._runtime.slots import Slots
 
 __all__ = ["Reconciler"]

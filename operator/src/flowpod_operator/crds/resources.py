@@ -131,8 +131,7 @@ class DeploymentSpec(_Model):
     concurrency_limit: int | None = Field(
         None, ge=1, description="At most this many runs of this Deployment hold a slot at "
                                 "once (Pending, Running, Cancelling or Paused). Unset means "
-                                "no limit; to stop all runs, pause the Deployment instead "
-                                "(0 is refused).")
+                                "no limit; 0 is refused.")
     collision_strategy: Literal["Enqueue", "CancelNew"] = Field(
         "Enqueue", description="What a due run does when concurrencyLimit is reached: "
                                "Enqueue waits in Scheduled (AwaitingConcurrencySlot) and starts "

@@ -109,6 +109,18 @@ def test_deploy_dry_run_derives_parameter_schema_without_a_cluster(invoke, api, 
     assert schema["additionalProperties"] is False
 
 
+@pytest.mark.parametrize("extra,limit,strategy", [
+    ([], None, None), (["--concurrency-limit", "2"], 2, "Enqueue"),
+    (["--concurrency-limit", "1", "--collision-strategy", "CancelNew"], 1, "CancelNew")])
+def test_deploy_dry_run_shows_the_concurrency_limit(invoke, flow_dir, extra, limit, strategy):
+    result = invoke("deploy", "flows/greet.py:greet", "--name", "greet", "--image", "i",
+                    *extra, "--dry-run", "-o", "yaml")
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load(result.stdout)["spec"]
+    assert spec.get("concurrencyLimit") == limit
+    assert spec.get("collisionStrategy") == strategy
+
+
 def test_the_parameter_schema_stays_open_for_a_flow_taking_kwargs(invoke, flow_dir):
     result = invoke("deploy", "flows/greet.py:tagged", "--name", "tagged", "--image", "i",
                     "--dry-run", "-o", "json")
@@ -128,6 +140,8 @@ def test_the_parameter_schema_stays_open_for_a_flow_taking_kwargs(invoke, flow_d
     (["flows/greet.py:Literal"], "Entrypoint 'flows/greet.py:Literal' names ", "@flow"),
     (["greet"], "Entrypoint 'greet' is malformed", "relative to the current directory"),
     (["flows/greet.py:greet", "-p", "times"], "parameter 'times' is not KEY=VALUE", "-p name="),
+    (["flows/greet.py:greet", "--collision-strategy", "CancelNew"],
+     "--collision-strategy needs --concurrency-limit", "add --concurrency-limit N"),
 ])
 def test_deploy_user_errors_name_the_problem_and_fix(invoke, flow_dir, args, problem, fix):
     result = invoke("deploy", *args, "--name", "greet", "--image", "i", "--dry-run")

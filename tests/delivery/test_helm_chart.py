@@ -42,6 +42,7 @@ VALUE_SETS = {
                       "image.engine.repository=registry.example.com/flowpod/engine",
                       "image.engine.tag=1.2.3", "imagePullSecrets[0].name=regcred",
                       "operator.healthPort=9090", "fullnameOverride=fp"],
+    "limits": ["operator.maxConcurrentRuns=3", "operator.ttlSecondsAfterFinished=0"],
 }
 
 
@@ -113,7 +114,7 @@ def test_namespace_list_gives_one_role_per_namespace_and_no_cluster_role() -> No
 def test_flow_run_pods_get_their_flow_runs_and_nothing_else(name: str) -> None:
     r = _helm.template(*VALUE_SETS[name])
     expected = {"flowpod-system", *{"default": [], "namespaced": ["team-a", "team-b", "batch"],
-                                    "custom-images": []}[name]}
+                                    "custom-images": [], "limits": []}[name]}
     roles = [o for o in r.of_kind("Role") if o["metadata"]["name"].endswith("-flow-run")]
     assert {o["metadata"]["namespace"] for o in roles} == expected
     for role in roles:
@@ -172,6 +173,9 @@ def test_operator_flags_parse_with_the_operators_own_parser(name: str) -> None:
     assert options.health_port == port
     assert list(options.namespaces) == {"namespaced": ["team-a", "team-b"]}.get(name, [])
     assert options.service_account == contract.DEFAULT_SERVICE_ACCOUNT
+    limited = name == "limits"
+    assert options.max_concurrent_runs == (3 if limited else None)
+    assert options.ttl_seconds_after_finished == (0 if limited else None)
 
 
 def test_operator_command_is_the_operator_image_entrypoint() -> None:
@@ -202,8 +206,11 @@ def test_image_tags_fall_back_to_app_version_and_follow_values() -> None:
     ("watchNamespaces={Team_A}", "at '/watchNamespaces/0': 'Team_A' does not match pattern"),
     ("flowRuns.rbac=maybe", "at '/flowRuns/rbac': got string, want boolean"),
     ("operator.logLevel=verbose", "at '/operator/logLevel': value must be one of"),
+    ("operator.maxConcurrentRuns=0", "at '/operator/maxConcurrentRuns': minimum: got 0, want 1"),
+    ("operator.ttlSecondsAfterFinished=-1",
+     "at '/operator/ttlSecondsAfterFinished': minimum: got -1, want 0"),
 ], ids=["root-typo", "wrong-type", "two-replicas", "nested-typo", "image-typo", "bad-namespace",
-        "bool-type", "log-level"])
+        "bool-type", "log-level", "no-slots", "negative-ttl"])
 def test_bad_values_are_refused_with_a_message_naming_them(override: str, message: str) -> None:
     out = _helm.run("template", "rel", str(_helm.CHART), "--kube-version", _helm.KUBE_VERSION,
                     "--set", override, check=False)

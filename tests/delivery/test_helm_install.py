@@ -249,10 +249,11 @@ def test_cluster_wide_install_grants_exactly_the_chart_rbac(cluster, namespace) 
         assert _can(cluster, operator, "patch", "flowruns.flowpod.io", "--subresource=status",
                     elsewhere)
         # Patch on the object itself is for the one label it adds (flowpod.io/deployment);
-        # it still may not replace or delete anyone's FlowRun.
+        # it still may not replace anyone's FlowRun. Delete is for finished runs past their
+        # Deployment's history limits or their ttlSecondsAfterFinished.
         assert _can(cluster, operator, "patch", "flowruns.flowpod.io", elsewhere)
         assert not _can(cluster, operator, "update", "flowruns.flowpod.io", elsewhere)
-        assert not _can(cluster, operator, "delete", "flowruns.flowpod.io", elsewhere)
+        assert _can(cluster, operator, "delete", "flowruns.flowpod.io", elsewhere)
         assert not _can(cluster, operator, "get", "secrets", elsewhere)
         assert not _can(cluster, operator, "create", "pods", elsewhere)
         here = f"-n={namespace}"

@@ -87,10 +87,11 @@ flowpod_operator._runtime.kubeapi.RBAC_RULES, verb for verb (tests/delivery/test
 */}}
 {{- define "flowpod.operatorRules" -}}
 # Watch runs; re-read one after a 409 conflict; label a run with its Deployment's name.
-# Start a Deployment's scheduled runs; cancel one a newer one replaces (concurrencyPolicy).
+# Start a Deployment's scheduled runs; cancel one a newer one replaces (concurrencyPolicy);
+# delete finished runs past their ttlSecondsAfterFinished or their Deployment's history limits.
 - apiGroups: ["flowpod.io"]
   resources: ["flowruns"]
-  verbs: ["get", "list", "watch", "patch", "create"]
+  verbs: ["get", "list", "watch", "patch", "create", "delete"]
 # Every state write is a merge patch of the status subresource.
 - apiGroups: ["flowpod.io"]
   resources: ["flowruns/status"]

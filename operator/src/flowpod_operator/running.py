@@ -48,6 +48,8 @@ class OperatorOptions:
     resync_seconds: float = 30.0
     service_account: str = manifests.DEFAULT_SERVICE_ACCOUNT
     log_level: str = "INFO"
+    max_concurrent_runs: int | None = None
+    ttl_seconds_after_finished: int | None = None
 
 
 def _utcnow() -> datetime:
@@ -65,8 +67,11 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
         events = EventRecorder(api.post_event, clock=_utcnow)
         reconciler = Reconciler(
             Index(), api, events, clock=_utcnow,
-            policy=deciding.Policy(service_account=options.service_account),
-            workers=options.workers, resync_seconds=options.resync_seconds)
+            policy=deciding.Policy(
+                service_account=options.service_account,
+                ttl_seconds_after_finished=options.ttl_seconds_after_finished),
+            workers=options.workers, resync_seconds=options.resync_seconds,
+            max_concurrent_runs=options.max_concurrent_runs)
         registry = wiring.build_registry(reconciler, lambda: connecting.connection_info(cfg))
         endpoint = (f"http://{options.health_host}:{options.health_port}/healthz"
                     if options.health_port else None)
@@ -111,6 +116,13 @@ def build_parser(prog: str = "python -m flowpod_operator") -> argparse.ArgumentP
     parser.add_argument("--service-account", default=manifests.DEFAULT_SERVICE_ACCOUNT,
                         help="service account of flow-run pods when the Deployment names "
                              f"none (default {manifests.DEFAULT_SERVICE_ACCOUNT})")
+    parser.add_argument("--max-concurrent-runs", type=int, default=None, metavar="N",
+                        help="at most N runs hold a slot at once across all Deployments; "
+                             "others wait, oldest first (default: no limit)")
+    parser.add_argument("--ttl-seconds-after-finished", type=int, default=None, metavar="S",
+                        help="delete finished runs S seconds after they end, unless the "
+                             "FlowRun or its Deployment sets ttlSecondsAfterFinished "
+                             "(default: keep them)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -121,6 +133,11 @@ def options_from_args(args: argparse.Namespace) -> OperatorOptions:
         raise ValueError("--workers must be at least 1")
     if args.resync_seconds <= 0:
         raise ValueError("--resync-seconds must be positive")
+    if args.max_concurrent_runs is not None and args.max_concurrent_runs < 1:
+        raise ValueError("--max-concurrent-runs must be at least 1 (omit it for no limit)")
+    if args.ttl_seconds_after_finished is not None and args.ttl_seconds_after_finished < 0:
+        raise ValueError("--ttl-seconds-after-finished must be 0 or more (omit it to keep "
+                         "finished runs)")
     if args.kubeconfig and not Path(args.kubeconfig).expanduser().is_file():
         raise ValueError(f"--kubeconfig {args.kubeconfig}: no such file; pass the path of a "
                          "kubeconfig, or omit it to use the in-cluster service account")
@@ -128,7 +145,9 @@ def options_from_args(args: argparse.Namespace) -> OperatorOptions:
         namespaces=tuple(dict.fromkeys(args.namespace)), kubeconfig=args.kubeconfig,
         context=args.context, health_host=args.health_host, health_port=args.health_port,
         workers=args.workers, resync_seconds=args.resync_seconds,
-        service_account=args.service_account, log_level=args.log_level)
+        service_account=args.service_account, log_level=args.log_level,
+        max_concurrent_runs=args.max_concurrent_runs,
+        ttl_seconds_after_finished=args.ttl_seconds_after_finished)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

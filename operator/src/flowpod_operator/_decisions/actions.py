@@ -24,6 +24,7 @@ __all__ = [
     "CreateJob",
     "DeleteJob",
     "DeletePod",
+    "DeleteFlowRun",
     "WriteStatus",
     "LabelFlowRun",
     "Refresh",
@@ -48,6 +49,15 @@ class DeleteJob:
     """Delete a Job and, in the background, its pods (so it can never start one)."""
 
     name: str
+
+
+@dataclass(frozen=True)
+class DeleteFlowRun:
+    """Delete this final FlowRun (its Jobs and pods follow through ownerReferences); only
+    the object with `uid`, never a new run that took its name. `reason` is for the log."""
+
+    uid: str | None
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,8 @@ class Requeue:
     after: float
 
 
-Action = CreateJob | DeleteJob | DeletePod | WriteStatus | LabelFlowRun | Refresh | Requeue
+Action = (CreateJob | DeleteJob | DeletePod | DeleteFlowRun | WriteStatus | LabelFlowRun
+          | Refresh | Requeue)
 
 
 def _merged(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from flowpod import contract, flowruns, states
 
 from flowpod_operator._decisions import actions as act
+from flowpod_operator._decisions import cleanup
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
@@ -47,7 +48,7 @@ def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Actio
     recorded = int(o.status.get("attempt") or 0)
     run = Run(o, state, attempts, max([recorded, *attempts]), now, policy)
     if state is not None and state.is_final():
-        return _settle(run)
+        return _clean_up(run) or _settle(run)
     if o.spec.get("cancel") or (state is not None and state.type is _T.CANCELLING):
         return _cancel(run)
     if run.current == 0:
@@ -120,6 +121,9 @@ def _start(run: Run) -> list[act.Action]:
         stamp = contract.format_time(when)
         return [wait, act.WriteStatus((states.Scheduled(f"Scheduled to start at {stamp}",
                                                         timestamp=run.now),))]
+    slot = run.o.slot
+    if slot is not None and not slot.start:
+        return _hold(run, slot.message, slot.cancel)
     steps: list[states.State] = []
     if run.state is None:
         steps.append(states.Scheduled("Scheduled to start now", timestamp=run.now))
@@ -129,6 +133,18 @@ def _start(run: Run) -> list[act.Action]:
         steps.append(states.Late(f"Starting {late:.0f}s after its scheduled time "
                                  f"{contract.format_time(when)}", timestamp=run.now))
     return _new_attempt(run, 1, None, steps)
+
+
+def _hold(run: Run, message: str, cancel: bool) -> list[act.Action]:
+    """A due run that has no concurrency slot: it waits (said once per reason) or, under
+    collisionStrategy CancelNew, ends Cancelled."""
+    if cancel:
+        return [act.WriteStatus((states.Cancelled(message, timestamp=run.now),))]
+    state = run.state
+    if (state is not None and state.name == states.names.AWAITING_CONCURRENCY_SLOT
+            and state.message == message):
+        return []  # the runtime queues the run again when a slot frees
+    return [act.WriteStatus((states.AwaitingConcurrencySlot(message, timestamp=run.now),))]
 
 
 def _record_attempt(run: Run) -> list[act.Action]:
@@ -304,6 +320,22 @@ def _cancel(run: Run) -> list[act.Action]:
 
 
 # --- after the end -------------------------------------------------------------------------
+
+def _clean_up(run: Run) -> list[act.Action]:
+    """A final run past its history limit or its TTL is deleted; one within its TTL is
+    looked at again when the TTL expires."""
+    uid = Meta(run.o.flowrun).uid
+    if run.o.beyond_history:
+        return [act.DeleteFlowRun(uid, run.o.beyond_history)]
+    expiry = cleanup.expires_at(run.o.flowrun, run.o.deployment,
+                                run.policy.ttl_seconds_after_finished)
+    if expiry is None:
+        return []
+    when, ttl = expiry
+    if run.now >= when:
+        return [act.DeleteFlowRun(uid, f"ttlSecondsAfterFinished of {ttl} expired")]
+    return [act.Requeue(_until(when, run.now))] + _settle(run)
+
 
 def _settle(run: Run) -> list[act.Action]:
     """A final run: record how its pod ended, and remove a pod that outlives the run."""

@@ -70,7 +70,10 @@ class Observation:
     may lag behind). `deployment_fresh` says the same of `deployment`. `job_error` carries
     the API server's refusal to create a Job (an invalid pod template), to be reported.
     `job_events` are the Events of the current attempt's Job when they were just read (None:
-    not read), to say why that Job makes no pod.
+    not read), to say why that Job makes no pod. `slot` is the concurrency verdict of a run
+    not started yet (flowpod_operator._decisions.limits); None when no limit applies.
+    `beyond_history` says why a final run is past its Deployment's history limits (None:
+    it is kept).
     """
 
     flowrun: Mapping[str, Any]
@@ -82,6 +85,8 @@ class Observation:
     fresh: bool = False
     job_error: str | None = None
     job_events: Sequence[Mapping[str, Any]] | None = None
+    slot: Any = None  # a limits.Verdict; typed loosely so observations imports no sibling
+    beyond_history: str | None = None
 
     @property
     def name(self) -> str:

@@ -30,6 +30,8 @@ class Policy:
     late_after: timedelta = timedelta(seconds=15)
     # A run already final whose pod still runs this long afterwards gets the pod deleted.
     linger: timedelta = timedelta(seconds=30)
+    # ttlSecondsAfterFinished of runs whose FlowRun and Deployment set none (None: keep).
+    ttl_seconds_after_finished: int | None = None
 
 
 @dataclass

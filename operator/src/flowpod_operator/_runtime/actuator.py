@@ -103,6 +103,12 @@ class Actuator:
             case act.DeletePod():
                 await self._delete_pod(key, flowrun, action)
                 return Step.DONE
+            case act.DeleteFlowRun(uid=uid, reason=reason):
+                reply = await self.api.delete_flowrun(key[0], key[1], uid)
+                if reply.status != 409:  # 409: a new run took the name; keep it
+                    self.intake.forget(key)
+                _log.info("deleted FlowRun", extra=_fields(key, reason=reason))
+                return Step.STOP
             case act.WriteStatus():
                 return await self._write_status(key, flowrun, action, now)
             case act.LabelFlowRun(labels=labels):

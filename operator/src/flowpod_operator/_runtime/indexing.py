@@ -75,6 +75,9 @@ class Index:
     def keys(self) -> list[Key]:
         return list(self._flowruns)
 
+    def flowrun_items(self) -> list[tuple[Key, Mapping[str, Any]]]:
+        return list(self._flowruns.items())
+
     def unfinished_keys(self) -> list[Key]:
         """FlowRuns not yet final, or final with a pod still alive: the resync set."""
         out = []
@@ -107,6 +110,9 @@ class Index:
 
     def deployment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self._deployments.get((namespace, name))
+
+    def deployment_items(self) -> list[tuple[tuple[str, str], Mapping[str, Any]]]:
+        return list(self._deployments.items())
 
     # --- Jobs and Pods ---------------------------------------------------------------------
     def put_job(self, body: Mapping[str, Any]) -> Key | None:
@@ -151,6 +157,9 @@ class Index:
             bucket[name] = body
         return key
 
+    def has_jobs(self, key: Key) -> bool:
+        return bool(self._jobs.get(key))
+
     def children(self, key: Key) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
         return list(self._jobs.get(key, {}).values()), list(self._pods.get(key, {}).values())
 
@@ -159,7 +168,8 @@ class Index:
                 | None = None,
                 deployment_fresh: bool = False,
                 job_error: str | None = None,
-                job_events: Sequence[Mapping[str, Any]] | None = None) -> obs.Observation:
+                job_events: Sequence[Mapping[str, Any]] | None = None,
+                slot: Any = None, beyond_history: str | None = None) -> obs.Observation:
         """The Observation of one FlowRun. `children` = freshly listed (jobs, pods);
         `deployment_fresh` = the Deployment entry was just read from the API; `job_events`
         = the current Job's Events, just listed."""
@@ -170,7 +180,8 @@ class Index:
             flowrun=flowrun, deployment=self.deployment(key[0], name) if name else None,
             deployment_fresh=deployment_fresh, jobs=tuple(jobs), pods=tuple(pods),
             gone_pods=tuple(self._gone.get(key, {}).values()),
-            fresh=children is not None, job_error=job_error, job_events=job_events)
+            fresh=children is not None, job_error=job_error, job_events=job_events,
+            slot=slot, beyond_history=beyond_history)
 
     def sizes(self) -> dict[str, int]:
         return {"flowruns": len(self._flowruns), "deployments": len(self._deployments),

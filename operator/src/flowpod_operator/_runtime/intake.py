@@ -9,7 +9,9 @@ states appended since the last body it saw. Callers: wiring (events), loop and a
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+from flowpod import states
 
 from flowpod import contract
 
@@ -20,17 +22,24 @@ from flowpod_operator._runtime.queueing import WorkQueue
 
 __all__ = ["Intake"]
 
+_FINAL = frozenset(t.value for t in states.TERMINAL_TYPES)
+
 
 class Intake:
     """Turns watch events into index updates and queued keys."""
 
     def __init__(self, index: Index, queue: WorkQueue, events: EventRecorder,
-                 schedules: WorkQueue | None = None) -> None:
+                 schedules: WorkQueue | None = None, *,
+                 wake: Callable[[str, str | None], list[Key]] | None = None) -> None:
         self.index = index
         self.queue = queue
         self.events = events
         # Deployment keys for the scheduler (flowpod_operator._runtime.scheduler).
         self.schedules = schedules if schedules is not None else WorkQueue()
+        # Given a run's namespace and Deployment: the runs to look at once a run of it ended
+        # or went away (the waiting runs that fit in its slot, the runs past the history
+        # limits; flowpod_operator._runtime.loop).
+        self.wake = wake
 
     def on_flowrun(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = FlowRunView(body).key
@@ -61,17 +70,34 @@ class Intake:
         self.schedules.add((namespace, name))
         for key in self.index.waiting_for_deployment(namespace, name):
             self.queue.add(key)
+        # Its limits may have changed: a raised concurrencyLimit lets runs start (queued
+        # above), a lowered history limit makes old runs due for deletion.
+        for key in self.wake(namespace, name) if self.wake is not None else ():
+            self.queue.add(key)
 
     def remember(self, body: Mapping[str, Any], *, baseline: bool = False) -> None:
         """Store a FlowRun body unless a newer one is known; announce its new states."""
+        before = self.index.flowrun(FlowRunView(body).key)
         if self.index.put_flowrun(body):
             self.events.observe(body, baseline=baseline)
+            if before is not None and not _final(before) and _final(body):
+                self._released(body)
 
     def forget(self, key: Key) -> None:
         """The FlowRun is gone: drop it, its Event marker and any timer of its key."""
+        before = self.index.flowrun(key)
         self.index.remove_flowrun(key)
         self.events.forget(key)
         self.queue.forget(key)
+        if before is not None and not _final(before):
+            self._released(before)
+
+    def _released(self, body: Mapping[str, Any]) -> None:
+        """A run ended or went away: queue the runs that this lets start or clean up."""
+        if self.wake is not None:
+            run = FlowRunView(body)
+            for key in self.wake(run.key[0], run.deployment_name):
+                self.queue.add(key)
 
     def _poke_schedule(self, body: Mapping[str, Any]) -> None:
         """A scheduled run changed: its Deployment's active count, last state and
@@ -84,3 +110,7 @@ class Intake:
     def _poke(self, key: Key | None) -> None:
         if key is not None and self.index.flowrun(key) is not None:
             self.queue.add(key)
+
+
+def _final(body: Mapping[str, Any]) -> bool:
+    return FlowRunView(body).state_type in _FINAL

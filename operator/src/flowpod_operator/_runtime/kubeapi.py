@@ -13,10 +13,12 @@ RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
 
   apiGroups     resources              verbs                      why
   flowpod.io    flowruns               get, list, watch, patch,   watch runs; re-read on 409;
-                                       create                     label a run with its
+                                       create, delete             label a run with its
                                                                   Deployment; start scheduled
                                                                   runs (create), cancel one a
-                                                                  newer one replaces (patch)
+                                                                  newer one replaces (patch);
+                                                                  delete finished runs past
+                                                                  their TTL or history limit
   flowpod.io    flowruns/status        patch                      every state write
   flowpod.io    flowruns/finalizers    update                     Job ownerReference with
                                                                   blockOwnerDeletion (needed
@@ -67,7 +69,7 @@ _log = logging.getLogger("flowpod_operator.api")
 
 RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": [contract.GROUP], "resources": [contract.FLOWRUNS],
-     "verbs": ["get", "list", "watch", "patch", "create"]},
+     "verbs": ["get", "list", "watch", "patch", "create", "delete"]},
     {"apiGroups": [contract.GROUP], "resources": [f"{contract.FLOWRUNS}/status"],
      "verbs": ["patch"]},
     {"apiGroups": [contract.GROUP], "resources": [f"{contract.FLOWRUNS}/finalizers"],
@@ -199,6 +201,18 @@ class KubeApi:
         if not reply.ok:
             raise self.failure("GET", errors.Ref("Job", name, namespace), reply)
         return reply.body
+
+    async def delete_flowrun(self, namespace: str, name: str, uid: str | None) -> Reply:
+        """Delete a FlowRun (its Jobs and pods follow in the background); the uid
+        precondition spares a new run of the same name. 404 and 409 are answers."""
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1",
+                                   "propagationPolicy": "Background"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        reply = await self._call("DELETE", contract.flowrun_path(namespace, name), body=options)
+        if not reply.ok and reply.status not in (404, 409):
+            raise self.failure("DELETE", errors.Ref("FlowRun", name, namespace), reply)
+        return reply
 
     async def delete_job(self, namespace: str, name: str) -> Reply:
         reply = await self._call(

@@ -6,7 +6,9 @@ actions). Its workers take one FlowRun key at a time and run the pure decision
 (flowpod_operator._decisions.deciding) on what the index shows, hand each action to the
 actuator, and decide again until the run needs nothing more right now. A periodic resync
 re-queues every unfinished run, and every `deep_every`-th round reads those runs from the
-API itself, so a missed event or a restart never leaves one stuck. Callers:
+API itself, so a missed event or a restart never leaves one stuck. Each decision also gets
+the run's concurrency verdict (._runtime.slots) and, for a final run, whether it is past its
+Deployment's history limits (._runtime.history). Callers:
 flowpod_operator.running (constructs and starts it), ._runtime.wiring (intake, stats).
 """
 
@@ -18,14 +20,17 @@ from datetime import datetime
 from typing import Any, Callable
 
 from flowpod_operator._decisions import deciding
+from flowpod_operator._decisions.actions import CreateJob
 from flowpod_operator._decisions.views import Key
 from flowpod_operator._runtime.actuator import Actuator, Sight, Step, selector
 from flowpod_operator._runtime.eventing import EventRecorder
+from flowpod_operator._runtime.history import History
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.intake import Intake
 from flowpod_operator._runtime.kubeapi import ApiError, KubeApi
 from flowpod_operator._runtime.queueing import WorkQueue
 from flowpod_operator._runtime.scheduler import Scheduler
+from flowpod_operator._runtime.slots import Slots
 
 __all__ = ["Reconciler"]
 
@@ -39,13 +44,16 @@ class Reconciler:
                  clock: Callable[[], datetime],
                  policy: deciding.Policy = deciding.Policy(), workers: int = 32,
                  resync_seconds: float = 30.0, deep_every: int = 10,
-                 max_steps: int = 8) -> None:
+                 max_steps: int = 8, max_concurrent_runs: int | None = None) -> None:
         self.index = index
         self.api = api
         self.events = events
         self.queue = WorkQueue()
+        self.slots = Slots(index, clock, max_concurrent_runs)
+        self.history = History(index)
         self.scheduler = Scheduler(index, api, clock, lambda body: self.intake.remember(body))
-        self.intake = Intake(index, self.queue, events, self.scheduler.queue)
+        self.intake = Intake(index, self.queue, events, self.scheduler.queue,
+                             wake=self._released)
         self.actuator = Actuator(api, self.intake)
         self.clock = clock
         self.policy = policy
@@ -101,6 +109,12 @@ class Reconciler:
     async def reconcile(self, key: Key) -> None:
         """Decide and act for one FlowRun until it needs nothing more right now."""
         self.reconciles += 1
+        try:
+            await self._reconcile(key)
+        finally:
+            self.slots.starting.discard(key)  # recorded by now, or to be decided again
+
+    async def _reconcile(self, key: Key) -> None:
         sight = Sight()
         if key in self._deep:
             self._deep.discard(key)
@@ -114,10 +128,15 @@ class Reconciler:
             observation = self.index.observe(key, children=sight.children,
                                              deployment_fresh=sight.deployment_fresh,
                                              job_error=sight.job_error,
-                                             job_events=sight.job_events)
+                                             job_events=sight.job_events,
+                                             slot=self.slots.verdict(flowrun),
+                                             beyond_history=self.history.note(flowrun))
             sight.job_error = None  # a refused Job is news for the next decision only
             progressed = refreshed = False
             for action in deciding.decide(observation, now, self.policy):
+                if isinstance(action, CreateJob) and observation.slot is not None:
+                    # Holds its slot from now on, before the Index shows its Job or status.
+                    self.slots.starting.add(key)
                 step = await self.actuator.carry_out(key, flowrun, action, now, sight)
                 if step is Step.LATER:
                     continue
@@ -144,6 +163,12 @@ class Reconciler:
         self.intake.remember(fresh)
         sight.children = await self.api.list_children(key[0], selector(key[1]))
         return True
+
+    def _released(self, namespace: str, deployment: str | None) -> list[Key]:
+        """A run of this Deployment ended or went away: the runs to look at now (those that
+        fit in the slot it freed, those past the history limits)."""
+        return self.slots.wake(namespace, deployment) + self.history.victims(namespace,
+                                                                             deployment)
 
     def stats(self) -> dict[str, Any]:
         return {**self.index.sizes(), **self.queue.stats(), "reconciles": self.reconciles,

@@ -123,7 +123,8 @@ def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str
                         namespace: str | None = None, retries: int | None = None,
                         timeout_seconds: int | None = None,
                         service_account: str | None = None, no_import: bool = False,
-                        schema_file: str | None = None) -> dict[str, Any]:
+                        schema_file: str | None = None, concurrency_limit: int | None = None,
+                        collision_strategy: str | None = None) -> dict[str, Any]:
     """The Deployment for FILE:FLOW, its parameterSchema derived from the flow's signature,
     or (--no-import) read from ``schema_file`` without importing the flow."""
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
@@ -152,6 +153,12 @@ def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str
         spec["retries"] = retries
     if timeout_seconds is not None:
         spec["timeoutSeconds"] = timeout_seconds
+    if collision_strategy is not None and concurrency_limit is None:
+        raise _errors.CliError("--collision-strategy needs --concurrency-limit",
+                               "add --concurrency-limit N (the most runs at once)")
+    if concurrency_limit is not None:
+        spec["concurrencyLimit"] = concurrency_limit
+        spec["collisionStrategy"] = collision_strategy or "Enqueue"
     if service_account:
         spec["podTemplate"] = {"serviceAccountName": service_account}
     metadata = {"name": name, **({"namespace": namespace} if namespace else {})}

@@ -10,6 +10,7 @@ every command that talks to a cluster, as in kubectl. Callers: flowpod_operator.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Optional
 
@@ -40,6 +41,14 @@ Params = Annotated[Optional[list[str]], typer.Option(
     show_default=False)]
 Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", help="Print the object(s) as yaml or json.", show_default=False)]
+
+
+
+class Strategy(str, enum.Enum):
+    """spec.collisionStrategy of a Deployment."""
+
+    ENQUEUE = "Enqueue"
+    CANCEL_NEW = "CancelNew"
 
 
 def _fail(deps: Deps, error: KubeError) -> typer.Exit:
@@ -155,6 +164,11 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
             help="Wall-clock limit of one attempt, in seconds.", min=1)] = None,
         service_account: Annotated[Optional[str], typer.Option(
             help="ServiceAccount of the flow-run pods.")] = None,
+        concurrency_limit: Annotated[Optional[int], typer.Option(
+            help="At most N runs of this Deployment at once.", min=1, metavar="N")] = None,
+        collision_strategy: Annotated[Optional[Strategy], typer.Option(
+            help="A run over the limit waits (Enqueue, the default) or ends Cancelled "
+                 "(CancelNew).")] = None,
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Print the Deployment instead of applying it (for GitOps).")
         ] = False,
@@ -173,7 +187,9 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         manifest = _guard(deps, lambda: _actions.deployment_manifest(
             entrypoint, name, image, param, namespace=namespace, retries=retries,
             timeout_seconds=timeout_seconds, service_account=service_account,
-            no_import=no_import, schema_file=parameter_schema))
+            no_import=no_import, schema_file=parameter_schema,
+            concurrency_limit=concurrency_limit,
+            collision_strategy=collision_strategy.value if collision_strategy else None))
         if dry_run:
             _actions.dump(deps, manifest, output or "yaml")
             return

@@ -130,6 +130,23 @@ class DeploymentSpec(_Model):
         0, ge=0, le=100, description="Infrastructure retries: how many new attempts (new Jobs, "
                                      "one pod at a time) a Crashed run gets. Flow-level retries "
                                      "are configured on the flow itself.")
+    concurrency_limit: int | None = Field(
+        None, ge=1, description="At most this many runs of this Deployment hold a slot at "
+                                "once (Pending, Running, Cancelling or Paused). Unset means "
+                                "no limit; 0 is refused.")
+    collision_strategy: Literal["Enqueue", "CancelNew"] = Field(
+        "Enqueue", description="What a due run does when concurrencyLimit is reached: "
+                               "Enqueue waits in Scheduled (AwaitingConcurrencySlot) and starts "
+                               "when a slot frees, oldest first; CancelNew ends it Cancelled.")
+    successful_runs_history_limit: int = Field(
+        10, ge=0, description="How many Completed runs of this Deployment to keep; older ones "
+                              "(by endTime) are deleted, with their Jobs and pods.")
+    failed_runs_history_limit: int = Field(
+        5, ge=0, description="How many Failed, Crashed or Cancelled runs of this Deployment to "
+                             "keep; older ones (by endTime) are deleted.")
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Default of spec.ttlSecondsAfterFinished for this "
+                                "Deployment's runs.")
     schedules: list[Schedule] | None = Field(
         None, max_length=50, description="When the operator starts runs by itself: cron, "
                                          "interval or rrule entries. Each run is named "
@@ -190,6 +207,11 @@ class FlowRunSpec(_Model):
         json_schema_extra=_PRESERVE)
     scheduled_time: datetime | None = Field(
         None, description="When to start the run (RFC 3339). Unset or past means now.")
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the run (with its Jobs and pods) this many seconds "
+                                "after it ends. Unset: the Deployment's value, else the "
+                                "operator's --ttl-seconds-after-finished, else kept (within "
+                                "the Deployment's history limits).")
     cancel: bool = Field(
         False, description="Set to true to cancel the run: it goes Cancelling, its pod gets "
                            "SIGTERM, and it ends Cancelled. The only field that may change "

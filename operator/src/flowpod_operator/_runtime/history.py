@@ -1,0 +1,46 @@
+"""History limits at runtime: the final runs of a Deployment, read from the Index.
+
+Role: `History.note` tells the decision of a final run whether it is past its Deployment's
+`successfulRunsHistoryLimit` / `failedRunsHistoryLimit` (the pure selection is
+flowpod_operator._decisions.cleanup); `History.victims` names the runs to look at again
+when a run of the Deployment has just ended or the Deployment changed, so the clean-up
+happens at once, without polling. Runs belong to a Deployment by their flowpod.io/deployment
+label. Callers: flowpod_operator._runtime.loop (note), ._runtime.intake (victims).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flowpod import contract
+
+from flowpod_operator._decisions import cleanup
+from flowpod_operator._decisions.views import FlowRunView, Key, Meta
+from flowpod_operator._runtime.indexing import Index
+
+__all__ = ["History"]
+
+
+class History:
+    """History limits over the Index."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def _beyond(self, namespace: str, deployment: str) -> dict[Key, str]:
+        runs = [body for key, body in self.index.flowrun_items() if key[0] == namespace
+                and Meta(body).labels.get(contract.LABEL_DEPLOYMENT) == deployment]
+        limits = cleanup.history_limits(self.index.deployment(namespace, deployment))
+        return cleanup.beyond_history(runs, *limits)
+
+    def note(self, body: Mapping[str, Any]) -> str | None:
+        """Why this final run is past its Deployment's history limits; None: it is kept."""
+        run = FlowRunView(body)
+        deployment = run.meta.labels.get(contract.LABEL_DEPLOYMENT)
+        if not deployment or run.state_type not in cleanup.SUCCESSFUL | cleanup.FAILED:
+            return None
+        return self._beyond(run.key[0], deployment).get(run.key)
+
+    def victims(self, namespace: str, deployment: str | None) -> list[Key]:
+        """The runs of the Deployment past its history limits."""
+        return list(self._beyond(namespace, deployment)) if deployment else []

@@ -241,8 +241,8 @@ def test_cluster_wide_install_grants_exactly_the_chart_rbac(cluster, namespace) 
         role = json.loads(cluster.kubectl("get", "clusterrole", f"{release}-flowpod-operator",
                                           "-o", "json").stdout)
         assert {r["resources"][0] for r in role["rules"]} == {
-            "flowruns", "flowruns/status", "flowruns/finalizers", "deployments", "jobs", "pods",
-            "pods/log", "events"}
+            "flowruns", "flowruns/status", "flowruns/finalizers", "deployments",
+            "deployments/status", "jobs", "pods", "pods/log", "events"}
         elsewhere = "-n=kube-system"
         assert _can(cluster, operator, "watch", "flowruns.flowpod.io", elsewhere)
         assert _can(cluster, operator, "create", "jobs.batch", elsewhere)
@@ -256,6 +256,10 @@ def test_cluster_wide_install_grants_exactly_the_chart_rbac(cluster, namespace) 
         assert _can(cluster, operator, "delete", "flowruns.flowpod.io", elsewhere)
         assert not _can(cluster, operator, "get", "secrets", elsewhere)
         assert not _can(cluster, operator, "create", "pods", elsewhere)
+        # A Deployment's schedule status is the operator's to write; its spec is not.
+        assert _can(cluster, operator, "patch", "deployments.flowpod.io", "--subresource=status",
+                    elsewhere)
+        assert not _can(cluster, operator, "patch", "deployments.flowpod.io", elsewhere)
         here = f"-n={namespace}"
         for verb in ("get", "watch", "patch", "create"):
             assert _can(cluster, flow_run, verb, "flowruns.flowpod.io", here), verb

@@ -18,7 +18,7 @@ import typer
 from rich.text import Text
 
 from flowpod_operator._kube.errors import KubeError
-from flowpod_operator.cli import _actions, _errors, _flows, _runs
+from flowpod_operator.cli import _actions, _deploying, _errors, _flows, _output, _runs
 from flowpod_operator.cli._actions import Deps
 
 if TYPE_CHECKING:
@@ -169,18 +169,18 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         context: Context = None,
     ) -> None:
         """Apply or print (--dry-run) a Deployment, its parameterSchema read from the flow."""
-        _guard(deps, lambda: _actions.check_output(output))
-        manifest = _guard(deps, lambda: _actions.deployment_manifest(
+        _guard(deps, lambda: _output.check_output(output))
+        manifest = _guard(deps, lambda: _deploying.deployment_manifest(
             entrypoint, name, image, param, namespace=namespace, retries=retries,
             timeout_seconds=timeout_seconds, service_account=service_account,
             no_import=no_import, schema_file=parameter_schema))
         if dry_run:
-            _actions.dump(deps, manifest, output or "yaml")
+            _output.dump(deps, manifest, output or "yaml")
             return
 
         async def action(kube: Kube, ns: str) -> int:
             manifest["metadata"]["namespace"] = ns
-            return await _actions.apply_deployment(kube, deps, manifest, output)
+            return await _deploying.apply_deployment(kube, deps, manifest, output)
 
         _execute(deps, (kubeconfig, context, namespace), action)
 
@@ -289,7 +289,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         context: Context = None,
     ) -> None:
         """A table of FlowRuns (or Deployments) with their state, or one in detail."""
-        _guard(deps, lambda: _actions.check_output(output))
+        _guard(deps, lambda: _output.check_output(output))
         kind, one = _guard(deps, lambda: _kind_and_name(what, name))
         show = _actions.show_deployments if kind == "deployments" else _actions.show_runs
         _execute(deps, (kubeconfig, context, namespace),

@@ -1,8 +1,9 @@
 """`flowpod deploy`: the Deployment manifest built from flags and the flow, and its apply.
 
 Role: builds the Deployment for FILE:FLOW (parameterSchema read from the flow's signature or
-a file) and checks it against the operator's own model before any cluster is used; applies it
-with server-side apply and says whether it was created, configured or unchanged. Caller:
+a file, schedules from ._schedules) and checks it against the operator's own model before
+any cluster is used; applies it with server-side apply and says whether it was created,
+configured or unchanged; `pause`/`unpause` set spec.paused. Caller:
 flowpod_operator.cli._commands.
 """
 
@@ -15,7 +16,7 @@ import pydantic
 
 from flowpod import contract
 from flowpod_operator._kube.errors import KubeError, MissingCrdError
-from flowpod_operator.cli import _errors, _flows
+from flowpod_operator.cli import _errors, _flows, _schedules
 from flowpod_operator.cli._output import dump, without_managed_fields
 from flowpod_operator.crds import resources
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from flowpod_operator.cli._actions import Deps
     from flowpod_operator.cli._client import Kube
 
-__all__ = ["deployment_manifest", "apply_deployment"]
+__all__ = ["deployment_manifest", "apply_deployment", "set_paused"]
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -32,12 +33,15 @@ def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str
                         namespace: str | None = None, retries: int | None = None,
                         timeout_seconds: int | None = None,
                         service_account: str | None = None, no_import: bool = False,
-                        schema_file: str | None = None) -> dict[str, Any]:
+                        schema_file: str | None = None,
+                        schedule: _schedules.ScheduleFlags | None = None) -> dict[str, Any]:
     """The Deployment for FILE:FLOW, its parameterSchema derived from the flow's signature,
-    or (--no-import) read from ``schema_file`` without importing the flow."""
+    or (--no-import) read from ``schema_file`` without importing the flow; ``schedule``
+    adds spec.schedules and the scheduling policies."""
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         raise _errors.CliError(f"Deployment name '{name}' is not a valid Kubernetes name",
                                "use lower-case letters, digits and '-', e.g. my-flow")
+    scheduling = _schedules.spec_fields(schedule or _schedules.ScheduleFlags())
     parameters = _flows.parse_parameters(params)
     if no_import:
         if schema_file is None:
@@ -63,6 +67,7 @@ def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str
         spec["timeoutSeconds"] = timeout_seconds
     if service_account:
         spec["podTemplate"] = {"serviceAccountName": service_account}
+    spec.update(scheduling)
     metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
     manifest = {"apiVersion": contract.API_VERSION, "kind": contract.KIND_DEPLOYMENT,
                 "metadata": metadata, "spec": spec}
@@ -99,3 +104,22 @@ async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
     deps.out.print(f"deployment.{contract.GROUP}/{name} {verb}", markup=False)
     return 0
 
+
+
+async def set_paused(kube: Kube, deps: Deps, ns: str, name: str, paused: bool) -> int:
+    """`flowpod pause|unpause NAME`: a merge patch of spec.paused (only when it changes)."""
+    current = await kube.get_deployment(ns, name)
+    verb = "paused" if paused else "unpaused"
+    spec = current.get("spec") or {}
+    if bool(spec.get("paused")) == paused:
+        deps.out.print(f"deployment.{contract.GROUP}/{name} already {verb}", markup=False)
+        return 0
+    await kube.patch_deployment(ns, name, {"spec": {"paused": paused}})
+    deps.out.print(f"deployment.{contract.GROUP}/{name} {verb}", markup=False)
+    if not spec.get("schedules"):
+        deps.err.print(f"note: Deployment '{name}' has no schedules; spec.paused only stops "
+                       f"scheduled runs", markup=False)
+    elif paused:
+        deps.err.print(f"runs already started go on; list them with `flowpod get runs -n "
+                       f"{ns}` and stop one with `flowpod cancel RUN -n {ns}`", markup=False)
+    return 0

@@ -283,9 +283,10 @@ def test_get_deployments_lists_them(invoke, api):
     result = invoke("get", "deployments")
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines()]
-    assert rows == [["NAME", "ENTRYPOINT", "IMAGE", "AGE"],
-                    ["etl", "flows/hello.py:hello", "img:1", "1m00s"],
-                    ["hello", "flows/hello.py:hello", "img:1", "1m00s"]]
+    # Without a status (no schedules, or no operator yet) the schedule columns show '-'.
+    assert rows == [["NAME", "ENTRYPOINT", "IMAGE", "SCHEDULE", "NEXT", "ACTIVE", "LAST", "AGE"],
+                    ["etl", "flows/hello.py:hello", "img:1", "-", "-", "-", "-", "1m00s"],
+                    ["hello", "flows/hello.py:hello", "img:1", "-", "-", "-", "-", "1m00s"]]
     bad = invoke("get", "pods", "x")
     assert bad.exit_code == 1 and "'pods' is not a kind" in bad.stderr
 

@@ -1,7 +1,8 @@
 """Deployment schedules on the real plane (the engine really running in pods): runs start at
 their due times under deterministic names and complete; an unreadable schedule makes only
 its Deployment Ready=False; Forbid never overlaps runs; an operator stopped across a due time
-starts exactly the newest missed run under RunLatest and none under Skip."""
+starts exactly the newest missed run under RunLatest and none under Skip; Replace cancels a
+long-running live run (it ends Cancelled) and the new one starts."""
 
 from __future__ import annotations
 
@@ -136,3 +137,32 @@ def test_missed_due_time_runs_once_under_run_latest_and_not_under_skip(
         _wait(f"{name}'s next run", lambda n=name: any(
             _t(r["spec"]["scheduledTime"]) == following for r in _runs(api, ns, n)),
             interval + 10, second.log_tail)
+
+
+def _ran(run: dict) -> bool:
+    history = (run.get("status") or {}).get("stateHistory") or []
+    return harness.state_type(run) == "RUNNING" or any(
+        h.get("type") == "RUNNING" for h in history)
+
+
+def test_replace_cancels_the_live_run_and_starts_the_new_one(operators, api, flow_namespace):
+    ns = flow_namespace
+    interval = 8
+    proc = operators()
+    api.create_deployment(ns, "replace", entrypoint=f"{CASES}:sleeps",
+                          parameters={"seconds": 300}, concurrencyPolicy="Replace",
+                          schedules=[{"interval": interval}])
+    explain = proc.log_tail
+    (first, *_) = _wait("the first run", lambda: _runs(api, ns, "replace"), 30, explain)
+    name = first["metadata"]["name"]
+    api.wait_flowrun(ns, name, _ran, what="Running", timeout=30, explain=explain)
+    runs = _wait("the next due time's run", lambda: (lambda r: r if len(r) >= 2 else None)(
+        _runs(api, ns, "replace")), interval + 20, explain)
+    second = runs[1]
+    assert _t(second["spec"]["scheduledTime"]) == \
+        _t(first["spec"]["scheduledTime"]) + timedelta(seconds=interval)
+    ended = api.wait_final(ns, name, timeout=60, explain=explain)
+    assert ended["spec"]["cancel"] is True
+    assert ended["status"]["state"]["type"] == "CANCELLED", ended["status"]["state"]
+    api.wait_flowrun(ns, second["metadata"]["name"], _ran, what="Running", timeout=30,
+                     explain=explain)

@@ -1,38 +1,33 @@
 """What each `flowpod` command does, as async functions over one API session.
 
-Role: the async core of the CLI commands (deploy, run, watch, cancel, logs, get), kept apart
-from the Typer wiring in flowpod_operator.cli._commands so each stays short and testable. Each function
-takes the session (`Kube`), the injected `Deps` (consoles, clock) and plain arguments, and
-returns the process exit code; user errors are raised as CliError. Caller: ._commands.
+Role: the async core of the run commands (run, watch, cancel, logs, get) and `Deps`, kept
+apart from the Typer wiring in flowpod_operator.cli._commands so each stays short and
+testable; deploy is in ._deploying, output helpers in ._output. Each function takes the
+session (`Kube`), the injected `Deps` (consoles, clock) and plain arguments, and returns the
+process exit code; user errors are raised as CliError. Caller: ._commands.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import pydantic
-import yaml
 from rich.console import Console
 from rich.text import Text
 
 from flowpod import contract, flowruns, states
-from flowpod_operator._kube.errors import KubeError, MissingCrdError
+from flowpod_operator._kube.errors import KubeError
 from flowpod_operator._decisions.manifests import label_value
-from flowpod_operator.cli import _errors, _flows, _naming, _render, _watching, _wirejson
-from flowpod_operator.crds import resources
+from flowpod_operator.cli import _errors, _naming, _render, _watching
+from flowpod_operator.cli._output import dump, print_rows, without_managed_fields
 
 if TYPE_CHECKING:
     from flowpod_operator._kube.connecting import Connection, Target
     from flowpod_operator.cli._client import Kube
 
-__all__ = ["Deps", "dump", "check_output", "deployment_manifest", "apply_deployment",
-           "start_run", "follow_and_summarise", "cancel_run", "show_logs", "show_runs",
-           "show_deployments", "without_managed_fields", "print_rows", "summarise"]
-
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+__all__ = ["Deps", "start_run", "follow_and_summarise", "cancel_run", "show_logs",
+           "show_runs", "show_deployments", "summarise"]
 
 
 def _utc_now() -> datetime:
@@ -73,129 +68,6 @@ class Deps:
     operator_main: Callable[[list[str]], int | None] = _operator_main
     random_suffix: Callable[[], str] = _naming.random_suffix  # of CLI-made run names
     no_state_seconds: float = 10.0  # `run --watch` warns of a missing operator after this
-
-
-class _Yaml11SafeDumper(yaml.SafeDumper):
-    """Quotes the strings YAML 1.1 readers take for booleans. PyYAML leaves `y` and `n` bare,
-    but kubectl (go-yaml, YAML 1.1) reads a bare `n:` key as false: a flow parameter named
-    `n` would silently become `false` in the cluster."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "'" if value in {"y", "Y", "n", "N"} else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Yaml11SafeDumper.add_representer(str, _represent_str)
-
-
-def dump(deps: Deps, obj: Any, fmt: str) -> None:
-    _wirejson.check(obj, "the output")  # YAML would print .nan, which kubectl cannot send
-    text = (_wirejson.dumps(obj, indent=2) if fmt == "json"
-            else yaml.dump(obj, Dumper=_Yaml11SafeDumper, sort_keys=False))
-    deps.out.print(text.rstrip(), markup=False)
-
-
-def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object (or each item of a List) without metadata.managedFields, as kubectl shows
-    it: server-side apply bookkeeping, long and of no use when reading a run."""
-    if "items" in obj:
-        return {**obj, "items": [without_managed_fields(item) for item in obj["items"]]}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    return {**obj, "metadata": meta} if "metadata" in obj else obj
-
-
-def print_rows(deps: Deps, header: list[str], rows: list[list[Any]]) -> None:
-    """A table: Rich on a terminal, plain (untruncated, one line per row) when piped."""
-    if deps.out.is_terminal:
-        deps.out.print(_render.rich_table(header, rows))
-    else:
-        deps.out.print(_render.plain_table(header, rows), markup=False, highlight=False,
-                       crop=False, overflow="ignore")
-
-
-def check_output(output: str | None) -> None:
-    if output is not None and output not in ("yaml", "json"):
-        raise _errors.CliError(f"unknown output format '{output}'", "use -o yaml or -o json")
-
-
-def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str] | None, *,
-                        namespace: str | None = None, retries: int | None = None,
-                        timeout_seconds: int | None = None,
-                        service_account: str | None = None, no_import: bool = False,
-                        schema_file: str | None = None, concurrency_limit: int | None = None,
-                        collision_strategy: str | None = None) -> dict[str, Any]:
-    """The Deployment for FILE:FLOW, its parameterSchema derived from the flow's signature,
-    or (--no-import) read from ``schema_file`` without importing the flow."""
-    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        raise _errors.CliError(f"Deployment name '{name}' is not a valid Kubernetes name",
-                               "use lower-case letters, digits and '-', e.g. my-flow")
-    parameters = _flows.parse_parameters(params)
-    if no_import:
-        if schema_file is None:
-            raise _errors.CliError("--no-import needs --parameter-schema FILE: without "
-                                   "importing the flow its parameters are unknown",
-                                   "write the JSON schema of the flow's parameters to a file "
-                                   "(e.g. from `flowpod deploy ... --dry-run` where the flow "
-                                   "imports) and pass it with --parameter-schema")
-        schema = _flows.read_parameter_schema(schema_file)
-        _flows.check_parameters_against_schema(schema, parameters)
-    else:
-        flow = _flows.load_flow(entrypoint)
-        _flows.check_parameters(flow, parameters)
-        schema = (_flows.read_parameter_schema(schema_file) if schema_file
-                  else _flows.parameter_schema(flow))
-    spec: dict[str, Any] = {"entrypoint": entrypoint, "image": image}
-    if parameters:
-        spec["parameters"] = parameters
-    spec["parameterSchema"] = schema
-    if retries is not None:
-        spec["retries"] = retries
-    if timeout_seconds is not None:
-        spec["timeoutSeconds"] = timeout_seconds
-    if collision_strategy is not None and concurrency_limit is None:
-        raise _errors.CliError("--collision-strategy needs --concurrency-limit",
-                               "add --concurrency-limit N (the most runs at once)")
-    if concurrency_limit is not None:
-        spec["concurrencyLimit"] = concurrency_limit
-        spec["collisionStrategy"] = collision_strategy or "Enqueue"
-    if service_account:
-        spec["podTemplate"] = {"serviceAccountName": service_account}
-    metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
-    manifest = {"apiVersion": contract.API_VERSION, "kind": contract.KIND_DEPLOYMENT,
-                "metadata": metadata, "spec": spec}
-    try:
-        # The operator's own model: what it will accept is checked before any cluster is used.
-        resources.Deployment.model_validate(manifest)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise _errors.CliError(f"the Deployment would be invalid at {where}: {first['msg']}",
-                               "fix the matching flag") from None
-    return manifest
-
-
-async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
-                           output: str | None) -> int:
-    name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    try:
-        before = await kube.get_deployment(ns, name)
-    except KubeError as error:
-        if error.status != 404 or isinstance(error, MissingCrdError):
-            raise
-        before = None
-    after = await kube.apply_deployment(ns, name, manifest)
-    if output:
-        dump(deps, without_managed_fields(after), output)
-        return 0
-    if before is None:
-        verb = "created"
-    elif before["metadata"].get("generation") == after["metadata"].get("generation"):
-        verb = "unchanged"
-    else:
-        verb = "configured"
-    deps.out.print(f"deployment.{contract.GROUP}/{name} {verb}", markup=False)
-    return 0
 
 
 async def start_run(kube: Kube, deps: Deps, ns: str, deployment: str | None,

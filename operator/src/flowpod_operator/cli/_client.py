@@ -136,6 +136,16 @@ class Kube:
                                 self._custom.get_namespaced_custom_object,
                                 _GROUP, _VERSION, ns, contract.DEPLOYMENTS, name)
 
+    async def patch_deployment(self, ns: str, name: str,
+                               patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the Deployment (e.g. spec.paused). Its fields belong to an
+        update, not to `flowpod deploy`'s apply, so a later deploy leaves them as they are."""
+        _wirejson.check(patch, f"the patch of Deployment '{name}'")
+        return await self._call(deployment_ref(ns, name),
+                                self._custom.patch_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, contract.DEPLOYMENTS, name, patch,
+                                _content_type=contract.MERGE_PATCH)
+
     async def apply_deployment(self, ns: str, name: str,
                                body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply: create or update in one call, owning the fields we set."""

@@ -1,5 +1,5 @@
-"""The `flowpod` command line (Typer): deploy, run, watch, resume, cancel, delete, logs, get,
-crds, operator.
+"""The `flowpod` command line (Typer): deploy, run, watch, resume, pause, unpause, cancel,
+delete, logs, get, crds, operator.
 
 Role: the thin sync layer. Each command parses its flags and runs one async function of
 flowpod_operator.cli._actions with anyio.run; user errors (CliError) print as "error: ..." plus
@@ -19,7 +19,8 @@ import typer
 from rich.text import Text
 
 from flowpod_operator._kube.errors import KubeError
-from flowpod_operator.cli import _actions, _errors, _flows, _runs
+from flowpod_operator.cli import (_actions, _deploying, _errors, _flows, _output, _runs,
+                                  _schedules)
 from flowpod_operator.cli._actions import Deps
 
 if TYPE_CHECKING:
@@ -179,24 +180,52 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
             "--parameter-schema", metavar="FILE", help="JSON schema of the flow's parameters "
             "(JSON or YAML file), used instead of the one read from the flow.",
             show_default=False)] = None,
+        cron: Annotated[Optional[list[str]], typer.Option(
+            "--cron", metavar="EXPR", help="Start runs on this cron expression (five fields, "
+            "or @hourly, @daily, ...), read in --timezone. Repeatable.",
+            show_default=False)] = None,
+        interval: Annotated[Optional[list[int]], typer.Option(
+            "--interval", metavar="SECONDS", help="Start a run every SECONDS seconds. "
+            "Repeatable.", min=1, show_default=False)] = None,
+        rrule: Annotated[Optional[list[str]], typer.Option(
+            "--rrule", metavar="RULE", help="Start runs on this RFC 5545 recurrence rule, "
+            "e.g. 'FREQ=WEEKLY;BYDAY=MO;BYHOUR=9', read in --timezone. Repeatable.",
+            show_default=False)] = None,
+        timezone: Annotated[Optional[str], typer.Option(
+            "--timezone", metavar="ZONE", help="IANA time zone of every --cron and --rrule, "
+            "e.g. Europe/Berlin (default UTC).", show_default=False)] = None,
+        paused: Annotated[bool, typer.Option(
+            "--paused", help="Deploy with the schedules paused (`flowpod unpause` starts "
+                             "them).")] = False,
+        missed_run_policy: Annotated[Optional[str], typer.Option(
+            "--missed-run-policy", metavar="POLICY", help="Due times missed while the "
+            f"operator was down: {', '.join(_schedules.MISSED_RUN_POLICIES)} (default "
+            "RunLatest).", show_default=False)] = None,
+        concurrency_policy: Annotated[Optional[str], typer.Option(
+            "--concurrency-policy", metavar="POLICY", help="A due time while a scheduled run "
+            f"is live: {', '.join(_schedules.CONCURRENCY_POLICIES)} (default Allow).",
+            show_default=False)] = None,
         output: Output = None, namespace: Namespace = None, kubeconfig: Kubeconfig = None,
         context: Context = None,
     ) -> None:
         """Apply or print (--dry-run) a Deployment, its parameterSchema read from the flow."""
-        _guard(deps, lambda: _actions.check_output(output))
-        manifest = _guard(deps, lambda: _actions.deployment_manifest(
+        _guard(deps, lambda: _output.check_output(output))
+        schedule = _schedules.ScheduleFlags(
+            tuple(cron or ()), tuple(interval or ()), tuple(rrule or ()), timezone, paused,
+            missed_run_policy, concurrency_policy)
+        manifest = _guard(deps, lambda: _deploying.deployment_manifest(
             entrypoint, name, image, param, namespace=namespace, retries=retries,
             timeout_seconds=timeout_seconds, service_account=service_account,
-            no_import=no_import, schema_file=parameter_schema,
+            no_import=no_import, schema_file=parameter_schema, schedule=schedule,
             concurrency_limit=concurrency_limit,
             collision_strategy=collision_strategy.value if collision_strategy else None))
         if dry_run:
-            _actions.dump(deps, manifest, output or "yaml")
+            _output.dump(deps, manifest, output or "yaml")
             return
 
         async def action(kube: Kube, ns: str) -> int:
             manifest["metadata"]["namespace"] = ns
-            return await _actions.apply_deployment(kube, deps, manifest, output)
+            return await _deploying.apply_deployment(kube, deps, manifest, output)
 
         _execute(deps, (kubeconfig, context, namespace), action)
 
@@ -248,6 +277,27 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         """Resume a Paused run (pause_flow_run): it goes back to Running and carries on."""
         _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _runs.resume_run(kube, deps, ns, run))
+
+    def set_paused(name: str, paused: bool, where: tuple[Any, Any, Any]) -> None:
+        _execute(deps, where, lambda kube, ns: _deploying.set_paused(kube, deps, ns, name,
+                                                                      paused))
+
+    @app.command()
+    def pause(
+        deployment: Annotated[str, typer.Argument(help="The Deployment to pause.")],
+        namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
+    ) -> None:
+        """Stop a Deployment's schedules (spec.paused); runs already started go on."""
+        set_paused(deployment, True, (kubeconfig, context, namespace))
+
+    @app.command()
+    def unpause(
+        deployment: Annotated[str, typer.Argument(help="The Deployment to unpause.")],
+        namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
+    ) -> None:
+        """Start a paused Deployment's schedules again, from the next due time on (times that
+        passed while paused are skipped)."""
+        set_paused(deployment, False, (kubeconfig, context, namespace))
 
     @app.command()
     def delete(
@@ -305,7 +355,7 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         context: Context = None,
     ) -> None:
         """A table of FlowRuns (or Deployments) with their state, or one in detail."""
-        _guard(deps, lambda: _actions.check_output(output))
+        _guard(deps, lambda: _output.check_output(output))
         kind, one = _guard(deps, lambda: _kind_and_name(what, name))
         show = _actions.show_deployments if kind == "deployments" else _actions.show_runs
         _execute(deps, (kubeconfig, context, namespace),

@@ -90,17 +90,42 @@ def runs_rows(runs: list[Mapping[str, Any]], now: datetime, *,
 
 def deployments_rows(deployments: list[Mapping[str, Any]], now: datetime, *,
                      all_namespaces: bool = False) -> tuple[list[str], list[list[Cell]]]:
-    """The header and rows of `flowpod get deployments`."""
-    header = ["NAME", "ENTRYPOINT", "IMAGE", "AGE"]
+    """The header and rows of `flowpod get deployments`; the schedule columns come from the
+    status the operator's scheduler writes ('-' until it has written one)."""
+    header = ["NAME", "ENTRYPOINT", "IMAGE", "SCHEDULE", "NEXT", "ACTIVE", "LAST", "AGE"]
     rows: list[list[Cell]] = []
     for deployment in deployments:
         meta, spec = deployment.get("metadata", {}), deployment.get("spec") or {}
         cells: list[Cell] = [meta.get("name", ""), spec.get("entrypoint", "-"),
-                             spec.get("image", "-"), age(deployment, now)]
+                             spec.get("image", "-"), *_schedule_cells(deployment, now),
+                             age(deployment, now)]
         if all_namespaces:
             cells.insert(0, meta.get("namespace", ""))
         rows.append(cells)
     return (["NAMESPACE", *header] if all_namespaces else header), rows
+
+
+def _schedule_cells(deployment: Mapping[str, Any], now: datetime) -> list[Cell]:
+    """SCHEDULE, NEXT (from now), ACTIVE, LAST (the last scheduled run's state and age)."""
+    status = deployment.get("status") or {}
+    ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), {})
+    if ready.get("status") == "False":
+        schedule: Cell = Text(str(ready.get("reason") or "NotReady"), style="bold red")
+    else:
+        schedule = status.get("schedule") or "-"
+    upcoming = parse_time((status.get("nextScheduleTimes") or [None])[0])
+    if upcoming is None:
+        after = "-"
+    elif upcoming <= now:
+        after = "due"
+    else:
+        after = f"in {flowruns.human_duration((upcoming - now).total_seconds())}"
+    active = status.get("activeRuns")
+    last_time = parse_time(status.get("lastScheduleTime"))
+    last = "-" if last_time is None else " ".join(filter(None, (
+        status.get("lastRunState"),
+        f"{flowruns.human_duration(max(0.0, (now - last_time).total_seconds()))} ago")))
+    return [schedule, after, "-" if active is None else str(active), last]
 
 
 def rich_table(header: list[str], rows: list[list[Cell]]) -> Table:

@@ -200,13 +200,32 @@ def operator_kubeconfig(cluster, flow_namespace: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def operator_proc(cluster, flow_namespace: str, operator_kubeconfig: Path
+def operator_proc(request, cluster, flow_namespace: str, operator_kubeconfig: Path
                   ) -> harness.OperatorProcess:
-    """The operator, watching only `flow_namespace` with least privilege; it must stop
-    cleanly at the end, with no error in its log."""
+    """The operator, watching only `flow_namespace` with least privilege (plus the test
+    module's OPERATOR_ARGS, if any); it must stop cleanly at the end, with no error in its
+    log."""
     log = cluster.state_dir / "logs" / f"operator-{flow_namespace}.log"
-    proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,)).start()
+    args = tuple(getattr(request.module, "OPERATOR_ARGS", ()))
+    proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,), args).start()
     yield proc
     code = proc.stop()
     assert code == 0, f"operator exit code {code}\n{proc.log_tail()}"
     assert '"level": "ERROR"' not in proc.log_text(), proc.log_tail(needle="ERROR")
+
+
+@pytest.fixture
+def operators(cluster, flow_namespace, operator_kubeconfig):
+    """Start operators on demand (with exactly the chart's RBAC), for tests that stop, kill
+    or restart them; all are stopped (or already dead) at the end."""
+    started: list[harness.OperatorProcess] = []
+
+    def start() -> harness.OperatorProcess:
+        log = cluster.state_dir / "logs" / f"operator-{flow_namespace}-{len(started)}.log"
+        proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,)).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

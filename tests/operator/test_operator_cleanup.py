@@ -7,25 +7,14 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 import operator_harness as harness
 from flowpod import contract
 
 CASES = "tests/operator/flows/operator_cases.py"
 OPERATOR_TTL = 4
-
-
-@pytest.fixture(scope="module")
-def operator_proc(cluster, flow_namespace, operator_kubeconfig):
-    """This module's operator deletes finished runs after OPERATOR_TTL seconds by default."""
-    log = cluster.state_dir / "logs" / f"operator-{flow_namespace}.log"
-    proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,), (
-        "--ttl-seconds-after-finished", str(OPERATOR_TTL))).start()
-    yield proc
-    code = proc.stop()
-    assert code == 0, f"operator exit code {code}\n{proc.log_tail()}"
-    assert '"level": "ERROR"' not in proc.log_text(), proc.log_tail(needle="ERROR")
+# This module's operator deletes finished runs after OPERATOR_TTL seconds by default.
+OPERATOR_ARGS = ("--ttl-seconds-after-finished", str(OPERATOR_TTL))
 
 
 def _names(api, ns: str, prefix: str) -> set[str]:

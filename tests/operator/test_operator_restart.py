@@ -6,29 +6,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-import operator_harness as harness
 from flowpod import contract
 
 CASES = "tests/operator/flows/operator_cases.py"
 GRACE = 3
-
-
-@pytest.fixture
-def operators(cluster, flow_namespace, operator_kubeconfig):
-    """Start operators on demand; all are stopped (or already dead) at the end."""
-    started: list[harness.OperatorProcess] = []
-
-    def start() -> harness.OperatorProcess:
-        log = cluster.state_dir / "logs" / f"operator-{flow_namespace}-{len(started)}.log"
-        proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,)).start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
 
 
 def _name(flowrun: dict) -> str | None:

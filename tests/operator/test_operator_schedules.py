@@ -18,22 +18,6 @@ pytestmark = pytest.mark.cluster
 CASES = "tests/operator/flows/operator_cases.py"
 
 
-@pytest.fixture
-def operators(cluster, flow_namespace, operator_kubeconfig):
-    """Start operators on demand (with exactly the chart's RBAC); all stopped at the end."""
-    started: list[harness.OperatorProcess] = []
-
-    def start() -> harness.OperatorProcess:
-        log = cluster.state_dir / "logs" / f"operator-{flow_namespace}-sched-{len(started)}.log"
-        proc = harness.OperatorProcess(operator_kubeconfig, log, (flow_namespace,)).start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
-
-
 def _runs(api: harness.Api, ns: str, deployment: str) -> list[dict]:
     items = api.get(contract.flowrun_path(ns),
                     labelSelector=f"{contract.LABEL_DEPLOYMENT}={deployment}")["items"]

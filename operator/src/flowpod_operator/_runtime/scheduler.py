@@ -44,10 +44,14 @@ SUMMARY_FIELDS = frozenset({"activeRuns", "lastRunName", "lastRunState", "lastSc
 
 
 class Scheduler:
-    """Owns the Deployment queue and the worker that carries out scheduling plans."""
+    """Owns the Deployment queue and the workers that carry out scheduling plans."""
 
     def __init__(self, index: Index, api: KubeApi, clock: Callable[[], datetime],
-                 remember: Callable[..., None], *, workers: int = 8,
+                 remember: Callable[..., None], *,
+                 # As many as the FlowRun loop: when every Deployment is due at the same
+                 # second (cron's minute, aligned intervals), each create waits on the API
+                 # server, so the burst drains at about workers / (create latency) per second.
+                 workers: int = 32,
                  summary_lag: float = 10.0) -> None:
         self.index = index
         self.api = api

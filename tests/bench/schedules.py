@@ -7,7 +7,9 @@ creates. Lateness is a run's arrival on the watch minus its due time (spec.sched
 expected runs are every due time after a Deployment's creation (the scheduler's first cursor)
 up to the end of the window. The runs' pods are "parked" (a nodeSelector no node matches),
 so what is measured is the scheduler, not Python processes starting on the test node. Also
-reported: the operator's CPU seconds and RSS (current and peak) over the window, from /proc.
+reported: duplicates (two FlowRuns, by name, for one Deployment and due time, from the
+flowpod.io/deployment label and spec.scheduledTime; the goal is 0), and the operator's CPU
+seconds over the window and its peak RSS (VmHWM, the high-water mark, from /proc).
 
     .venv/bin/python tests/bench/schedules.py [--deployments 500] [--seconds 120]
 """
@@ -34,6 +36,11 @@ class Tally:
     """Arrival time (wall clock) and due time of every scheduled run seen on the watch."""
 
     arrivals: dict[str, tuple[float, datetime]] = field(default_factory=dict)
+    # (Deployment label, due time) -> the names of the runs seen for it.
+    names: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def duplicates(self) -> int:
+        return sum(len(names) - 1 for names in self.names.values())
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -90,6 +97,8 @@ async def _watch_runs(client, ns: str, tally: Tally) -> None:
             name, due = obj["metadata"]["name"], (obj.get("spec") or {}).get("scheduledTime")
             if due and name not in tally.arrivals:
                 tally.arrivals[name] = (time.time(), contract.parse_time(due))
+                owner = (obj["metadata"].get("labels") or {}).get(contract.LABEL_DEPLOYMENT, "")
+                tally.names.setdefault((owner, due), set()).add(name)
 
 
 def _expected(created: dict[str, datetime], until: datetime) -> int:
@@ -124,8 +133,10 @@ async def measure(bench: ob.Bench, deployments: int, seconds: float) -> None:
           f"one operator:")
     print(f"  runs created {len(due_in_window)} of {expected} expected "
           f"(due in the window, seen within {GRACE:.0f} s after it)")
+    print(f"  duplicates (runs beyond one per Deployment and due time): "
+          f"{tally.duplicates()}")
     if late:
-        print(f"  lateness (created - due): p50 {ob.percentile(late, 0.5):.0f} ms   "
+        print(f"  lag (created - due): p50 {ob.percentile(late, 0.5):.0f} ms   "
               f"p99 {ob.percentile(late, 0.99):.0f} ms   max {late[-1]:.0f} ms")
     print(f"  operator CPU {cpu:.1f} s over the window ({100 * cpu / seconds:.0f}% of one "
           f"core); RSS {rss:.0f} MiB at the end, peak {peak:.0f} MiB")

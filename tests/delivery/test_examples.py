@@ -35,6 +35,9 @@ EXPECTED = {
     "failing": "FAILED",
     "cancellation": "CANCELLED",
 }
+# Examples with only a Deployment: its schedules start the runs (their end-to-end test is
+# tests/delivery/test_example_scheduled.py).
+SCHEDULED = ("scheduled",)
 
 
 def _docs(name: str, kind: str) -> dict:
@@ -45,10 +48,22 @@ def _docs(name: str, kind: str) -> dict:
 
 def test_every_example_directory_is_listed_and_complete() -> None:
     found = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
-    assert found == sorted(EXPECTED)
+    assert found == sorted([*EXPECTED, *SCHEDULED])
     for name in found:
         assert (EXAMPLES / name / "deployment.yaml").is_file(), name
-        assert (EXAMPLES / name / "flowrun.yaml").is_file(), name
+        assert (EXAMPLES / name / "flowrun.yaml").is_file() == (name in EXPECTED), name
+    readme = (REPO / "README.md").read_text()
+    for name in found:
+        assert f"`examples/{name}/`" in readme, f"README's examples table lacks {name}"
+
+
+@pytest.mark.parametrize("name", SCHEDULED)
+def test_scheduled_example_is_valid_and_resolves(name: str, monkeypatch) -> None:
+    deployment = resources.Deployment.model_validate(_docs(name, "deployment"))
+    assert deployment.spec.schedules and deployment.spec.concurrency_limit == 1
+    assert deployment.spec.entrypoint.startswith(f"examples/{name}/")
+    monkeypatch.chdir(REPO)
+    engine.load_flow_from_entrypoint(deployment.spec.entrypoint).validate_parameters({})
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -65,7 +80,7 @@ def test_example_objects_are_valid_and_resolve(name: str, monkeypatch) -> None:
                               **(run.spec.parameters or {})})
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(EXPECTED) if n != "hello"])
+@pytest.mark.parametrize("name", [n for n in sorted(EXPECTED) if n != "hello"] + list(SCHEDULED))
 def test_deployment_yaml_is_what_flowpod_deploy_dry_run_writes(name: str) -> None:
     text = (EXAMPLES / name / "deployment.yaml").read_text()
     command = next(line for line in text.splitlines() if line.startswith("#   flowpod deploy"))

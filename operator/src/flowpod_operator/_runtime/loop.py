@@ -173,8 +173,9 @@ class Reconciler:
     def stats(self) -> dict[str, Any]:
         return {**self.index.sizes(), **self.queue.stats(), "reconciles": self.reconciles,
                 "statusWrites": self.actuator.writes,
-                "scheduledRuns": self.scheduler.created, "eventsPending": self.events.pending(),
-                "eventsDropped": self.events.dropped}
+                "scheduledRuns": self.scheduler.created,
+                "scheduleStatusWrites": self.scheduler.status_writes,
+                "eventsPending": self.events.pending(), "eventsDropped": self.events.dropped}
 
 
 def _stub(key: Key) -> dict[str, Any]:

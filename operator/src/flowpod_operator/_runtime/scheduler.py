@@ -1,12 +1,21 @@
 """The scheduler: a Deployment's schedules turned into FlowRuns at their due times.
 
 Role: a queue of Deployment keys (fed by the intake on every Deployment event and every
-event of a scheduled run) and one worker. For each key it asks the pure
+event of a scheduled run) and several workers; the queue hands a key to one worker at a
+time, so two looks at one Deployment never race, while a slow call for one Deployment
+never holds up another's due runs. For each key it asks the pure
 flowpod_operator._decisions.scheduling.plan what is due, creates those FlowRuns (a 409
 AlreadyExists means an earlier look already did: names come from the due time), cancels the
 runs Replace displaces, writes the Deployment's status when it changed, and re-queues the
 key for its next due time, so it wakes when something is due rather than polling. A
 Deployment whose schedule cannot be read only gets Ready=False; the others go on.
+
+Status writes: a change that records progress (scheduledThrough, which keeps a restart from
+re-running due times, the Ready condition, the schedule summary) or comes with created or
+cancelled runs is written at once. A change only in the summary fields (SUMMARY_FIELDS:
+activeRuns, the last run's name and state, upcoming times) waits up to `summary_lag`
+seconds and usually rides along with the next due time's write: every event of a scheduled
+run would otherwise cost one more API write per run.
 Callers: flowpod_operator._runtime.loop (constructs and starts it), .intake (feeds it).
 """
 
@@ -15,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from flowpod_operator._decisions import scheduling
 from flowpod_operator._kube.errors import Ref
@@ -29,22 +38,36 @@ _log = logging.getLogger("flowpod_operator.scheduler")
 # Timers of the event loop run on a monotonic clock, the due times on the wall clock: waking
 # a hair late makes sure the wall clock has reached the due time too.
 _SLACK = 0.02
+# Status fields that only summarise the runs; a change in them alone may wait (see above).
+SUMMARY_FIELDS = frozenset({"activeRuns", "lastRunName", "lastRunState", "lastScheduleTime",
+                            "nextScheduleTimes"})
 
 
 class Scheduler:
-    """Owns the Deployment queue and the worker that carries out scheduling plans."""
+    """Owns the Deployment queue and the workers that carry out scheduling plans."""
 
     def __init__(self, index: Index, api: KubeApi, clock: Callable[[], datetime],
-                 remember: Callable[..., None]) -> None:
+                 remember: Callable[..., None], *,
+                 # As many as the FlowRun loop: when every Deployment is due at the same
+                 # second (cron's minute, aligned intervals), each create waits on the API
+                 # server, so the burst drains at about workers / (create latency) per second.
+                 workers: int = 32,
+                 summary_lag: float = 10.0) -> None:
         self.index = index
         self.api = api
         self.clock = clock
         self.remember = remember
         self.queue = WorkQueue()
+        self.workers = workers
+        self.summary_lag = summary_lag
+        # Deployment key -> event-loop time by which its held summary change is written.
+        self._summary_due: dict[tuple[str, str], float] = {}
         self.created = 0
+        self.status_writes = 0
 
     def start(self) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(self._work(), name="flowpod scheduler")]
+        return [asyncio.create_task(self._work(), name=f"flowpod scheduler {n}")
+                for n in range(self.workers)]
 
     async def _work(self) -> None:
         failures: dict[tuple[str, str], int] = {}
@@ -69,6 +92,7 @@ class Scheduler:
         deployment = self.index.deployment(*key)
         if deployment is None:
             self.queue.forget(key)
+            self._summary_due.pop(key, None)
             return
         now = self.clock()
         runs = self.index.scheduled_runs(*key)
@@ -82,16 +106,35 @@ class Scheduler:
                 raise self.api.failure("CREATE", Ref("FlowRun", start.name, key[0]), reply)
         for name in plan.cancels:
             await self.api.cancel_flowrun(key[0], name)
-        if plan.status != _comparable(deployment.get("status") or {}, plan.status):
-            reply = await self.api.patch_deployment_status(*key, plan.status)
-            if reply.ok:
-                self.index.put_deployment(reply.body)
-            elif reply.status != 404:
-                raise self.api.failure("PATCH status", Ref("Deployment", key[1], key[0]),
-                                       reply)
+        await self._write_status(key, deployment, plan)
         if plan.wake_at is not None:
             delay = (plan.wake_at - self.clock()).total_seconds() + _SLACK
             self.queue.add_after(key, max(delay, _SLACK))
+
+
+    async def _write_status(self, key: tuple[str, str], deployment: Mapping[str, Any],
+                            plan: scheduling.Plan) -> None:
+        old = _comparable(deployment.get("status") or {}, plan.status)
+        if plan.status == old:
+            self._summary_due.pop(key, None)
+            return
+        if not (plan.starts or plan.cancels) and _progress(plan.status) == _progress(old):
+            now = asyncio.get_running_loop().time()
+            due = self._summary_due.setdefault(key, now + self.summary_lag)
+            if due > now:
+                self.queue.add_after(key, due - now)
+                return
+        self._summary_due.pop(key, None)
+        reply = await self.api.patch_deployment_status(*key, plan.status)
+        self.status_writes += 1
+        if reply.ok:
+            self.index.put_deployment(reply.body)
+        elif reply.status != 404:
+            raise self.api.failure("PATCH status", Ref("Deployment", key[1], key[0]), reply)
+
+
+def _progress(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k not in SUMMARY_FIELDS}
 
 
 def _comparable(old: dict[str, object], new: dict[str, object]) -> dict[str, object]:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from flowpod import contract, deployments
-from flowpod_operator._kube.errors import KubeError, MissingCrdError
+from flowpod_kube.apply import outcome
+from flowpod_kube.errors import KubeError, MissingCrdError
 from flowpod_operator.cli import _errors, _flows, _schedules
 from flowpod_operator.cli._output import dump, without_managed_fields
 from flowpod_operator.crds import resources
@@ -94,12 +95,7 @@ async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
     if output:
         dump(deps, without_managed_fields(after), output)
         return 0
-    if before is None:
-        verb = "created"
-    elif before["metadata"].get("generation") == after["metadata"].get("generation"):
-        verb = "unchanged"
-    else:
-        verb = "configured"
+    verb = outcome(before, after)
     deps.out.print(f"deployment.{contract.GROUP}/{name} {verb}", markup=False)
     return 0
 

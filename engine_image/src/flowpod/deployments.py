@@ -7,7 +7,7 @@ Role: `deployment_manifest` writes the Deployment custom resource (a plain dict)
 Everything here is pure: no cluster, no Kubernetes client, no kubeconfig, so the in-pod
 package may hold it. Checks that need the operator's resource models or its reading of
 schedules stay in the CLI (flowpod_operator.cli). Applying a manifest lives in
-flowpod._deploying (the SDK side, behind the `cli` extra). Callers: Flow.to_deployment /
+flowpod.deploying (`flow.deploy()`, behind the `cli` extra). Callers: Flow.to_deployment /
 Flow.deploy, flowpod_operator.cli._deploying and ._flows.
 """
 

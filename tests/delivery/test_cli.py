@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import flowpod_operator.cli as cli
 from fakeapi import FakeApi, run_object, status_of
 from flowpod import contract
-from flowpod_operator._kube.connecting import Connection
+from flowpod_kube.connecting import Connection
 from flowpod_operator.crds import crdgen
 
 NOW = datetime(2030, 1, 1, 0, 1, 0, tzinfo=timezone.utc)

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from delivery import _operating
 from flowpod import contract
-from flowpod_operator._kube import connecting
+from flowpod_kube import connecting
 from flowpod_operator.cli import Deps, _actions
 from flowpod_operator.cli._client import Kube
 

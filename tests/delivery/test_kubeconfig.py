@@ -1,4 +1,4 @@
-"""Kubeconfig resolution shared by the CLI and the operator (flowpod_operator._kube.connecting).
+"""Kubeconfig resolution shared by the CLI and the operator (flowpod_kube.connecting).
 
 Role: hermetic checks, through kubernetes-asyncio's own loaders, of --kubeconfig / KUBECONFIG
 lists / ~/.kube/config / in-cluster order, kubectl's first-wins merge, context and namespace
@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from flowpod_operator._kube import connecting
-from flowpod_operator._kube.connecting import Connection, Target
-from flowpod_operator._kube.errors import KubeError
+from flowpod_kube import connecting
+from flowpod_kube.connecting import Connection, Target
+from flowpod_kube.errors import KubeError
 
 
 def load(target: Target, **where) -> Connection:

@@ -133,13 +133,14 @@ MINE = ["_decisions.actions", "_decisions.deciding", "_decisions.diagnosing",
         "_decisions.manifests", "_decisions.observations", "_decisions.validating",
         "_decisions.views", "_runtime.actuator", "_runtime.connecting", "_runtime.eventing",
         "_runtime.indexing", "_runtime.intake", "_runtime.kubeapi", "_runtime.logs",
-        "_runtime.loop", "_runtime.queueing", "_runtime.wiring", "_kube.connecting",
-        "_kube.errors", "crds.resources", "crds.crdgen", "crds._cel", "running"]
+        "_runtime.loop", "_runtime.queueing", "_runtime.wiring",
+        "crds.resources", "crds.crdgen", "crds._cel", "running"]
 
 
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", [f"flowpod_operator.{name}" for name in MINE] + [
+    "flowpod_kube.connecting", "flowpod_kube.errors", "flowpod_kube.calls", "flowpod_kube.apply"])
 def test_each_module_exports_what_it_defines(name):
-    module = importlib.import_module(f"flowpod_operator.{name}")
+    module = importlib.import_module(name)
     assert "Role" in (module.__doc__ or ""), f"{name} has no role in its docstring"
     for exported in module.__all__:
         assert hasattr(module, exported), f"{name}.__all__ names missing {exported}"
@@ -147,9 +148,11 @@ def test_each_module_exports_what_it_defines(name):
     assert leaf in {m.name for m in pkgutil.iter_modules(importlib.import_module(parent).__path__)}
 
 
-@pytest.mark.parametrize("layer", ["_decisions", "_runtime", "_kube", "crds", "cli"])
+@pytest.mark.parametrize("layer", ["flowpod_operator._decisions", "flowpod_operator._runtime",
+                                   "flowpod_kube", "flowpod_operator.crds",
+                                   "flowpod_operator.cli"])
 def test_each_layer_says_what_it_is(layer):
-    package = importlib.import_module(f"flowpod_operator.{layer}")
+    package = importlib.import_module(layer)
     assert "Role" in (package.__doc__ or ""), f"{layer} has no role in its docstring"
 
 

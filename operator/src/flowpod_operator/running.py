@@ -22,8 +22,8 @@ from typing import Sequence
 
 import kopf
 from flowpod_operator._decisions import deciding, manifests
-from flowpod_operator._kube.connecting import api_client
-from flowpod_operator._kube.errors import KubeError
+from flowpod_kube.connecting import api_client
+from flowpod_kube.errors import KubeError
 from flowpod_operator._runtime import connecting, logs, wiring
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index

@@ -4,7 +4,8 @@ Role: the user-facing side of flows. Options are checked at decoration time and
 errors name the option. Calling a flow hands it to flowpod._runtime.flow_calls, which
 runs it through the flow engine (both imported on first call, so `import flowpod` stays
 light): a sync flow returns its result (or raises), an async flow returns a coroutine;
-`return_state=True` gives the final State instead. Callers: user code via
+`return_state=True` gives the final State instead. `to_deployment` / `deploy` /
+`adeploy` hand the flow to flowpod.deploying (imported on use). Callers: user code via
 `flowpod.flow`; flowpod.engine (run_flow_run, entrypoint loading).
 """
 
@@ -112,6 +113,26 @@ class Flow:
         except (KeyError, IndexError) as exc:
             raise ValueError(f"flow_run_name {template!r} of flow {self.name!r} uses {exc}, "
                              "which is not a parameter of the flow") from None
+
+    def to_deployment(self, name: str, *, image: str, **options: Any) -> dict[str, Any]:
+        """The Deployment manifest that `flowpod deploy --dry-run` prints for this flow;
+        options as flowpod.deploying.to_deployment (entrypoint defaults to this file)."""
+        from flowpod import deploying
+
+        return deploying.to_deployment(self, name, image=image, **options)
+
+    async def adeploy(self, name: str, *, image: str, **options: Any) -> str:
+        """Apply the Deployment through the kubeconfig's cluster (needs the `cli` extra);
+        returns "created", "configured" or "unchanged"."""
+        from flowpod import deploying
+
+        return await deploying.adeploy(self, name, image=image, **options)
+
+    def deploy(self, name: str, *, image: str, **options: Any) -> str:
+        """adeploy for sync code."""
+        from flowpod import deploying
+
+        return deploying.deploy(self, name, image=image, **options)
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         from flowpod._runtime import flow_calls

@@ -24,7 +24,7 @@ from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import manifests, observations
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 from flowpod_operator._runtime.intake import Intake
-from flowpod_operator._kube.errors import Ref
+from flowpod_kube.errors import Ref
 from flowpod_operator._runtime.kubeapi import KubeApi
 
 __all__ = ["Actuator", "Sight", "Step", "selector"]

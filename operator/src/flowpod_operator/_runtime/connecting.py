@@ -1,6 +1,6 @@
 """The operator's connection: one configuration for kopf's watches and our own calls.
 
-Role: load the kubernetes-asyncio Configuration through flowpod_operator._kube.connecting
+Role: load the kubernetes-asyncio Configuration through flowpod_kube.connecting
 (--kubeconfig, else the in-cluster service account, else $KUBECONFIG / ~/.kube/config),
 sized for the operator's workers, and express the same credentials as a kopf
 ConnectionInfo, so kopf's watches and our own calls can never talk to different clusters.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import kopf
 from kubernetes_asyncio import client
 
-from flowpod_operator._kube.connecting import Connection, Target, connect
+from flowpod_kube.connecting import Connection, Target, connect
 
 __all__ = ["load_connection", "connection_info"]
 
@@ -20,7 +20,7 @@ __all__ = ["load_connection", "connection_info"]
 async def load_connection(kubeconfig: str | None = None,
                           context: str | None = None) -> Connection:
     """The operator's Connection (a pod prefers its service account to any kubeconfig
-    lying around). Raises flowpod_operator._kube.errors.ConfigError with the fix."""
+    lying around). Raises flowpod_kube.errors.ConfigError with the fix."""
     connection = await connect(Target(kubeconfig, context), in_cluster_first=True)
     cfg = connection.configuration
     # Hundreds of runs start at once in a burst; keep enough connections for the workers.

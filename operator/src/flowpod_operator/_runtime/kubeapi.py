@@ -60,8 +60,8 @@ from kubernetes_asyncio import client
 
 from flowpod import contract, flowruns
 
-from flowpod_operator._kube import errors
-from flowpod_operator._kube.errors import ApiError, MissingCrdError
+from flowpod_kube import errors
+from flowpod_kube.errors import ApiError, MissingCrdError
 
 __all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError", "RBAC_RULES"]
 
@@ -111,7 +111,7 @@ class KubeApi:
 
     def failure(self, verb: str, ref: errors.Ref, reply: Reply) -> ApiError:
         """An answer the operator cannot act on (its caller retries later), worded by the
-        shared vocabulary (flowpod_operator._kube.errors) and prefixed with the call."""
+        shared vocabulary (flowpod_kube.errors) and prefixed with the call."""
         status = reply.body if reply.body.get("kind") == "Status" else None
         error = errors.api_error(reply.status, status, ref,
                                  server=self._client.configuration.host,

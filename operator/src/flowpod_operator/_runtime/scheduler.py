@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from flowpod_operator._decisions import scheduling
-from flowpod_operator._kube.errors import Ref
+from flowpod_kube.errors import Ref
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.kubeapi import KubeApi
 from flowpod_operator._runtime.queueing import WorkQueue

@@ -5,7 +5,7 @@ Role: public surface of the CLI package; the console script `flowpod` (pyproject
 Implementation: ._commands (Typer wiring), ._actions (async run command bodies, Deps),
 ._deploying (deploy), ._output (yaml/json and tables), ._client (the
 API session, on kubernetes-asyncio like the operator; its configuration comes from
-flowpod_operator._kube.connecting), ._watching (watch + log streams), ._flows (flow loading
+flowpod_kube.connecting), ._watching (watch + log streams), ._flows (flow loading
 and parameter schemas), ._render (Rich output), ._errors (CliError). The CLI never imports
 kopf: `flowpod operator` loads the operator on use (ARCHITECTURE.md, "Package layers").
 """

@@ -17,13 +17,13 @@ from rich.console import Console
 from rich.text import Text
 
 from flowpod import contract, flowruns, states
-from flowpod_operator._kube.errors import KubeError
+from flowpod_kube.errors import KubeError
 from flowpod_operator._decisions.manifests import label_value
 from flowpod_operator.cli import _errors, _naming, _render, _watching
 from flowpod_operator.cli._output import dump, print_rows, without_managed_fields
 
 if TYPE_CHECKING:
-    from flowpod_operator._kube.connecting import Connection, Target
+    from flowpod_kube.connecting import Connection, Target
     from flowpod_operator.cli._client import Kube
 
 __all__ = ["Deps", "start_run", "follow_and_summarise", "cancel_run", "show_logs",
@@ -43,7 +43,7 @@ def _connect(connection: Connection) -> Kube:
 
 
 async def _load_config(target: Target) -> Connection:
-    from flowpod_operator._kube import connecting
+    from flowpod_kube import connecting
 
     return await connecting.connect(target)
 

@@ -5,31 +5,28 @@ through CustomObjectsApi (get, list, create, merge patch, status patch, delete, 
 apply; every body is checked to be strict JSON first, ._wirejson), pods by label, a FlowRun's
 changes through kubernetes_asyncio.watch.Watch, and a pod's log through
 CoreV1Api.read_namespaced_pod_log (streamed with `follow`). The Connection comes from
-flowpod_operator._kube.connecting; every failure becomes an error of the shared vocabulary
-(flowpod_operator._kube.errors) that names the object and the fix (a missing FlowRun,
+flowpod_kube.connecting; every failure becomes an error of the shared vocabulary
+(flowpod_kube.errors) that names the object and the fix (a missing FlowRun,
 missing CRDs, RBAC, an unreachable cluster). Callers: flowpod_operator.cli._actions and
 ._watching. Tests point it at the shared fake API server (tests/fakeapi.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
-import aiohttp
 from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from flowpod import contract
-from flowpod_operator._kube import errors
-from flowpod_operator._kube.connecting import Connection, api_client
-from flowpod_operator._kube.errors import KubeError, Ref
+from flowpod_kube import errors
+from flowpod_kube.apply import APPLY_PATCH, FIELD_MANAGER
+from flowpod_kube.calls import guard
+from flowpod_kube.connecting import Connection, api_client
+from flowpod_kube.errors import KubeError, Ref
 from flowpod_operator.cli import _wirejson
 
 __all__ = ["Kube", "flowrun_ref", "deployment_ref", "pod_ref", "APPLY_PATCH", "FIELD_MANAGER"]
 
-APPLY_PATCH = "application/apply-patch+yaml"
-FIELD_MANAGER = "flowpod-cli"
 # Connect within 30 s; no read timeout: watches and `logs -f` stay silent for minutes.
 _TIMEOUT = (30, None)
 _GROUP, _VERSION = contract.GROUP, contract.VERSION
@@ -208,20 +205,7 @@ class Kube:
 
     async def _guard(self, ref: Ref, pending: Awaitable[Any]) -> Any:
         """Await `pending`, turning every way it can fail into the shared vocabulary."""
-        try:
-            return await pending
-        except ApiException as exc:
-            raw = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) \
-                else str(exc.body or "")
-            status = errors.status_body(raw)
-            if status is None and exc.body is None and exc.reason:
-                # Watch errors arrive as ApiException(status, "Reason: message"), no body.
-                reason, _, message = str(exc.reason).partition(": ")
-                status = {"kind": "Status", "reason": reason, "message": message}
-            raise self._error(exc.status or 0, status, ref, raw) from None
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise errors.unreachable(exc, server=self.connection.server,
-                                     source=self.connection.source) from None
+        return await guard(self.connection, ref, pending)
 
     def _error(self, code: int, status: Mapping[str, Any] | None, ref: Ref,
                text: str) -> KubeError:

@@ -18,7 +18,7 @@ import anyio
 import typer
 from rich.text import Text
 
-from flowpod_operator._kube.errors import KubeError
+from flowpod_kube.errors import KubeError
 from flowpod_operator.cli import (_actions, _deploying, _errors, _flows, _output, _runs,
                                   _schedules)
 from flowpod_operator.cli._actions import Deps
@@ -64,7 +64,7 @@ def _execute(deps: Deps, where: tuple[Optional[Path], Optional[str], Optional[st
     """The sync wrapper: load the configuration for `where` (--kubeconfig, --context,
     --namespace), open a session, run ``action(kube, namespace)``."""
     # Imported here: only commands that talk to a cluster load the client stack.
-    from flowpod_operator._kube.connecting import Target
+    from flowpod_kube.connecting import Target
 
     target = Target(*where)
 

@@ -9,13 +9,13 @@ flowpod_operator.cli._commands.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from flowpod import contract
-from flowpod_operator._kube.errors import KubeError, MissingCrdError
+from flowpod import contract, deployments
+from flowpod_kube.apply import outcome
+from flowpod_kube.errors import KubeError, MissingCrdError
 from flowpod_operator.cli import _errors, _flows, _schedules
 from flowpod_operator.cli._output import dump, without_managed_fields
 from flowpod_operator.crds import resources
@@ -24,9 +24,7 @@ if TYPE_CHECKING:
     from flowpod_operator.cli._actions import Deps
     from flowpod_operator.cli._client import Kube
 
-__all__ = ["deployment_manifest", "apply_deployment", "set_paused"]
-
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+__all__ = ["deployment_manifest", "check_manifest", "apply_deployment", "set_paused"]
 
 
 def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str] | None, *,
@@ -40,9 +38,8 @@ def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str
     """The Deployment for FILE:FLOW, its parameterSchema derived from the flow's signature,
     or (--no-import) read from ``schema_file`` without importing the flow; ``schedule``
     adds spec.schedules and the scheduling policies."""
-    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        raise _errors.CliError(f"Deployment name '{name}' is not a valid Kubernetes name",
-                               "use lower-case letters, digits and '-', e.g. my-flow")
+    with _flows.as_cli_error():
+        deployments.check_name(name)
     scheduling = _schedules.spec_fields(schedule or _schedules.ScheduleFlags())
     parameters = _flows.parse_parameters(params)
     if no_import:
@@ -59,28 +56,23 @@ def deployment_manifest(entrypoint: str, name: str, image: str, params: list[str
         _flows.check_parameters(flow, parameters)
         schema = (_flows.read_parameter_schema(schema_file) if schema_file
                   else _flows.parameter_schema(flow))
-    spec: dict[str, Any] = {"entrypoint": entrypoint, "image": image}
-    if parameters:
-        spec["parameters"] = parameters
-    spec["parameterSchema"] = schema
-    if retries is not None:
-        spec["retries"] = retries
-    if timeout_seconds is not None:
-        spec["timeoutSeconds"] = timeout_seconds
     if collision_strategy is not None and concurrency_limit is None:
         raise _errors.CliError("--collision-strategy needs --concurrency-limit",
                                "add --concurrency-limit N (the most runs at once)")
-    if concurrency_limit is not None:
-        spec["concurrencyLimit"] = concurrency_limit
-        spec["collisionStrategy"] = collision_strategy or "Enqueue"
-    if service_account:
-        spec["podTemplate"] = {"serviceAccountName": service_account}
-    spec.update(scheduling)
-    metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
-    manifest = {"apiVersion": contract.API_VERSION, "kind": contract.KIND_DEPLOYMENT,
-                "metadata": metadata, "spec": spec}
+    with _flows.as_cli_error():
+        manifest = deployments.deployment_manifest(
+            entrypoint=entrypoint, name=name, image=image, parameter_schema=schema,
+            parameters=parameters, namespace=namespace, retries=retries,
+            timeout_seconds=timeout_seconds, service_account=service_account,
+            scheduling=scheduling, concurrency_limit=concurrency_limit,
+            collision_strategy=collision_strategy)
+    return check_manifest(manifest)
+
+
+def check_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest, checked against the operator's own model: what it will accept is checked
+    before any cluster is used."""
     try:
-        # The operator's own model: what it will accept is checked before any cluster is used.
         resources.Deployment.model_validate(manifest)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
@@ -103,12 +95,7 @@ async def apply_deployment(kube: Kube, deps: Deps, manifest: dict[str, Any],
     if output:
         dump(deps, without_managed_fields(after), output)
         return 0
-    if before is None:
-        verb = "created"
-    elif before["metadata"].get("generation") == after["metadata"].get("generation"):
-        verb = "unchanged"
-    else:
-        verb = "configured"
+    verb = outcome(before, after)
     deps.out.print(f"deployment.{contract.GROUP}/{name} {verb}", markup=False)
     return 0
 

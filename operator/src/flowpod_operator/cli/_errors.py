@@ -2,14 +2,14 @@
 
 Role: every mistake a user can make (a missing FlowRun, an unreachable cluster, a bad
 entrypoint, a malformed `-p`) is raised as `CliError(problem, fix)` or as another error of
-the shared vocabulary (flowpod_operator._kube.errors.KubeError, which CliError extends); the
+the shared vocabulary (flowpod_kube.errors.KubeError, which CliError extends); the
 command layer (flowpod_operator.cli._commands) prints it in one or two lines and exits 1,
 never with a traceback. Callers: every module of flowpod_operator.cli.
 """
 
 from __future__ import annotations
 
-from flowpod_operator._kube.errors import KubeError
+from flowpod_kube.errors import KubeError
 
 __all__ = ["CliError"]
 

@@ -2,8 +2,9 @@
 
 Role: `flowpod deploy` imports the user's flow locally (with the engine's loader) to write
 a Deployment whose spec.parameterSchema is the JSON schema of the engine's own parameter
-model of the flow (flowpod.engine.parameter_model, pydantic), and whose spec.parameters are
-the `-p` defaults, checked against that model before anything reaches the cluster. With
+model of the flow (built by flowpod.deployments, shared with the SDK), and whose
+spec.parameters are the `-p` defaults, checked against that model before anything reaches
+the cluster. With
 `--no-import` the schema comes from a file instead (read_parameter_schema) and the defaults
 are checked against it, for flows whose dependencies exist only in the image. Callers:
 flowpod_operator.cli._commands and ._actions.
@@ -11,20 +12,15 @@ flowpod_operator.cli._commands and ._actions.
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 from pathlib import Path
-import warnings
-from typing import Any, Callable
+from typing import Any, Iterator
 
-import pydantic
-import pydantic.json_schema
-
-from flowpod import engine, errors
+from flowpod import deployments, engine, errors
 from flowpod_operator.cli import _errors, _wirejson
 
-__all__ = ["load_flow", "flow_function", "parameter_model", "parameter_schema",
-           "takes_kwargs", "parse_parameters", "check_parameters", "read_parameter_schema",
-           "check_parameters_against_schema"]
+__all__ = ["load_flow", "as_cli_error", "parameter_schema", "parse_parameters", "check_parameters",
+           "read_parameter_schema", "check_parameters_against_schema"]
 
 
 def load_flow(entrypoint: str) -> Any:
@@ -100,53 +96,20 @@ def check_parameters_against_schema(schema: dict[str, Any], parameters: dict[str
                                "fix the -p value or the --parameter-schema file")
 
 
-def flow_function(flow: Any) -> Callable[..., Any]:
-    """The plain function behind a @flow object (or the function itself)."""
-    return getattr(flow, "fn", flow)
-
-
-def parameter_model(flow: Any) -> type[pydantic.BaseModel]:
-    """The pydantic model of the flow function's parameters: the engine's own
-    (flowpod.engine.parameter_model), the one that validates them in the pod."""
-    if not hasattr(flow, "parameters"):
-        raise _errors.CliError(f"'{flow!r}' is not a flow function", "decorate it with @flow")
-    return engine.parameter_model(flow)
-
-
-def _aliases(model: type[pydantic.BaseModel]) -> dict[str, Any]:
-    """Parameter name -> field info."""
-    return {f.alias or name: f for name, f in model.model_fields.items()}
-
-
-class _LenientSchema(pydantic.json_schema.GenerateJsonSchema):
-    """A parameter typed with a plain class has no JSON schema: accept any value there (the
-    engine still checks it in the pod) instead of refusing the whole flow."""
-
-    def handle_invalid_for_json_schema(self, schema: Any, error_info: str) -> dict[str, Any]:
-        return {"description": "any value: its Python type has no JSON schema, so the flow "
-                               "itself checks it"}
-
-
-def takes_kwargs(flow: Any) -> bool:
-    """Whether the flow function takes `**kwargs` (then any parameter name is its own)."""
-    return any(p.kind is p.VAR_KEYWORD
-               for p in inspect.signature(flow_function(flow)).parameters.values())
-
-
 def parameter_schema(flow: Any) -> dict[str, Any]:
-    """The JSON schema written to spec.parameterSchema. It is closed (additionalProperties:
-    false) unless the flow takes **kwargs, so the operator fails a run with a misspelt
-    parameter name before any pod starts."""
-    model = parameter_model(flow)
-    with warnings.catch_warnings():
-        # A default that is not JSON (an object instance) is left out of the schema: it stays
-        # a default of the function, so the flow still gets it when the parameter is omitted.
-        warnings.simplefilter("ignore", pydantic.json_schema.PydanticJsonSchemaWarning)
-        schema = model.model_json_schema(by_alias=True, schema_generator=_LenientSchema)
-    schema["title"] = getattr(flow, "name", None) or flow_function(flow).__name__
-    if not takes_kwargs(flow):
-        schema["additionalProperties"] = False
-    return schema
+    """spec.parameterSchema of the flow (flowpod.deployments.parameter_schema), as a CliError
+    when the object is not a flow."""
+    with as_cli_error():
+        return deployments.parameter_schema(flow)
+
+
+@contextlib.contextmanager
+def as_cli_error() -> Iterator[None]:
+    """The shared builder's DeploymentError, told as the CLI tells every user error."""
+    try:
+        yield
+    except deployments.DeploymentError as exc:
+        raise _errors.CliError(exc.problem, exc.fix) from None
 
 
 def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
@@ -163,23 +126,6 @@ def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def check_parameters(flow: Any, parameters: dict[str, Any]) -> None:
-    """Refuse defaults the flow cannot take, naming the parameter (pydantic's message)."""
-    fields = _aliases(parameter_model(flow))
-    unknown = sorted(set(parameters) - set(fields))
-    if unknown and not takes_kwargs(flow):
-        raise _errors.CliError(f"the flow has no parameter {', '.join(map(repr, unknown))}",
-                               f"its parameters are: {', '.join(fields) or 'none'}")
-    for key, value in parameters.items():
-        if key not in fields:
-            continue  # taken by **kwargs, untyped
-        # Field by field: required parameters without a default come with each FlowRun.
-        try:
-            adapter = pydantic.TypeAdapter(
-                fields[key].annotation,
-                config=pydantic.ConfigDict(arbitrary_types_allowed=True))
-            adapter.validate_python(value)
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in (key, *first["loc"]))
-            raise _errors.CliError(f"parameter '{where}': {first['msg']} (got {value!r})",
-                                   "fix the -p value") from None
+    """Refuse `-p` defaults the flow cannot take, naming the parameter."""
+    with as_cli_error():
+        deployments.check_parameters(flow, parameters, "fix the -p value")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from flowpod import contract, flowruns, states
 from flowpod_operator._decisions.manifests import label_value
-from flowpod_operator._kube.errors import KubeError
+from flowpod_kube.errors import KubeError
 from flowpod_operator.cli import _errors
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, get_args
 
+from flowpod import deployments
 from flowpod_operator._decisions import timetables
 from flowpod_operator.cli import _errors
 from flowpod_operator.crds.schedules import ConcurrencyPolicy, MissedRunPolicy
@@ -60,25 +61,14 @@ def spec_fields(flags: ScheduleFlags) -> dict[str, Any]:
         raise _errors.CliError("--timezone applies to --cron and --rrule only; an --interval "
                                "counts seconds, whatever the time zone",
                                "drop --timezone, or give the schedule as --cron or --rrule")
-    schedules = [_entry(key, value, flags.timezone) for _, key, value in entries]
+    schedules = deployments.schedule_entries(flags.cron, flags.interval, flags.rrule,
+                                             flags.timezone)
     _, invalid = timetables.parse({"schedules": schedules}, _ANY_DAY)
     if invalid is not None:
         raise _refusal(invalid, entries)
-    fields: dict[str, Any] = {"schedules": schedules}
-    if flags.paused:
-        fields["paused"] = True
-    if flags.missed_run_policy is not None:
-        fields["missedRunPolicy"] = flags.missed_run_policy
-    if flags.concurrency_policy is not None:
-        fields["concurrencyPolicy"] = flags.concurrency_policy
-    return fields
-
-
-def _entry(key: str, value: Any, zone: str | None) -> dict[str, Any]:
-    entry = {key: value}
-    if zone is not None and key != "interval":
-        entry["timezone"] = zone
-    return entry
+    return deployments.schedule_fields(schedules, paused=flags.paused,
+                                       missed_run_policy=flags.missed_run_policy,
+                                       concurrency_policy=flags.concurrency_policy)
 
 
 def _check_choice(flag: str, value: str | None, allowed: tuple[str, ...]) -> None:

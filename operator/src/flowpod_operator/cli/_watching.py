@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 import anyio
 
 from flowpod import flowruns, states
-from flowpod_operator._kube.errors import KubeError
+from flowpod_kube.errors import KubeError
 from flowpod_operator.cli._errors import CliError
 
 if TYPE_CHECKING:

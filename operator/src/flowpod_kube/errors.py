@@ -5,7 +5,7 @@ what is wrong, naming the object (`problem`), and what to do about it (`fix`), w
 HTTP status when the API server caused it. `api_error` maps a status code and the
 API server's Status body to that wording (missing object, missing CRDs, rejected
 credentials, RBAC, conflicts, invalid fields); `unreachable` words a connection failure;
-`crds_not_served` the operator's start-up check. Callers: flowpod_operator._kube.connecting
+`crds_not_served` the operator's start-up check. Callers: flowpod_kube.connecting
 (configuration errors), flowpod_operator._runtime.kubeapi (the operator's calls),
 flowpod_operator.cli._client (the CLI's calls, from kubernetes-asyncio's ApiException).
 """

@@ -30,7 +30,7 @@ from kubernetes_asyncio.config.kube_config import ConfigNode, KubeConfigLoader, 
 
 from flowpod.contract import SERVICE_ACCOUNT_DIR
 
-from flowpod_operator._kube.errors import ConfigError
+from flowpod_kube.errors import ConfigError
 
 __all__ = ["Target", "Connection", "connect", "api_client", "SERVICE_ACCOUNT_DIR"]
 

@@ -119,9 +119,19 @@ def _check_operator_pod(cluster, release: str, namespace: str, port: int) -> Non
                                       f"{LABEL}={release}", "-o", "json").stdout)["items"]
     assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
     assert pods[0]["spec"]["serviceAccountName"] == f"{release}-flowpod-operator"
-    # The probes' target answers: the health endpoint of the operator in the pod.
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
-        assert resp.status == 200
+    # The probes' target answers: the health endpoint of the operator in the pod. The test
+    # node runs no readiness probes (a container is Ready once it starts), so `helm --wait`
+    # can return before the operator listens; a real kubelet would hold Ready until then.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+                assert resp.status == 200
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _state(cluster, namespace: str, name: str) -> dict:

@@ -193,3 +193,25 @@ def test_views_read_what_the_api_may_omit(k8s):
     newer = {"metadata": {"uid": "u", "resourceVersion": "12"}}
     assert Meta({"metadata": {"uid": "u", "resourceVersion": "9"}}).is_older_than(newer)
     assert not Meta({"metadata": {"uid": "v", "resourceVersion": "9"}}).is_older_than(newer)
+
+
+def test_a_reply_about_a_deleted_run_does_not_bring_it_back(k8s):
+    """A write's reply (or a re-read) in flight when the DELETED event came must not put the
+    run back into the Index, where it would hold its concurrency slot until a resync."""
+    from flowpod_operator._runtime.eventing import EventRecorder
+    from flowpod_operator._runtime.intake import Intake
+
+    index = _indexing.Index()
+    intake = Intake(index, _queueing.WorkQueue(), EventRecorder(lambda e: None,
+                                                                  clock=lambda: k8s.now))
+    run = k8s.flowrun()
+    run["metadata"]["uid"] = "uid-1"
+    intake.on_flowrun("ADDED", run)
+    late = {**run, "metadata": {**run["metadata"], "resourceVersion": "999"}}
+    intake.on_flowrun("DELETED", run)
+    intake.remember(late)
+    assert index.flowrun(("ns", "run")) is None
+    # A new FlowRun of the same name (another uid) is a run of its own.
+    again = {**run, "metadata": {**run["metadata"], "uid": "uid-2"}}
+    intake.on_flowrun("ADDED", again)
+    assert index.flowrun(("ns", "run"))["metadata"]["uid"] == "uid-2"

@@ -9,11 +9,10 @@ states appended since the last body it saw. Callers: wiring (events), loop and a
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Callable, Mapping
 
-from flowpod import states
-
-from flowpod import contract
+from flowpod import contract, states
 
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 from flowpod_operator._runtime.eventing import EventRecorder
@@ -23,6 +22,8 @@ from flowpod_operator._runtime.queueing import WorkQueue
 __all__ = ["Intake"]
 
 _FINAL = frozenset(t.value for t in states.TERMINAL_TYPES)
+# How many deleted FlowRuns to remember (see Intake.remember); a bound, so memory stays flat.
+_TOMBSTONES = 4096
 
 
 class Intake:
@@ -40,12 +41,16 @@ class Intake:
         # or went away (the waiting runs that fit in its slot, the runs past the history
         # limits; flowpod_operator._runtime.loop).
         self.wake = wake
+        # The uids of FlowRuns seen deleted. A reply to a write, or a re-read, that was in
+        # flight when the DELETED event arrived must not bring the run back into the Index:
+        # a ghost there would hold its concurrency slot until the next resync.
+        self._gone: OrderedDict[Key, str | None] = OrderedDict()
 
     def on_flowrun(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = FlowRunView(body).key
         self._poke_schedule(body)
         if event_type == "DELETED":
-            self.forget(key)
+            self.forget(key, Meta(body).uid)
             return
         # A run first seen in the start-up listing (no event type) sets the Events' baseline.
         self.remember(body, baseline=event_type is None)
@@ -76,16 +81,27 @@ class Intake:
             self.queue.add(key)
 
     def remember(self, body: Mapping[str, Any], *, baseline: bool = False) -> None:
-        """Store a FlowRun body unless a newer one is known; announce its new states."""
-        before = self.index.flowrun(FlowRunView(body).key)
+        """Store a FlowRun body unless a newer one is known, or the run was deleted
+        meanwhile; announce its new states."""
+        key, uid = FlowRunView(body).key, Meta(body).uid
+        if key in self._gone:
+            if self._gone[key] == uid:
+                return
+            del self._gone[key]  # a new FlowRun of the same name
+        before = self.index.flowrun(key)
         if self.index.put_flowrun(body):
             self.events.observe(body, baseline=baseline)
             if before is not None and not _final(before) and _final(body):
                 self._released(body)
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: Key, uid: str | None = None) -> None:
         """The FlowRun is gone: drop it, its Event marker and any timer of its key."""
         before = self.index.flowrun(key)
+        gone = uid or (Meta(before).uid if before is not None else None)
+        if gone is not None:
+            self._gone[key] = gone
+            while len(self._gone) > _TOMBSTONES:
+                self._gone.popitem(last=False)
         self.index.remove_flowrun(key)
         self.events.forget(key)
         self.queue.forget(key)

@@ -16,6 +16,7 @@ import pytest
 
 from delivery.test_cli_cluster import _flowpod, operated  # noqa: F401
 from flowpod import contract
+from flowpod_devcluster import waiting
 
 pytestmark = pytest.mark.cluster
 INTERVAL = 2
@@ -32,13 +33,7 @@ def _deployment(cluster, ns: str, name: str) -> dict:
 
 
 def _wait(what: str, check, timeout: float = 40):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not seen in {timeout}s")
+    return waiting.wait_for(what, check, bool, timeout=timeout)
 
 
 def test_deploy_interval_starts_runs_pause_stops_them_and_outlasts_a_redeploy(

@@ -13,6 +13,7 @@ import pytest
 
 import operator_harness as harness
 from flowpod import contract
+from flowpod_devcluster import waiting
 
 pytestmark = pytest.mark.cluster
 CASES = "tests/operator/flows/operator_cases.py"
@@ -29,13 +30,10 @@ def _deployment(api: harness.Api, ns: str, name: str) -> dict:
 
 
 def _wait(what: str, check, timeout: float = 60, explain=str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not seen in {timeout}s\n{explain()}")
+    try:
+        return waiting.wait_for(what, check, bool, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{explain()}") from None
 
 
 def _t(text: str) -> datetime:

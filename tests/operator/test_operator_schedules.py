@@ -1,7 +1,8 @@
 """Deployment schedules on the real plane (the engine really running in pods): runs start at
 their due times under deterministic names and complete; an unreadable schedule makes only
 its Deployment Ready=False; Forbid never overlaps runs; an operator stopped across a due time
-starts exactly the newest missed run under RunLatest and none under Skip; Replace cancels a
+starts exactly the newest missed run under RunLatest, every missed one under RunAll and
+none under Skip; Replace cancels a
 long-running live run (it ends Cancelled) and the new one starts."""
 
 from __future__ import annotations
@@ -88,23 +89,26 @@ def test_schedules_start_named_runs_on_time_forbid_waits_and_a_bad_one_is_not_re
         _t(first["status"]["endTime"]).replace(microsecond=0)
 
 
-def test_missed_due_time_runs_once_under_run_latest_and_not_under_skip(
+def test_missed_due_times_run_once_under_run_latest_all_under_run_all_none_under_skip(
         operators, api, flow_namespace):
     ns = flow_namespace
-    interval = 20
+    interval, all_interval = 20, 4
     anchor = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3)
     first = operators()
-    for name, policy in (("latest", "RunLatest"), ("skip", "Skip")):
+    for name, policy, every in (("latest", "RunLatest", interval), ("skip", "Skip", interval),
+                                ("all", "RunAll", all_interval)):
         api.create_deployment(ns, name, entrypoint=f"{CASES}:hello", missedRunPolicy=policy,
-                              schedules=[{"interval": interval,
+                              schedules=[{"interval": every,
                                           "anchorDate": contract.format_time(anchor)}])
-    for name in ("latest", "skip"):
+    for name in ("latest", "skip", "all"):
         _wait(f"{name}'s first run", lambda n=name: _runs(api, ns, n), 30, first.log_tail)
     first.stop()
+    stopped = datetime.now(timezone.utc)
     missed = anchor + timedelta(seconds=interval)
     # Back once the missed due time is well past on-time, before the following one.
     time.sleep(max(0.0, (missed + timedelta(seconds=12) - datetime.now(timezone.utc))
                    .total_seconds()))
+    restarted = datetime.now(timezone.utc)
     second = operators()
     _wait("latest's missed run", lambda: len(_runs(api, ns, "latest")) >= 2, 20,
           second.log_tail)
@@ -113,6 +117,12 @@ def test_missed_due_time_runs_once_under_run_latest_and_not_under_skip(
     assert [r["spec"]["scheduledTime"] for r in latest] == [
         contract.format_time(t, fraction=False) for t in (anchor, missed)]
     assert len(_runs(api, ns, "skip")) == 1
+    # RunAll: one run for every due time, including each one missed while stopped, no gaps.
+    times = sorted(_t(r["spec"]["scheduledTime"]) for r in _runs(api, ns, "all"))
+    assert len(times) == len(set(times)) and times[0] == anchor
+    assert times == [anchor + timedelta(seconds=all_interval * i) for i in range(len(times))]
+    missed_all = [t for t in times if stopped < t <= restarted]
+    assert len(missed_all) >= 5, (stopped, restarted, times)
     # Both go on scheduling after the restart.
     following = missed + timedelta(seconds=interval)
     for name in ("latest", "skip"):

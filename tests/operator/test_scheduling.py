@@ -95,6 +95,10 @@ def test_an_unreadable_schedule_names_its_field_and_the_fix(schedule, field, fix
                                                                   "InvalidSchedule")
     assert ready["message"].startswith(f"{field}: ") and fix in ready["message"]
     assert ready["observedGeneration"] == 2
+    stalled = result.status["conditions"][1]
+    assert (stalled["type"], stalled["status"], stalled["reason"]) == ("Stalled", "True",
+                                                                      "InvalidSchedule")
+    assert stalled["message"] == ready["message"] and stalled["observedGeneration"] == 2
     assert result.starts == [] and result.wake_at is None
 
 
@@ -203,3 +207,4 @@ def test_ready_keeps_its_transition_time_while_unchanged():
     assert later.status["conditions"][0]["lastTransitionTime"] == \
         first.status["conditions"][0]["lastTransitionTime"]
     assert first.status["conditions"][0]["reason"] == "Scheduling"
+    assert [c["type"] for c in first.status["conditions"]] == ["Ready"]  # not Stalled

@@ -37,7 +37,7 @@ __all__ = [
     # status bounds and condition types
     "MAX_STATE_HISTORY", "MAX_MESSAGE_LENGTH", "MAX_LISTED_RUNS", "MAX_INLINE_RESULT_BYTES",
     "MAX_PARAMETERS_BYTES", "MAX_LOG_TAIL_LINES", "MAX_LOG_TAIL_BYTES", "MAX_LOG_LINE_LENGTH",
-    "CONDITION_SUCCEEDED", "CONDITION_READY",
+    "CONDITION_SUCCEEDED", "CONDITION_READY", "CONDITION_STALLED",
     # HTTP
     "MERGE_PATCH", "JSON_PATCH",
     # builders and formats
@@ -125,6 +125,9 @@ MAX_LOG_LINE_LENGTH = 1024
 
 CONDITION_SUCCEEDED = "Succeeded"
 CONDITION_READY = "Ready"
+# kstatus' abnormal-true condition: present (True) only while the resource cannot make progress
+# until someone changes it; absent otherwise.
+CONDITION_STALLED = "Stalled"
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

@@ -176,7 +176,7 @@ def _status(deployment: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
                  if upcoming else "the schedules have no further due time")
     out: dict[str, Any] = {
         "observedGeneration": Meta(deployment).generation,
-        "conditions": [_condition(old, ready, Meta(deployment).generation, now)],
+        "conditions": _conditions(old, ready, Meta(deployment).generation, now),
         "schedule": "Paused" if spec.get("paused") else
                     ", ".join(t.summary for t in tables) or None,
         "scheduledThrough": contract.format_time(through, fraction=False),
@@ -208,13 +208,24 @@ def _last_run(runs: Sequence[Mapping[str, Any]], starts: Sequence[Start]
             "lastRunName": Meta(run).name, "lastRunState": state}
 
 
-def _condition(old: Mapping[str, Any], ready: tuple[str, str, str], generation: int,
-               now: datetime) -> dict[str, Any]:
-    status, reason, message = ready
-    previous = next((c for c in old.get("conditions") or ()
-                     if c.get("type") == contract.CONDITION_READY), None)
+def _conditions(old: Mapping[str, Any], ready: tuple[str, str, str], generation: int,
+                now: datetime) -> list[dict[str, Any]]:
+    """Ready always; kstatus' Stalled too while a schedule is unreadable (only a spec edit
+    helps). Reconciling is not written: the status is written with observedGeneration in the
+    same patch that acts on a new generation, which kstatus already reads as in progress."""
+    out = [_condition(old, contract.CONDITION_READY, ready, generation, now)]
+    if ready[1] == "InvalidSchedule":
+        out.append(_condition(old, contract.CONDITION_STALLED, ("True",) + ready[1:],
+                              generation, now))
+    return out
+
+
+def _condition(old: Mapping[str, Any], kind: str, value: tuple[str, str, str],
+               generation: int, now: datetime) -> dict[str, Any]:
+    status, reason, message = value
+    previous = next((c for c in old.get("conditions") or () if c.get("type") == kind), None)
     since = previous.get("lastTransitionTime") if previous and \
         previous.get("status") == status else None
-    return {"type": contract.CONDITION_READY, "status": status, "reason": reason,
+    return {"type": kind, "status": status, "reason": reason,
             "message": message, "observedGeneration": generation,
             "lastTransitionTime": since or contract.format_time(now, fraction=False)}

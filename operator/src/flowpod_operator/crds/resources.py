@@ -297,7 +297,7 @@ class Condition(_Model):
     """A metav1.Condition: what kubectl wait and kstatus read."""
 
     type: str = Field(max_length=316, pattern=_CONDITION_TYPE,
-                      description="Condition type: Succeeded or Ready.")
+                      description="Condition type: Succeeded, Ready or Stalled.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     observed_generation: int | None = Field(
         None, ge=0, description="metadata.generation the condition was computed from.")

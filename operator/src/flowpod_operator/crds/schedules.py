@@ -98,7 +98,8 @@ class DeploymentStatus(_Model):
     conditions: list[_Condition] | None = Field(
         None, description="Ready: True while the schedules are valid (reason Scheduling, "
                           "Paused or NoSchedules); False with the field and the fix when "
-                          "one is not.",
+                          "one is not, and then also Stalled (True) until the spec is fixed "
+                          "(the kstatus convention).",
         json_schema_extra={"x-kubernetes-list-type": "map",
                            "x-kubernetes-list-map-keys": ["type"]})
     schedule: str | None = Field(

@@ -48,6 +48,25 @@ def test_index_maps_children_to_their_run_and_keeps_tombstones(k8s):
     assert index.put_pod({"metadata": {"name": "x", "namespace": "ns"}}) is None
 
 
+def test_index_groups_runs_by_deployment_through_updates_and_removal(k8s):
+    index = _indexing.Index()
+    scheduled = {"labels": {contract.LABEL_SCHEDULE: "0"}}
+    for name, deployment in (("a-1", "a"), ("a-2", "a"), ("b-1", "b"), ("adhoc", None)):
+        run = k8s.flowrun(name, deployment=deployment)
+        run["metadata"].update(scheduled)
+        index.put_flowrun(run)
+    index.put_flowrun(k8s.flowrun("a-manual", deployment="a", attempt=1))
+    newer = k8s.flowrun("a-1", deployment="a")
+    newer["metadata"].update(scheduled, resourceVersion="200")
+    assert index.put_flowrun(newer)  # an update neither duplicates nor drops it
+    assert [Meta(r).name for r in index.scheduled_runs("ns", "a")] == ["a-1", "a-2"]
+    assert index.waiting_for_deployment("ns", "a") == [("ns", "a-1"), ("ns", "a-2")]
+    index.remove_flowrun(("ns", "a-1"))
+    assert [Meta(r).name for r in index.scheduled_runs("ns", "a")] == ["a-2"]
+    assert [Meta(r).name for r in index.scheduled_runs("ns", "b")] == ["b-1"]
+    assert index.scheduled_runs("other", "a") == []
+
+
 def test_index_resync_set(k8s):
     index = _indexing.Index()
     index.put_flowrun(k8s.flowrun("done", state=k8s.state("COMPLETED")))

@@ -1,6 +1,7 @@
 """The scheduler's runtime (flowpod_operator._runtime.scheduler) over a fake API: several
-Deployments' due runs are created side by side, and a status change that only summarises the
-runs waits (bounded) instead of costing a write per run event."""
+Deployments' due runs are created side by side; a status change that only summarises the
+runs, or that the runs just created record themselves, waits (bounded) instead of costing a
+write per run event; progress no run records is written at once."""
 
 from __future__ import annotations
 
@@ -124,18 +125,58 @@ def test_a_summary_only_change_waits_but_is_written_within_the_lag() -> None:
     assert [status["lastRunState"] for _, status in later] == ["Pending"]
 
 
-def test_progress_is_written_at_once_with_the_runs_it_started() -> None:
-    async def scenario() -> FakeApi:
+def test_progress_a_created_run_records_is_written_between_due_times() -> None:
+    # With every Deployment due in the same second, the creates come first; the status
+    # write falls about half-way to the next due time (the run itself records the progress).
+    async def scenario() -> tuple[list[str], list[Any], FakeApi]:
         api = FakeApi()
         index = Index()
-        index.put_deployment(_deployment("etl", _now() - timedelta(seconds=30), interval=1,
-                                         status={"scheduledThrough": contract.format_time(
-                                             _now() - timedelta(seconds=3), fraction=False)}))
+        bare = _deployment("etl", _now() - timedelta(seconds=30), interval=4)
+        # The status as written one due time ago (Ready, schedule, scheduledThrough).
+        written = scheduling.plan(bare, [], _now() - timedelta(seconds=4)).status
+        index.put_deployment(_deployment("etl", _now() - timedelta(seconds=30), written, 4))
         scheduler = Scheduler(index, api, _now, lambda body: None)  # type: ignore[arg-type]
         tasks = scheduler.start()
         try:
             scheduler.queue.add(("ns", "etl"))
-            await _until(lambda: bool(api.status_writes), timeout=1.0)
+            await _until(lambda: bool(api.created), timeout=1.0)
+            await asyncio.sleep(0.3)
+            early = (list(api.created), list(api.status_writes))
+            await _until(lambda: bool(api.status_writes), timeout=3.0)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return early[0], early[1], api
+
+    created_first, written_early, api = asyncio.run(scenario())
+    assert created_first and written_early == [], "the status write came with the creates"
+    (_, status), *_ = api.status_writes
+    assert status["lastRunName"] == created_first[-1]
+    assert contract.parse_time(status["scheduledThrough"]) > _now() - timedelta(seconds=6)
+
+
+def test_progress_no_run_records_is_written_at_once() -> None:
+    # Forbid skips a due time while a run is live: only scheduledThrough remembers that.
+    async def scenario() -> FakeApi:
+        api = FakeApi()
+        index = Index()
+        created = _now() - timedelta(seconds=30)
+        deployment = _deployment("etl", created, interval=4, status={
+            "scheduledThrough": contract.format_time(_now() - timedelta(seconds=5),
+                                                     fraction=False)})
+        deployment["spec"]["concurrencyPolicy"] = "Forbid"
+        index.put_deployment(deployment)
+        index.put_flowrun({"metadata": {"name": "etl-live", "namespace": "ns",
+                                        "labels": {contract.LABEL_SCHEDULE: "0"}},
+                           "spec": {"deploymentName": "etl", "scheduledTime":
+                                    contract.format_time(created, fraction=False)},
+                           "status": {"state": {"type": "RUNNING", "name": "Running"}}})
+        scheduler = Scheduler(index, api, _now, lambda body: None)  # type: ignore[arg-type]
+        tasks = scheduler.start()
+        try:
+            scheduler.queue.add(("ns", "etl"))
+            await _until(lambda: bool(api.status_writes), timeout=0.5)
         finally:
             for task in tasks:
                 task.cancel()
@@ -143,6 +184,6 @@ def test_progress_is_written_at_once_with_the_runs_it_started() -> None:
         return api
 
     api = asyncio.run(scenario())
-    (_, status), *_ = api.status_writes
-    assert api.created and status["lastRunName"] == api.created[-1]
-    assert contract.parse_time(status["scheduledThrough"]) > _now() - timedelta(seconds=2)
+    assert api.created == []
+    assert contract.parse_time(api.status_writes[0][1]["scheduledThrough"]) > \
+        _now() - timedelta(seconds=5)

@@ -144,6 +144,26 @@ def test_missed_runs_after_downtime_follow_the_missed_run_policy(policy, expecte
     assert result.status["scheduledThrough"] == "2024-01-01T05:00:00Z"
 
 
+def test_run_latest_starts_every_due_time_looked_at_on_time():
+    # A scheduler a few seconds behind (a burst of due Deployments) has missed nothing.
+    deployment = _deployment({"interval": 3}, status=_through(CREATED))
+    result = scheduling.plan(deployment, [], CREATED + timedelta(seconds=7))
+    assert [s.due for s in result.starts] == [CREATED + timedelta(seconds=3),
+                                             CREATED + timedelta(seconds=6)]
+
+
+def test_the_newest_run_of_a_schedule_is_progress_even_before_scheduled_through_is():
+    # scheduledThrough is written lazily; the runs created since say what was handled,
+    # even when older ones were cleaned up meanwhile.
+    deployment = _deployment({"cron": "0 * * * *"}, missedRunPolicy="RunAll",
+                             status=_through(CREATED))
+    third = CREATED + timedelta(hours=3)
+    result = scheduling.plan(deployment, [_run("etl-0-3", "COMPLETED", third)],
+                             CREATED + timedelta(hours=5, minutes=30))
+    assert [s.due.hour for s in result.starts] == [4, 5]
+    assert result.status["scheduledThrough"] == "2024-01-01T05:00:00Z"
+
+
 def test_run_all_is_bounded():
     deployment = _deployment({"interval": 1}, missedRunPolicy="RunAll",
                              status=_through(CREATED))

@@ -71,7 +71,7 @@ def plan(deployment: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
     starts: list[Start] = []
     cancels: list[str] = []
     if invalid is None and not paused:
-        due = _due(tables, cursor, now, spec)
+        due = _due(tables, _cursors(tables, cursor, runs), now, spec)
         starts, cancels = _concurrency(due, runs, spec, meta.name or "", deployment, now)
     # Everything due until now is handled: started, skipped by policy, paused or invalid.
     handled = [t for t in (table.latest_until(now) for table in tables) if t is not None]
@@ -81,21 +81,39 @@ def plan(deployment: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
     return Plan(starts, cancels, new_status, upcoming[0] if upcoming else None)
 
 
-def _due(tables: Sequence[timetables.Timetable], cursor: datetime, now: datetime,
+def _cursors(tables: Sequence[timetables.Timetable], cursor: datetime,
+             runs: Sequence[Mapping[str, Any]]) -> list[datetime]:
+    """Per schedule, the latest due time already handled: status.scheduledThrough, or the
+    newest run of that schedule when later. The runs record progress themselves, so the
+    scheduler may write scheduledThrough lazily (flowpod_operator._runtime.scheduler)."""
+    newest: dict[str, datetime] = {}
+    for run in runs:
+        slug = ((run.get("metadata") or {}).get("labels") or {}).get(contract.LABEL_SCHEDULE)
+        due = contract.parse_time_or_none((run.get("spec") or {}).get("scheduledTime"))
+        if slug is not None and due is not None and (slug not in newest or due > newest[slug]):
+            newest[slug] = due
+    return [max(cursor, newest.get(table.slug, cursor)) for table in tables]
+
+
+def _due(tables: Sequence[timetables.Timetable], cursors: Sequence[datetime], now: datetime,
          spec: Mapping[str, Any]) -> list[tuple[timetables.Timetable, datetime]]:
     policy = spec.get("missedRunPolicy") or "RunLatest"
     deadline = spec.get("startingDeadlineSeconds")
     out: list[tuple[timetables.Timetable, datetime]] = []
-    for table in tables:
+    for table, cursor in zip(tables, cursors):
         times = table.between(cursor, now, MAX_RUN_ALL)
         if deadline is not None:
             times = [t for t in times if now - t <= timedelta(seconds=int(deadline))]
+        on_time = [t for t in times if now - t <= ON_TIME]
         if policy == "RunAll":
             chosen = times
         elif policy == "Skip":
-            chosen = [t for t in times if now - t <= ON_TIME]
-        else:  # RunLatest: the newest due time stands for every older one not yet run
-            chosen = times[-1:]
+            chosen = on_time
+        else:
+            # RunLatest: due times looked at on time all start (a busy scheduler a few
+            # seconds behind has missed nothing); of a backlog missed while the operator was
+            # down, the newest one stands for all.
+            chosen = on_time or times[-1:]
         out.extend((table, t) for t in chosen)
     return sorted(out, key=lambda pair: (pair[1], pair[0].index))
 
@@ -171,8 +189,10 @@ def _status(deployment: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
     elif not tables:
         ready = ("True", "NoSchedules", "no active schedule; runs start only when created")
     else:
-        ready = ("True", "Scheduling", f"next run at "
-                                       f"{contract.format_time(upcoming[0], fraction=False)}"
+        # No due time in the message: it would change at every due time, and a changed
+        # condition costs a status write (status.nextScheduleTimes has the times).
+        ready = ("True", "Scheduling", "the schedules start runs at their due times; "
+                                       "status.nextScheduleTimes lists the next ones"
                  if upcoming else "the schedules have no further due time")
     out: dict[str, Any] = {
         "observedGeneration": Meta(deployment).generation,

@@ -53,18 +53,37 @@ class Index:
         self._jobs: dict[Key, dict[str, Mapping[str, Any]]] = {}
         self._pods: dict[Key, dict[str, Mapping[str, Any]]] = {}
         self._gone: dict[Key, dict[str, Mapping[str, Any]]] = {}
+        # (namespace, Deployment) -> its FlowRuns: the scheduler looks up a Deployment's runs
+        # at every due time, and a scan of every known run there grows with the history.
+        self._by_deployment: dict[tuple[str, str], set[Key]] = {}
 
     # --- FlowRuns --------------------------------------------------------------------------
     def put_flowrun(self, body: Mapping[str, Any]) -> bool:
         """Store the body; False when it is older than the one already known."""
         key = key_of_flowrun(body)
-        if _is_older(body, self._flowruns.get(key)):
+        old = self._flowruns.get(key)
+        if _is_older(body, old):
             return False
+        if old is not None:
+            self._unlink(key, old)
         self._flowruns[key] = body
+        deployment = FlowRunView(body).deployment_name
+        if deployment:
+            self._by_deployment.setdefault((key[0], deployment), set()).add(key)
         return True
 
+    def _unlink(self, key: Key, body: Mapping[str, Any]) -> None:
+        group = (key[0], FlowRunView(body).deployment_name or "")
+        members = self._by_deployment.get(group)
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del self._by_deployment[group]
+
     def remove_flowrun(self, key: Key) -> None:
-        self._flowruns.pop(key, None)
+        old = self._flowruns.pop(key, None)
+        if old is not None:
+            self._unlink(key, old)
         # Its Jobs and Pods are garbage-collected through their ownerReferences; their own
         # deletion events clean the live maps, the tombstones go with the run.
         self._gone.pop(key, None)
@@ -90,15 +109,15 @@ class Index:
 
     def waiting_for_deployment(self, namespace: str, name: str) -> list[Key]:
         """FlowRuns of a Deployment that have not started an attempt yet."""
-        views = (FlowRunView(body) for body in self._flowruns.values())
-        return [run.key for run in views if run.key[0] == namespace
-                and run.deployment_name == name and not run.attempt]
+        views = (FlowRunView(self._flowruns[key])
+                 for key in self._by_deployment.get((namespace, name), ()))
+        return sorted(run.key for run in views if not run.attempt)
 
     def scheduled_runs(self, namespace: str, deployment: str) -> list[Mapping[str, Any]]:
         """The FlowRuns a Deployment's schedules started (they carry the schedule label)."""
-        return [body for (ns, _), body in self._flowruns.items()
-                if ns == namespace and contract.LABEL_SCHEDULE in Meta(body).labels
-                and FlowRunView(body).deployment_name == deployment]
+        bodies = (self._flowruns[key]
+                  for key in sorted(self._by_deployment.get((namespace, deployment), ())))
+        return [body for body in bodies if contract.LABEL_SCHEDULE in Meta(body).labels]
 
     # --- Deployments -----------------------------------------------------------------------
     def put_deployment(self, body: Mapping[str, Any]) -> None:

@@ -10,12 +10,14 @@ runs Replace displaces, writes the Deployment's status when it changed, and re-q
 key for its next due time, so it wakes when something is due rather than polling. A
 Deployment whose schedule cannot be read only gets Ready=False; the others go on.
 
-Status writes: a change that records progress (scheduledThrough, which keeps a restart from
-re-running due times, the Ready condition, the schedule summary) or comes with created or
-cancelled runs is written at once. A change only in the summary fields (SUMMARY_FIELDS:
-activeRuns, the last run's name and state, upcoming times) waits up to `summary_lag`
-seconds and usually rides along with the next due time's write: every event of a scheduled
-run would otherwise cost one more API write per run.
+Status writes: a change that records progress no run records (scheduledThrough moved past
+due times skipped by policy, the Ready condition, the schedule summary) is written at once.
+A change only in the summary fields (SUMMARY_FIELDS: activeRuns, the last run's name and
+state, upcoming times), or in scheduledThrough up to the due time of a run just created
+(the run itself is the record: the plan reads it back), waits up to `summary_lag` seconds
+but at most half-way to the next due time: every event of a scheduled run would otherwise
+cost one more API write, and when many Deployments are due in the same second the creates
+come first and the status writes fall between the bursts.
 Callers: flowpod_operator._runtime.loop (constructs and starts it), .intake (feeds it).
 """
 
@@ -26,6 +28,7 @@ import logging
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
+from flowpod import contract
 from flowpod_operator._decisions import scheduling
 from flowpod_kube.errors import Ref
 from flowpod_operator._runtime.indexing import Index
@@ -106,21 +109,21 @@ class Scheduler:
                 raise self.api.failure("CREATE", Ref("FlowRun", start.name, key[0]), reply)
         for name in plan.cancels:
             await self.api.cancel_flowrun(key[0], name)
-        await self._write_status(key, deployment, plan)
+        await self._write_status(key, deployment, plan, runs)
         if plan.wake_at is not None:
             delay = (plan.wake_at - self.clock()).total_seconds() + _SLACK
             self.queue.add_after(key, max(delay, _SLACK))
 
 
     async def _write_status(self, key: tuple[str, str], deployment: Mapping[str, Any],
-                            plan: scheduling.Plan) -> None:
+                            plan: scheduling.Plan, runs: list[dict[str, Any]]) -> None:
         old = _comparable(deployment.get("status") or {}, plan.status)
         if plan.status == old:
             self._summary_due.pop(key, None)
             return
-        if not (plan.starts or plan.cancels) and _progress(plan.status) == _progress(old):
+        if _may_wait(plan, old, runs):
             now = asyncio.get_running_loop().time()
-            due = self._summary_due.setdefault(key, now + self.summary_lag)
+            due = self._summary_due.setdefault(key, now + self._hold(plan))
             if due > now:
                 self.queue.add_after(key, due - now)
                 return
@@ -131,6 +134,31 @@ class Scheduler:
             self.index.put_deployment(reply.body)
         elif reply.status != 404:
             raise self.api.failure("PATCH status", Ref("Deployment", key[1], key[0]), reply)
+
+
+    def _hold(self, plan: scheduling.Plan) -> float:
+        """How long a change that may wait waits: `summary_lag`, but at most half-way to the
+        next due time, so that the write falls between two bursts of due runs (cron's
+        minute, aligned intervals) instead of into the next one."""
+        if plan.wake_at is None:
+            return self.summary_lag
+        gap = (plan.wake_at - self.clock()).total_seconds()
+        return max(_SLACK, min(self.summary_lag, gap / 2))
+
+
+def _may_wait(plan: scheduling.Plan, old: Mapping[str, Any],
+              runs: list[dict[str, Any]]) -> bool:
+    """Only the summary changed, or scheduledThrough moved to the due time of a run that
+    exists (or was just created): that run records the progress itself
+    (flowpod_operator._decisions.scheduling reads it back after a restart)."""
+    new, before = _progress(plan.status), _progress(old)
+    through = new.get("scheduledThrough")
+    recorded = {contract.format_time(s.due, fraction=False) for s in plan.starts}
+    recorded.update((r.get("spec") or {}).get("scheduledTime") for r in runs)
+    if through in recorded:
+        new.pop("scheduledThrough", None)
+        before.pop("scheduledThrough", None)
+    return new == before
 
 
 def _progress(status: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.kubeapi import KubeApi
 from flowpod_operator._runtime.loop import Reconciler
+from flowpod_operator._runtime.metrics import Metrics
+from flowpod_operator._runtime.serving import start_endpoints
 
 __all__ = ["OperatorOptions", "serve", "run", "main", "build_parser", "options_from_args"]
 
@@ -65,26 +67,34 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
         api = KubeApi(client)
         await api.check_crds()
         events = EventRecorder(api.post_event, clock=_utcnow)
+        index = Index()
+        metrics = Metrics(index.flowrun_items)
+        api.on_error = lambda verb: metrics.api_errors.labels(verb).inc()
         reconciler = Reconciler(
-            Index(), api, events, clock=_utcnow,
+            index, api, events, clock=_utcnow, metrics=metrics,
             policy=deciding.Policy(
                 service_account=options.service_account,
                 ttl_seconds_after_finished=options.ttl_seconds_after_finished),
             workers=options.workers, resync_seconds=options.resync_seconds,
             max_concurrent_runs=options.max_concurrent_runs)
         registry = wiring.build_registry(reconciler, lambda: connecting.connection_info(cfg))
-        endpoint = (f"http://{options.health_host}:{options.health_port}/healthz"
-                    if options.health_port else None)
+        base = f"http://{options.health_host}:{options.health_port}"
+        endpoint = f"{base}/healthz" if options.health_port else None
         _log.info("operator starting", extra={
             "namespaces": list(options.namespaces) or "all", "api": cfg.host,
-            "health": endpoint})
+            "health": endpoint, "metrics": f"{base}/metrics" if endpoint else None})
+        ready = asyncio.Event()
+        runner = (await start_endpoints(options.health_host, options.health_port, ready,
+                                        metrics) if options.health_port else None)
         tasks = reconciler.start()
         try:
             await kopf.operator(
                 registry=registry, settings=wiring.build_settings(), standalone=True,
                 clusterwide=not options.namespaces, namespaces=list(options.namespaces),
-                liveness_endpoint=endpoint, stop_flag=stop)
+                stop_flag=stop, ready_flag=ready)
         finally:
+            if runner is not None:
+                await runner.cleanup()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -106,7 +116,8 @@ def build_parser(prog: str = "python -m flowpod_operator") -> argparse.ArgumentP
                         help="kubeconfig to use; default: the in-cluster service account")
     parser.add_argument("--context", metavar="NAME", help="kubeconfig context to use")
     parser.add_argument("--health-port", type=int, default=8080, metavar="PORT",
-                        help="serve GET /healthz on this port (0 = off; default 8080)")
+                        help="serve GET /healthz and GET /metrics (Prometheus) on this port "
+                             "(0 = off; default 8080)")
     parser.add_argument("--health-host", default="0.0.0.0", metavar="ADDR",
                         help="address for the health endpoint (default 0.0.0.0)")
     parser.add_argument("--workers", type=int, default=32,

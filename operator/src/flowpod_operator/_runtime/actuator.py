@@ -26,6 +26,7 @@ from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 from flowpod_operator._runtime.intake import Intake
 from flowpod_kube.errors import Ref
 from flowpod_operator._runtime.kubeapi import KubeApi
+from flowpod_operator._runtime.metrics import Metrics
 
 __all__ = ["Actuator", "Sight", "Step", "selector"]
 
@@ -66,8 +67,9 @@ def _fields(key: Key, **extra: Any) -> dict[str, Any]:
 class Actuator:
     """Carries out Actions for the reconcile loop."""
 
-    def __init__(self, api: KubeApi, intake: Intake) -> None:
+    def __init__(self, api: KubeApi, intake: Intake, metrics: Metrics | None = None) -> None:
         self.api = api
+        self.metrics = metrics
         self.intake = intake
         self.index = intake.index
         self.events = intake.events
@@ -128,6 +130,8 @@ class Actuator:
         reply = await self.api.create_job(key[0], action.manifest)
         if reply.ok:
             self.index.put_job(reply.body)  # the Pending state's Event names the Job
+            if self.metrics is not None:
+                self.metrics.job_created(key)
             _log.info("created Job", extra=_fields(key, job=action.name))
             return Step.DONE
         if reply.status == 409:

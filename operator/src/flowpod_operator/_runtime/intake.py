@@ -17,6 +17,7 @@ from flowpod import contract, states
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
+from flowpod_operator._runtime.metrics import Metrics
 from flowpod_operator._runtime.queueing import WorkQueue
 
 __all__ = ["Intake"]
@@ -31,8 +32,10 @@ class Intake:
 
     def __init__(self, index: Index, queue: WorkQueue, events: EventRecorder,
                  schedules: WorkQueue | None = None, *,
-                 wake: Callable[[str, str | None], list[Key]] | None = None) -> None:
+                 wake: Callable[[str, str | None], list[Key]] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.index = index
+        self.metrics = metrics
         self.queue = queue
         self.events = events
         # Deployment keys for the scheduler (flowpod_operator._runtime.scheduler).
@@ -91,6 +94,8 @@ class Intake:
         before = self.index.flowrun(key)
         if self.index.put_flowrun(body):
             self.events.observe(body, baseline=baseline)
+            if self.metrics is not None:
+                self.metrics.observe(before, body, baseline=baseline)
             if before is not None and not _final(before) and _final(body):
                 self._released(body)
 
@@ -104,6 +109,8 @@ class Intake:
                 self._gone.popitem(last=False)
         self.index.remove_flowrun(key)
         self.events.forget(key)
+        if self.metrics is not None:
+            self.metrics.forget(key)
         self.queue.forget(key)
         if before is not None and not _final(before):
             self._released(before)

@@ -54,7 +54,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from kubernetes_asyncio import client
 
@@ -108,6 +108,10 @@ class KubeApi:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._client = api_client
+        # Told the verb of every request that failed (flowpod_operator._runtime.metrics):
+        # an exception, or an answer other than success, 404 (gone) and 409 (exists/stale),
+        # which the callers treat as news rather than failure.
+        self.on_error: Callable[[str], None] = lambda verb: None
 
     def failure(self, verb: str, ref: errors.Ref, reply: Reply) -> ApiError:
         """An answer the operator cannot act on (its caller retries later), worded by the
@@ -121,13 +125,19 @@ class KubeApi:
     async def _call(self, method: str, path: str, *, body: Any = None,
                     query: Mapping[str, Any] | None = None,
                     content_type: str = _JSON, timeout: float = 30.0) -> Reply:
-        response = await self._client.call_api(
-            path, method, query_params=list((query or {}).items()),
-            header_params={"Content-Type": content_type, "Accept": _JSON},
-            body=body, auth_settings=["BearerToken"], _preload_content=False,
-            _request_timeout=timeout)
-        async with response:
-            raw = await response.read()
+        try:
+            response = await self._client.call_api(
+                path, method, query_params=list((query or {}).items()),
+                header_params={"Content-Type": content_type, "Accept": _JSON},
+                body=body, auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=timeout)
+            async with response:
+                raw = await response.read()
+        except Exception:
+            self.on_error(method)
+            raise
+        if response.status >= 400 and response.status not in (404, 409):
+            self.on_error(method)
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:

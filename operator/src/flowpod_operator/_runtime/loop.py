@@ -28,6 +28,7 @@ from flowpod_operator._runtime.history import History
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.intake import Intake
 from flowpod_operator._runtime.kubeapi import ApiError, KubeApi
+from flowpod_operator._runtime.metrics import Metrics
 from flowpod_operator._runtime.queueing import WorkQueue
 from flowpod_operator._runtime.scheduler import Scheduler
 from flowpod_operator._runtime.slots import Slots
@@ -44,7 +45,8 @@ class Reconciler:
                  clock: Callable[[], datetime],
                  policy: deciding.Policy = deciding.Policy(), workers: int = 32,
                  resync_seconds: float = 30.0, deep_every: int = 10,
-                 max_steps: int = 8, max_concurrent_runs: int | None = None) -> None:
+                 max_steps: int = 8, max_concurrent_runs: int | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.index = index
         self.api = api
         self.events = events
@@ -52,9 +54,10 @@ class Reconciler:
         self.slots = Slots(index, clock, max_concurrent_runs)
         self.history = History(index)
         self.scheduler = Scheduler(index, api, clock, lambda body: self.intake.remember(body))
+        self.metrics = metrics if metrics is not None else Metrics(index.flowrun_items)
         self.intake = Intake(index, self.queue, events, self.scheduler.queue,
-                             wake=self._released)
-        self.actuator = Actuator(api, self.intake)
+                             wake=self._released, metrics=self.metrics)
+        self.actuator = Actuator(api, self.intake, self.metrics)
         self.clock = clock
         self.policy = policy
         self.workers = workers
@@ -91,11 +94,13 @@ class Reconciler:
         while True:
             key = await self.queue.get()
             try:
-                await self.reconcile(key)
+                with self.metrics.reconcile.time():
+                    await self.reconcile(key)
                 self._failures.pop(key, None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.metrics.reconcile_errors.inc()
                 count = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(2.0 ** count, 60.0)
                 _log.warning("reconcile failed; retrying", exc_info=not isinstance(

@@ -4,8 +4,8 @@ Role: what only a real API server shows. `run --watch` with no operator running 
 the injectable `Deps.no_state_seconds`) that no operator seems to watch the namespace, and
 keeps watching; CLI-made runs carry the flowpod.io/deployment label and time-ordered names,
 and `flowpod delete --deployment` finds them through a real label selector; `flowpod resume`
-sets spec.resume on a paused run, and the CRD's CEL rule refuses it on one that is not. Called by pytest
-with the `cluster` and `namespace` fixtures.
+sets spec.resume on a paused run, and the CRD's CEL rule refuses it on one that is not.
+Called by pytest with the `cluster` and `namespace` fixtures.
 """
 
 from __future__ import annotations

@@ -66,6 +66,7 @@ def test_invalid_input_is_refused_naming_the_field_and_the_run_stays_paused(k8s,
                                   f"stays paused")
     assert write.event == ("Warning", "ResumeRefused", refused["message"])
     assert write.fields["pause"]["key"] == "pause-1", "the published pause is kept"
+    assert write.fields["observedGeneration"] == 2
 
 
 def test_a_refused_resume_is_answered_once(k8s):

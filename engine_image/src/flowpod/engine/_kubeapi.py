@@ -3,9 +3,9 @@
 Role: the transport half of the in-pod Kubernetes reporter. It knows how to reach the API
 server (in-cluster service-account config, or explicit settings for tests), how to GET the
 FlowRun (and its Deployment, for the default parameters), PATCH its status subresource and
-watch it for its next change (a paused run waits on that), and how to ride out a short API outage (retries with capped exponential backoff on
-connection errors, 429 and 5xx). It makes no decisions
-about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
+watch it for its next change (a paused run waits on that), and how to ride out a short API
+outage (retries with capped exponential backoff on connection errors, 429 and 5xx). It makes
+no decisions about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
 flowpod.engine._in_pod, tests (through an httpx transport, e.g. httpx.MockTransport).
 
 httpx only: the engine image must not depend on kubernetes clients, kopf or a kubeconfig

@@ -101,8 +101,9 @@ def answer(flowrun: Mapping[str, Any]) -> Answer | None:
     if problem is not None:
         message = f"Resume of pause '{key}' refused: {problem}; the run stays paused"
         refused = {"generation": generation, "message": contract.truncate_message(message)}
-        return Answer(key, False, message, {contract.STATUS_PAUSE: {**pause,
-                                                                    "refused": refused}})
+        # observedGeneration: the refusal is the operator's answer to this spec.
+        return Answer(key, False, message, {contract.STATUS_PAUSE: {**pause, "refused": refused},
+                                            "observedGeneration": generation})
     given = " with input" if schema else ""
     fields = {contract.STATUS_PAUSE: None,
               contract.STATUS_RESUMED: contract.resumed_wire(key, value if schema else None,

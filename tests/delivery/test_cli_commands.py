@@ -174,6 +174,18 @@ def test_resume_prints_the_operators_refusal_and_exits_1(invoke, api):
     assert "status.pause.inputSchema" in result.stderr
 
 
+def test_resending_a_refused_resume_prints_the_refusal_at_once(invoke, api):
+    _paused(api)
+    message = "Resume of pause 'pause-1' refused: spec.resume.input: ..."
+    flowrun = api.get("flowruns", "team", "r1")
+    flowrun["spec"]["resume"] = {"key": "pause-1", "input": {"approved": "yes"}}
+    flowrun["metadata"]["generation"] = 2
+    flowrun["status"]["pause"]["refused"] = {"generation": 2, "message": message}
+    result = invoke("resume", "r1", "--input", '{"approved": "yes"}')
+    assert result.exit_code == 1 and f"error: {message}" in result.stderr
+    assert not [r for r in api.requests if r.url.params.get("watch")], "no wait for a change"
+
+
 @pytest.mark.parametrize("args,problem", [
     (["--input", "{nope"], "--input is not JSON"),
     (["--input", "{}", "-i", "a=1"], "give the input either as --input JSON or as -i"),

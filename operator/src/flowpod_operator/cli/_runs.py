@@ -13,6 +13,7 @@ flowpod_operator.cli._commands.
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -43,14 +44,16 @@ async def resume_run(kube: Kube, deps: Deps, ns: str, run: str, run_input: Any =
     ops = [{"op": "add", "path": f"/spec/{contract.SPEC_RESUME}", "value": resume}]
     written = await kube.patch_flowrun_json(ns, run, ops)
     generation = int(written["metadata"].get("generation") or 0)
-    with anyio.move_on_after(timeout):
-        async for flowrun in _watching.run_updates(kube, ns, run,
-                                                   written["metadata"]["resourceVersion"]):
-            verdict = _verdict(flowrun, generation, ns, run)
-            if verdict is not None:
-                deps.out.print(f"flowrun.{contract.GROUP}/{run} resumed ({verdict})",
-                               markup=False)
-                return 0
+    # The same spec.resume again changes nothing: its answer is already there.
+    verdict = _verdict(written, generation, ns, run)
+    updates = _watching.run_updates(kube, ns, run, written["metadata"]["resourceVersion"])
+    async with aclosing(updates):
+        with anyio.move_on_after(timeout):
+            while verdict is None:
+                verdict = _verdict(await anext(updates), generation, ns, run)
+    if verdict is not None:
+        deps.out.print(f"flowrun.{contract.GROUP}/{run} resumed ({verdict})", markup=False)
+        return 0
     raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}': no operator answered the "
                            f"resume within {timeout:.0f} s", "check that the flowpod operator "
                            "runs and watches this namespace; spec.resume stays set and is "

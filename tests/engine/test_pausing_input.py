@@ -198,3 +198,36 @@ def test_a_failed_watch_backs_off_instead_of_looping() -> None:
 def test_resume_input_reads_status_resumed_for_its_key(status, expected) -> None:
     api = FakeApi(status={**_running(), **status})
     assert anyio.run(lambda: _reporter(api).resume_input("pause-1")) == expected
+
+
+def test_resume_input_keeps_the_nulls_of_the_accepted_spec_resume() -> None:
+    given = {"approved": True, "comment": None}
+    api = FakeApi(status={**_running(), "resumed": {"key": "pause-1", "generation": 1,
+                                                    "input": {"approved": True}}},
+                  spec={"entrypoint": "f.py:f", "image": "i", "resume": {"input": given}})
+    assert anyio.run(lambda: _reporter(api).resume_input("pause-1")) == (True, given)
+
+
+def test_every_replay_gets_the_input_of_each_earlier_pause(run, tmp_path) -> None:
+    # The backend remembers only the latest resume (status.resumed); the inputs of earlier
+    # pauses come from the result store, and a pause already resumed is not paused again.
+    from flowpod.engine import RunDeps
+
+    @flow
+    def twice() -> list:
+        first = pause_flow_run(wait_for_input=str, timeout=5, poll_interval=0.01)
+        second = suspend_flow_run(wait_for_input=str, timeout=60)
+        third = suspend_flow_run(wait_for_input=str, timeout=60)
+        return [first, second, third]
+
+    deps = RunDeps(result_dir=tmp_path)
+    reporter = InMemoryReporter()
+    _resume_when_paused(reporter, run_input="a")
+    assert run(twice, reporter=reporter, flow_run_id="r2", deps=deps).name == "Suspended"
+    replay = InMemoryReporter()
+    replay.resume_inputs["suspend-2"] = "b"
+    assert run(twice, reporter=replay, flow_run_id="r2", deps=deps).name == "Suspended"
+    assert [s.name for s in replay.history].count("Paused") == 0, "paused again on replay"
+    last = InMemoryReporter()
+    last.resume_inputs["suspend-3"] = "c"
+    assert run(twice, reporter=last, flow_run_id="r2", deps=deps).result() == ["a", "b", "c"]

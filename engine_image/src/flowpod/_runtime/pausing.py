@@ -8,7 +8,9 @@ reporter's `wait_for_change` (in a pod, a watch of the FlowRun) when it has one,
 polls `read_state`. `suspend_flow_run()` proposes Suspended and raises the Pause signal,
 which ends the flow run (and, in a pod, the process); when the run is started again with
 the same id, the same suspend call sees its marker in the result store and returns at
-once (with the input given on resume), and tasks with persisted results are skipped.
+once (with the input given on resume, kept in the result store so that every later replay
+gets it too; a pause for input passed before a suspension is not paused again on replay),
+and tasks with persisted results are skipped.
 With `wait_for_input` both return the resume's input validated as that type (a pydantic
 model, or any type a pydantic TypeAdapter takes, e.g. `str`). In an async flow both
 return an awaitable. Callers: user code via `flowpod`.
@@ -69,15 +71,31 @@ def _request(ctx: FlowRunContext, key: str, adapter: Any, timeout: float,
 
 
 async def _given_input(ctx: FlowRunContext, key: str, adapter: Any) -> Any:
-    """The input the resume of pause `key` carried, validated; None without wait_for_input."""
+    """The input the resume of pause `key` carried, validated; None without wait_for_input.
+
+    The first time it is read from the reporter it is kept in the result store next to the
+    run's suspend markers: a later replay of the run (after another suspension) passes this
+    pause again, and the backend then only remembers the latest resume."""
     if adapter is None:
         return None
-    reader = getattr(ctx.services.reporter, "resume_input", None)
-    found, value = await reader(key) if reader is not None else (False, None)
+    results = ctx.services.stores.results
+    saved = results.path_for("runs", ctx.id, "resume-inputs", key)
+    found, value = results.read(saved)
     if not found:
-        raise RuntimeError(f"The flow run was resumed without the input pause {key!r} waits "
-                           f"for; resume it with input (flowpod resume RUN --input JSON)")
+        reader = getattr(ctx.services.reporter, "resume_input", None)
+        found, value = await reader(key) if reader is not None else (False, None)
+        if not found:
+            raise RuntimeError(f"The flow run was resumed without the input pause {key!r} "
+                               f"waits for; resume it with input (flowpod resume RUN --input "
+                               f"JSON)")
+        results.write(saved, value)
     return adapter.validate_python(value)
+
+
+def _resumed_before(ctx: FlowRunContext, key: str) -> bool:
+    """Whether an earlier process of this run was resumed past pause `key` (a replay)."""
+    results = ctx.services.stores.results
+    return results.read(results.path_for("runs", ctx.id, "resume-inputs", key))[0]
 
 
 def pause_flow_run(wait_for_input: Any = None, timeout: float = 3600,
@@ -89,7 +107,10 @@ def pause_flow_run(wait_for_input: Any = None, timeout: float = 3600,
         raise ValueError(f"timeout ({timeout!r}) and poll_interval ({poll_interval!r}) must be > 0")
     ctx = _current_run("pause_flow_run")
     adapter = _adapter(wait_for_input)
-    request = _request(ctx, key or f"pause-{next(ctx.pause_count)}", adapter, timeout)
+    key = key or f"pause-{next(ctx.pause_count)}"
+    if adapter is not None and _resumed_before(ctx, key):  # a replay, after a suspension
+        return _dispatch(ctx, _given_input(ctx, key, adapter))
+    request = _request(ctx, key, adapter, timeout)
     return _dispatch(ctx, _pause(ctx, request, adapter, timeout, poll_interval))
 
 

@@ -286,6 +286,8 @@ class FakeApi:
         refused = self._refuse_transition(key, obj, new)
         if refused is not None:
             return refused
+        if new.get("spec") != obj.get("spec"):  # as the API server: a spec change is new
+            new["metadata"]["generation"] = int(obj["metadata"].get("generation") or 1) + 1
         self._bump(new)
         self.objects[key] = new
         self.applied.append(body)

@@ -4,8 +4,8 @@ Role: what only a real API server shows. `run --watch` with no operator running 
 the injectable `Deps.no_state_seconds`) that no operator seems to watch the namespace, and
 keeps watching; CLI-made runs carry the flowpod.io/deployment label and time-ordered names,
 and `flowpod delete --deployment` finds them through a real label selector; `flowpod resume`
-writes Running through the real status subresource and CEL rule. Called by pytest
-with the `cluster` and `namespace` fixtures.
+sets spec.resume on a paused run, and the CRD's CEL rule refuses it on one that is not.
+Called by pytest with the `cluster` and `namespace` fixtures.
 """
 
 from __future__ import annotations
@@ -102,24 +102,34 @@ def _status_patch(*states: tuple[str, str]) -> str:
     return json.dumps({"status": {"state": history[-1], "stateHistory": history}})
 
 
-def test_resume_moves_a_paused_run_to_running_on_the_api_server(cluster, namespace) -> None:
-    # The real status subresource and CEL transition rule accept what `resume` writes; the
-    # states are written by hand here, as the engine would have (Running, then Paused).
+def test_resume_sets_spec_resume_only_on_a_paused_run_on_the_api_server(cluster,
+                                                                        namespace) -> None:
+    # The real API server takes the JSON Patch of spec.resume on a paused run, and its CEL
+    # rule refuses spec.resume on one that is not paused. The states and status.pause are
+    # written by hand here, as the engine would have; no operator answers.
     _operating.setup_namespace(cluster, namespace)
-    for name, last in (("paused", ("PAUSED", "Paused")), ("suspended", ("PAUSED", "Suspended"))):
+    pause = {"key": "pause-1", "timeoutAt": "2030-01-01T01:00:00Z", "suspended": False}
+    for name, last in (("paused", ("PAUSED", "Paused")), ("running", ("RUNNING", "Running"))):
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=(
             f"apiVersion: flowpod.io/v1alpha1\nkind: FlowRun\nmetadata: {{name: {name}}}\n"
             f"spec: {{deploymentName: hello}}\n"))
+        patch = json.loads(_status_patch(("RUNNING", "Running"), last))
+        if name == "paused":
+            patch["status"]["pause"] = pause
         cluster.kubectl("patch", "flowrun", name, "-n", namespace, "--subresource=status",
-                        "--type=merge", "-p", _status_patch(("RUNNING", "Running"), last))
-    resumed = _flowpod(cluster, "resume", "paused", "-n", namespace)
-    assert resumed.returncode == 0, resumed.stderr
+                        "--type=merge", "-p", json.dumps(patch))
+    unanswered = _flowpod(cluster, "resume", "paused", "-n", namespace, "-i", "ok=true",
+                          "--timeout", "1")
+    assert unanswered.returncode == 1
+    assert "no operator answered the resume within 1 s" in unanswered.stderr
     run = json.loads(cluster.kubectl("get", "flowrun", "paused", "-n", namespace, "-o",
                                      "json").stdout)
-    assert run["status"]["state"]["type"] == "RUNNING"
-    assert [h["name"] for h in run["status"]["stateHistory"]] == ["Running", "Paused", "Running"]
-    again = _flowpod(cluster, "resume", "paused", "-n", namespace)
-    assert again.returncode == 1 and "is not Paused (Running)" in again.stderr
-    suspended = _flowpod(cluster, "resume", "suspended", "-n", namespace)
-    assert suspended.returncode == 1
-    assert "resuming suspended runs is not supported yet" in suspended.stderr
+    assert run["spec"]["resume"] == {"key": "pause-1", "input": {"ok": True}}
+    assert run["status"]["state"]["type"] == "PAUSED", "only the operator resumes"
+    again = _flowpod(cluster, "resume", "running", "-n", namespace)
+    assert again.returncode == 1 and "is not Paused or Suspended (Running)" in again.stderr
+    refused = cluster.kubectl("patch", "flowrun", "running", "-n", namespace, "--type=merge",
+                              "-p", '{"spec": {"resume": {"input": 1}}}', check=False)
+    assert refused.returncode != 0
+    assert ("spec.resume can only be set while the run is Paused or Suspended; it is "
+            "Running") in refused.stderr

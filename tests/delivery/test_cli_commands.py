@@ -131,57 +131,84 @@ def test_run_needs_one_target(invoke, api, args, problem):
 
 
 # -- resume --------------------------------------------------------------------------------
+SCHEMA = {"type": "object", "properties": {"approved": {"type": "boolean"}},
+          "required": ["approved"]}
+
+
 def _paused(api: FakeApi, name: str = "Paused") -> None:
     running = status_of("RUNNING", "Running")["state"]
-    paused = status_of("PAUSED", name, "Waiting up to 60 s to be resumed")["state"]
+    paused = status_of("PAUSED", name, "Waiting for input up to 60 s")["state"]
+    pause = {"key": "pause-1", "inputSchema": SCHEMA, "timeoutAt": "2030-01-01T00:01:02Z",
+             "suspended": name == "Suspended"}
     api.add(run_object("team", "r1", {"state": paused, "stateHistory": [running, paused],
-                                      "startTime": "2030-01-01T00:00:02Z"}))
+                                      "startTime": "2030-01-01T00:00:02Z", "pause": pause}))
 
 
-def test_resume_writes_running_through_the_status_subresource_with_a_precondition(invoke, api):
-    _paused(api)
-    result = invoke("resume", "r1")
+@pytest.mark.parametrize("name,after", [("Paused", ("RUNNING", "Running")),
+                                        ("Suspended", ("PENDING", "Pending"))])
+def test_resume_sets_spec_resume_for_the_current_pause_and_waits_for_the_operator(
+        invoke, api, name, after):
+    _paused(api, name)
+    resumed = {"key": "pause-1", "input": {"approved": True}, "generation": 2}
+    api.watch_script["r1"] = [status_of(*after, resumed=resumed)]
+    result = invoke("resume", "r1", "-i", "approved=true")
     assert result.exit_code == 0, result.output
-    assert "flowrun.flowpod.io/r1 resumed" in result.stdout
+    assert f"flowrun.flowpod.io/r1 resumed ({after[1]})" in result.stdout
     (patch,) = [r for r in api.requests if r.method == "PATCH"]
-    assert patch.url.path.endswith("/flowruns/r1/status")
-    body = json.loads(patch.content)
-    assert body["metadata"] == {"resourceVersion": "1"}
-    assert body["status"]["state"]["type"] == "RUNNING"
-    assert [h["name"] for h in body["status"]["stateHistory"]] == ["Running", "Paused",
-                                                                   "Running"]
-    assert "startTime" not in body["status"], "the first start is kept"
-    stored = api.get("flowruns", "team", "r1")
-    assert stored["status"]["state"]["name"] == states.names.RUNNING
+    assert patch.url.path.endswith("/flowruns/r1"), "spec.resume, for the operator to check"
+    assert patch.headers["content-type"] == "application/json-patch+json"
+    assert json.loads(patch.content) == [{"op": "add", "path": "/spec/resume", "value": {
+        "key": "pause-1", "input": {"approved": True}}}]
 
 
-def test_resume_rereads_after_a_concurrent_write(invoke, api):
+def test_resume_prints_the_operators_refusal_and_exits_1(invoke, api):
     _paused(api)
-    api.before_patch = lambda fake: fake.update(
-        "flowruns", "team", "r1", metadata={**fake.get("flowruns", "team", "r1")["metadata"]})
-    result = invoke("resume", "r1")
-    assert result.exit_code == 0, result.output
-    patches = [json.loads(r.content) for r in api.requests if r.method == "PATCH"]
-    assert len(patches) == 2 and patches[0]["metadata"] != patches[1]["metadata"]
+    message = ("Resume of pause 'pause-1' refused: spec.resume.input.approved: 'yes' is not "
+               "of type 'boolean'; the run stays paused")
+    pause = {"key": "pause-1", "timeoutAt": "2030-01-01T00:01:02Z",
+             "refused": {"generation": 2, "message": message}}
+    api.watch_script["r1"] = [status_of("PAUSED", "Paused", pause=pause)]
+    result = invoke("resume", "r1", "--input", '{"approved": "yes"}')
+    assert result.exit_code == 1
+    assert f"error: {message}" in result.stderr
+    assert "status.pause.inputSchema" in result.stderr
+
+
+def test_resending_a_refused_resume_prints_the_refusal_at_once(invoke, api):
+    _paused(api)
+    message = "Resume of pause 'pause-1' refused: spec.resume.input: ..."
+    flowrun = api.get("flowruns", "team", "r1")
+    flowrun["spec"]["resume"] = {"key": "pause-1", "input": {"approved": "yes"}}
+    flowrun["metadata"]["generation"] = 2
+    flowrun["status"]["pause"]["refused"] = {"generation": 2, "message": message}
+    result = invoke("resume", "r1", "--input", '{"approved": "yes"}')
+    assert result.exit_code == 1 and f"error: {message}" in result.stderr
+    assert not [r for r in api.requests if r.url.params.get("watch")], "no wait for a change"
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["--input", "{nope"], "--input is not JSON"),
+    (["--input", "{}", "-i", "a=1"], "give the input either as --input JSON or as -i"),
+    (["-i", "approved"], "input field 'approved' is not KEY=VALUE"),
+])
+def test_resume_refuses_unreadable_input_before_any_request(invoke, api, args, problem):
+    _paused(api)
+    result = invoke("resume", "r1", *args)
+    assert result.exit_code == 1 and f"error: {problem}" in result.stderr
+    assert api.requests == []
 
 
 @pytest.mark.parametrize("status,problem", [
-    (status_of("RUNNING", "Running"), "FlowRun 'r1' in namespace 'team' is not Paused "
-                                      "(Running); only a Paused run can be resumed"),
-    (None, "FlowRun 'r1' in namespace 'team' is not Paused (no state yet)"),
+    (status_of("RUNNING", "Running"), "FlowRun 'r1' in namespace 'team' is not Paused or "
+                                      "Suspended (Running); only a paused run can be resumed"),
+    (status_of("COMPLETED", "Completed"), "FlowRun 'r1' in namespace 'team' is not Paused or "
+                                          "Suspended (Completed)"),
+    (None, "FlowRun 'r1' in namespace 'team' is not Paused or Suspended (no state yet)"),
 ])
 def test_resume_refuses_a_run_that_is_not_paused(invoke, api, status, problem):
     api.add(run_object("team", "r1", status))
     result = invoke("resume", "r1")
     assert result.exit_code == 1 and f"error: {problem}" in result.stderr
-    assert [r for r in api.requests if r.method == "PATCH"] == []
-
-
-def test_resume_of_a_suspended_run_says_it_is_not_supported_yet(invoke, api):
-    _paused(api, "Suspended")
-    result = invoke("resume", "r1")
-    assert result.exit_code == 1
-    assert "is Suspended; resuming suspended runs is not supported yet" in result.stderr
     assert [r for r in api.requests if r.method == "PATCH"] == []
 
 

@@ -7,7 +7,8 @@ grants what the chart grants; then, per example, the kubectl path for real: CRDs
 applied, the operator running as a subprocess for that namespace, `kubectl apply -f
 examples/NAME/`, and the expected terminal state (the cancellation demo is cancelled with
 `flowpod cancel` while Running). Called by pytest; the cluster part uses the `cluster` and
-`namespace` fixtures.
+`namespace` fixtures. The approval example is resumed with `flowpod resume` once Paused,
+first with input the operator refuses.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ EXPECTED = {
     "fan-out": "COMPLETED",
     "failing": "FAILED",
     "cancellation": "CANCELLED",
+    "approval": "COMPLETED",
 }
 # Examples with only a Deployment: its schedules start the runs (their end-to-end test is
 # tests/delivery/test_example_scheduled.py).
@@ -122,6 +124,30 @@ def _check_result(name: str, run: dict) -> None:
     elif name == "cancellation":
         names = [s["name"] for s in status["stateHistory"]]
         assert "Running" in names and "Cancelling" in names
+    elif name == "approval":
+        assert status["result"]["value"] == {
+            "artifact": "release-2.1.0.tar.gz", "approver": "ada",
+            "published": "https://downloads.example.com/release-2.1.0.tar.gz"}
+        names = [s["name"] for s in status["stateHistory"]]
+        assert names[-3:] == ["Paused", "Running", "Completed"]
+
+
+def _flowpod(cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowpod_operator.cli", *args,
+                           "--kubeconfig", str(cluster.kubeconfig)],
+                          capture_output=True, text=True, timeout=90)
+
+
+def _resume_approval(cluster, namespace: str, run_name: str) -> None:
+    """As the example's docstring says: a wrong approval is refused, a right one resumes."""
+    _operating.wait_state(cluster, namespace, run_name, {"PAUSED"})
+    wrong = _flowpod(cluster, "resume", run_name, "-n", namespace, "-i", "approved=maybe",
+                     "-i", "approver=ada")
+    assert wrong.returncode == 1
+    assert "spec.resume.input.approved: 'maybe' is not of type 'boolean'" in wrong.stderr
+    right = _flowpod(cluster, "resume", run_name, "-n", namespace, "-i", "approved=true",
+                     "-i", "approver=ada")
+    assert right.returncode == 0, right.stderr
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -138,6 +164,8 @@ def test_example_runs_to_its_expected_state(cluster, namespace, name: str,
                  "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
                 capture_output=True, text=True, timeout=60)
             assert cancel.returncode == 0, cancel.stderr
+        if name == "approval":
+            _resume_approval(cluster, namespace, run_name)
         final = _operating.wait_final(cluster, namespace, run_name, timeout=120)
     log = (tmp_path / "operator.log").read_text(errors="replace")
     assert final["status"]["state"]["type"] == EXPECTED[name], (

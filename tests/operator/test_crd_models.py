@@ -84,12 +84,15 @@ def test_flowrun_crd_status_columns_and_rules() -> None:
                                   "jsonPath": ".status.state.message", "priority": 1}
     schema = _schema(crd)
     assert schema["x-kubernetes-validations"] == [_cel.state_kept_rule(),
-                                                  _cel.no_cancel_after_end_rule()]
+                                                  _cel.no_cancel_after_end_rule(),
+                                                  _cel.resume_only_while_paused_rule()]
     spec = schema["properties"]["spec"]
     assert _cel.flowrun_form_rule() in spec["x-kubernetes-validations"]
-    # Every spec field but cancel is immutable, each rule naming its field.
+    # Every spec field but resume is immutable (cancel may only go to true), each rule
+    # naming its field; resume may change while the run is paused (a rule on the root).
     frozen = [r["fieldPath"] for r in spec["x-kubernetes-validations"] if "fieldPath" in r]
-    assert sorted(frozen) == sorted(f".{f}" for f in spec["properties"])
+    assert sorted(frozen) == sorted(f".{f}" for f in spec["properties"] if f != "resume")
+    assert _cel.resume_only_while_paused_rule()["fieldPath"] == ".spec.resume"
     assert _cel.cancel_kept_rule() in spec["x-kubernetes-validations"]
     assert schema["properties"]["status"]["x-kubernetes-validations"] == [
         _cel.final_status_frozen_rule(list(schema["properties"]["status"]["properties"]))]

@@ -38,6 +38,9 @@ __all__ = [
     "MAX_STATE_HISTORY", "MAX_MESSAGE_LENGTH", "MAX_LISTED_RUNS", "MAX_INLINE_RESULT_BYTES",
     "MAX_PARAMETERS_BYTES", "MAX_LOG_TAIL_LINES", "MAX_LOG_TAIL_BYTES", "MAX_LOG_LINE_LENGTH",
     "CONDITION_SUCCEEDED", "CONDITION_READY", "CONDITION_STALLED",
+    # pause and resume
+    "STATUS_PAUSE", "STATUS_RESUMED", "SPEC_RESUME", "pause_wire", "resumed_wire",
+    "pause_of", "resume_of", "resumed_input",
     # HTTP
     "MERGE_PATCH", "JSON_PATCH",
     # builders and formats
@@ -129,6 +132,19 @@ CONDITION_READY = "Ready"
 # until someone changes it; absent otherwise.
 CONDITION_STALLED = "Stalled"
 
+# -- pause and resume ----------------------------------------------------------------------
+# status.pause: what a Paused or Suspended run waits for, written by the engine with that
+# state: {key, inputSchema (JSON schema; absent without input), timeoutAt, suspended,
+# refused: {generation, message} (the operator's answer to an invalid spec.resume)}.
+STATUS_PAUSE = "pause"
+# spec.resume: {key (optional: the current pause), input}, set by `flowpod resume`, kubectl
+# or GitOps. The operator validates the input against status.pause.inputSchema.
+SPEC_RESUME = "resume"
+# status.resumed: the resume the operator accepted, {key, input, generation (metadata.
+# generation of the spec.resume it came from)}; the engine returns its input. A spec.resume
+# of that generation is spent: a later pause needs a new one.
+STATUS_RESUMED = "resumed"
+
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -149,6 +165,47 @@ def resolve_parameters(flowrun: Mapping[str, Any],
 def parameters_size(parameters: Mapping[str, Any]) -> int:
     """Bytes of `parameters` as compact UTF-8 JSON (what MAX_PARAMETERS_BYTES bounds)."""
     return len(json.dumps(parameters, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+# -- pause and resume ----------------------------------------------------------------------
+def pause_wire(key: str, input_schema: Mapping[str, Any] | None, timeout_at: datetime, *,
+               suspended: bool = False) -> dict[str, Any]:
+    """status.pause as the engine writes it with a Paused or Suspended state."""
+    wire: dict[str, Any] = {"key": key, "timeoutAt": format_time(timeout_at),
+                            "suspended": suspended}
+    if input_schema is not None:
+        wire["inputSchema"] = dict(input_schema)
+    return wire
+
+
+def resumed_wire(key: str, run_input: Any, generation: int) -> dict[str, Any]:
+    """status.resumed as the operator writes it when it accepts a spec.resume."""
+    return {"key": key, "input": run_input, "generation": generation}
+
+
+def pause_of(flowrun: Mapping[str, Any]) -> dict[str, Any] | None:
+    """status.pause of a FlowRun object, or None."""
+    return (flowrun.get("status") or {}).get(STATUS_PAUSE) or None
+
+
+def resume_of(flowrun: Mapping[str, Any]) -> dict[str, Any] | None:
+    """spec.resume of a FlowRun object, or None."""
+    return (flowrun.get("spec") or {}).get(SPEC_RESUME) or None
+
+
+def resumed_input(flowrun: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    """(True, input) when the operator accepted a resume of pause `key` (status.resumed),
+    else (False, None)."""
+    resumed = (flowrun.get("status") or {}).get(STATUS_RESUMED) or {}
+    if resumed.get("key") != key:
+        return False, None
+    resume = resume_of(flowrun)
+    generation = (flowrun.get("metadata") or {}).get("generation")
+    if resume is not None and resumed.get("generation") == generation:
+        # The very spec.resume accepted: its input as given, nulls included (a status merge
+        # patch, which recorded status.resumed, reads a nested null as "delete").
+        return True, resume.get("input")
+    return True, resumed.get("input")
 
 
 # -- API paths -----------------------------------------------------------------------------

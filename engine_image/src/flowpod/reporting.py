@@ -7,6 +7,12 @@ through, the task-run summary it flushes, and two implementations:
 - `JsonJournalReporter`: the same, plus a JSON-lines journal file that external
   tools can also append `resume` / `cancel` control lines to.
 
+A paused run's state carries a `PauseRequest` (its key, the JSON schema of the input it
+waits for, its deadline) as `data`; a reporter may publish it. Two optional methods serve
+the wait: `resume_input(key)` (the input given with the resume of that pause) and
+`wait_for_change(seconds)` (return early when the run's record may have changed, e.g. on a
+watch event); without the latter the engine polls `read_state`.
+
 The Kubernetes reporter (flowpod.engine._kubereporter) implements the same protocol
 against the FlowRun status subresource. Every reporter decides with the one rule,
 flowpod.states.accept; the summary's wire form and bounds are flowpod.contract's.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
@@ -30,6 +37,7 @@ from flowpod.errors import Abort
 __all__ = [
     "Reporter",
     "CancellationCheck",
+    "PauseRequest",
     "TaskRunSummary",
     "FailedTaskRun",
     "SubflowRun",
@@ -40,6 +48,22 @@ __all__ = [
 
 # Answers "did someone ask to cancel this run?"; may be sync or async.
 CancellationCheck = Callable[[], "bool | Awaitable[bool]"]
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRequest:
+    """What a paused run waits for: resume of pause `key`, with input valid against
+    `input_schema` (a JSON schema; None when no input is expected), before `timeout_at`."""
+
+    key: str
+    input_schema: dict[str, Any] | None
+    timeout_at: datetime
+    suspended: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        """status.pause (flowpod.contract.pause_wire)."""
+        return contract.pause_wire(self.key, self.input_schema, self.timeout_at,
+                                   suspended=self.suspended)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +145,7 @@ class InMemoryReporter:
         self.history: list[states.State] = [initial or states.Pending()]
         self.summaries: list[TaskRunSummary] = []
         self._cancel_requested = False
+        self.resume_inputs: dict[str, Any] = {}  # pause key -> the input given on resume
 
     @property
     def state(self) -> states.State:
@@ -148,12 +173,24 @@ class InMemoryReporter:
     def is_cancellation_requested(self) -> bool:
         return self._cancel_requested or self.history[-1].is_cancelling()
 
-    def resume(self, message: str = "resumed") -> None:
-        """Resume a paused run (Paused -> Running)."""
+    def resume(self, message: str = "resumed", *, run_input: Any = None,
+               with_input: bool = False) -> None:
+        """Resume a paused run (Paused -> Running), giving `run_input` to the pause when
+        `with_input` (or `run_input` is not None)."""
         with self._lock:
-            if not self.history[-1].is_paused():
-                raise RuntimeError(f"Only a paused run can be resumed; it is {self.history[-1]!r}")
+            paused = self.history[-1]
+            if not paused.is_paused():
+                raise RuntimeError(f"Only a paused run can be resumed; it is {paused!r}")
+            if (with_input or run_input is not None) and isinstance(paused.data, PauseRequest):
+                self.resume_inputs[paused.data.key] = run_input
             self._accept(states.Running(message))
+
+    async def resume_input(self, key: str) -> tuple[bool, Any]:
+        """(True, input) when pause `key` was resumed with input, else (False, None)."""
+        with self._lock:
+            if key in self.resume_inputs:
+                return True, self.resume_inputs[key]
+        return False, None
 
     def request_cancellation(self, message: str = "cancellation requested") -> None:
         """Ask for cancellation, as a user would (non-terminal run -> Cancelling)."""

@@ -2,10 +2,10 @@
 
 Role: the transport half of the in-pod Kubernetes reporter. It knows how to reach the API
 server (in-cluster service-account config, or explicit settings for tests), how to GET the
-FlowRun (and its Deployment, for the default parameters) and PATCH its status subresource,
-and how to ride out a short API outage (retries with capped exponential backoff on
-connection errors, 429 and 5xx). It makes no decisions
-about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
+FlowRun (and its Deployment, for the default parameters), PATCH its status subresource and
+watch it for its next change (a paused run waits on that), and how to ride out a short API
+outage (retries with capped exponential backoff on connection errors, 429 and 5xx). It makes
+no decisions about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
 flowpod.engine._in_pod, tests (through an httpx transport, e.g. httpx.MockTransport).
 
 httpx only: the engine image must not depend on kubernetes clients, kopf or a kubeconfig
@@ -15,6 +15,7 @@ loader (import-linter contracts in pyproject.toml).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
 import time
@@ -188,6 +189,41 @@ class FlowRunClient:
         """A JSON Patch of the status subresource (keeps nulls inside values)."""
         return await self._request("PATCH", f"{self.path}/status", json=operations,
                                    headers={"Content-Type": contract.JSON_PATCH})
+
+    async def next_change(self, resource_version: str | None,
+                          timeout: float) -> dict[str, Any] | None:
+        """The FlowRun as changed after `resource_version`: one watch request that ends at
+        the first event, or None when `timeout` seconds (whole, at least 1) pass without
+        one. No retries: the caller re-reads and watches again. Raises KubeApiError (410
+        when the version is too old) and httpx.HTTPError."""
+        params = {"watch": "1", "fieldSelector": f"metadata.name={self.name}",
+                  "timeoutSeconds": str(max(int(timeout), 1)), "allowWatchBookmarks": "false"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        headers = {"Accept": "application/json"}
+        token = self.connection.token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        # The server ends the watch at timeoutSeconds; the read timeout only guards a dead
+        # connection.
+        limit = httpx.Timeout(self.retry.timeout, read=max(int(timeout), 1) + self.retry.timeout)
+        path = contract.flowrun_path(self.namespace)
+        async with self._http().stream("GET", path, params=params, headers=headers,
+                                       timeout=limit) as response:
+            if not response.is_success:
+                await response.aread()
+                raise self._error(response)
+            async for line in response.aiter_lines():
+                event = json.loads(line) if line.strip() else None
+                if event is None:
+                    continue
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise KubeApiError(int(status.get("code") or 500),
+                                       str(status.get("message") or status))
+                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    return event.get("object")
+        return None
 
     async def _request(self, method: str, path: str, *, deadline: float | None = None,
                        where: str | None = None, **kwargs: Any) -> Any:

@@ -9,7 +9,10 @@ is re-read and the proposal re-decided against the fresh state with the one acce
 rule, flowpod.states.accept (a run that meanwhile became terminal or Cancelling makes the
 proposal fail with flowpod.errors.Abort, exactly as in memory). It also answers "is
 cancellation requested?" (spec.cancel or state CANCELLING) and `read_state` for
-pause/resume. Callers: flowpod.engine._in_pod (builds one per pod), tests (with
+pause/resume. A paused state's PauseRequest is published as status.pause (cleared by the
+next state), `wait_for_change` watches the FlowRun for its next change (a paused run waits
+on it instead of polling), and `resume_input` reads the input of an accepted resume
+(status.resumed). Callers: flowpod.engine._in_pod (builds one per pod), tests (with
 httpx.MockTransport).
 
 Transport and retries live in flowpod.engine._kubeapi; this module holds only the decisions.
@@ -116,6 +119,7 @@ class KubeReporter:
         self._summary: reporting.TaskRunSummary | None = None  # the last one flushed
         self._crash_verdict_wait = crash_verdict_wait
         self._asleep = asleep
+        self._watch_failures = 0
 
     # -- reading ---------------------------------------------------------------------
     async def refresh(self, *, deadline: float | None = None) -> dict[str, Any]:
@@ -128,6 +132,27 @@ class KubeReporter:
     async def read_state(self) -> states.State | None:
         """The FlowRun's state now (a paused run polls this to notice resume or cancel)."""
         return flowruns.current_state(await self.refresh())
+
+    async def resume_input(self, key: str) -> tuple[bool, Any]:
+        """(True, input) when the operator accepted a resume of pause `key` with input."""
+        return contract.resumed_input(await self._current(), key)
+
+    async def wait_for_change(self, seconds: float) -> None:
+        """Return when the FlowRun changed (a watch event), or after `seconds`. A failed
+        watch waits a little (growing to 5 s) before returning, so an API outage is never
+        a tight loop; the caller re-reads the FlowRun either way."""
+        version = ((self.flowrun or {}).get("metadata") or {}).get("resourceVersion")
+        try:
+            changed = await self.client.next_change(version, seconds)
+        except (KubeApiError, httpx.HTTPError) as exc:
+            if not isinstance(exc, KubeApiError) or exc.status != 410:  # 410: just re-read
+                _log.warning("watching the FlowRun failed (%s); watching again", exc)
+                self._watch_failures += 1
+                await self._asleep(min(0.2 * 2 ** self._watch_failures, 5.0, seconds))
+            return
+        self._watch_failures = 0
+        if changed is not None:
+            self.flowrun = changed
 
     async def is_cancellation_requested(self) -> bool:
         """spec.cancel is true or the state is CANCELLING. Asked on SIGTERM, so it reads
@@ -149,6 +174,7 @@ class KubeReporter:
         if state.is_crashed() and isinstance(state.data, TerminationSignal):
             await self._await_operator_verdict()
         fields = dict(self._pending_fields)
+        fields.update(self._pause_fields(state))
         if state.is_completed():
             result = result_field(state.data)
             if result is not None:
@@ -157,6 +183,14 @@ class KubeReporter:
         accepted = await self._write_state(state, fields, log_tail)
         self._pending_fields.clear()
         return accepted
+
+    def _pause_fields(self, state: states.State) -> dict[str, Any]:
+        """status.pause: published with a Paused/Suspended state, removed by the next one."""
+        if state.is_paused() and isinstance(state.data, reporting.PauseRequest):
+            return {contract.STATUS_PAUSE: state.data.to_wire()}
+        if contract.pause_of(self.flowrun or {}) is not None:
+            return {contract.STATUS_PAUSE: None}
+        return {}
 
     async def _await_operator_verdict(self) -> None:
         """A SIGTERM nobody asked for means the pod is being deleted, evicted or its node

@@ -81,6 +81,9 @@ class WriteStatus:
     # A pod whose last log lines go into status.logTail with a final state (its log is
     # deleted with it); read by the actuator just before the write, skipped if unreadable.
     log_tail_of: str | None = None
+    # An Event posted once the write lands, (type, reason, message), for an answer that is
+    # no state transition (e.g. a refused resume); transitions post their own Events.
+    event: tuple[str, str, str] | None = None
 
     @property
     def final_state(self) -> states.State | None:

@@ -23,6 +23,7 @@ from flowpod_operator._decisions import cleanup
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions import resuming
 from flowpod_operator._decisions.runs import Policy, Run, group_attempts
 from flowpod_operator._decisions import validating
 from flowpod_operator._decisions import waiting as wait
@@ -51,6 +52,10 @@ def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Actio
         return _clean_up(run) or _settle(run)
     if o.spec.get("cancel") or (state is not None and state.type is _T.CANCELLING):
         return _cancel(run)
+    if state is not None and state.type is _T.PAUSED and run.current:
+        paused = _paused(run, state.name == states.names.SUSPENDED)
+        if paused is not None:
+            return paused
     if run.current == 0:
         # Only a fresh run is ours to start; a run in another state without a Job was
         # started elsewhere (e.g. a local engine reporting here) and is left alone.
@@ -88,7 +93,8 @@ def _resolve(run: Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, dic
 
 
 def _new_attempt(run: Run, number: int, settings: obs.RunSettings | None,
-                 steps: list[states.State]) -> list[act.Action]:
+                 steps: list[states.State], why: str | None = None,
+                 extra: Mapping[str, Any] | None = None) -> list[act.Action]:
     """Create the Job of attempt `number` and record it with the states in `steps`."""
     resolved = _resolve(run)
     if isinstance(resolved, list):
@@ -101,9 +107,9 @@ def _new_attempt(run: Run, number: int, settings: obs.RunSettings | None,
     settings = settings or obs.settings_from_deployment(deployment)
     job = manifests.build_job(run.o.flowrun, deployment, number, settings=settings,
                               service_account=run.policy.service_account)
-    steps.append(states.Pending(f"Job {name} created (attempt {number} of "
-                                f"{settings.max_attempts})", timestamp=run.now))
-    fields: dict[str, Any] = {"attempt": number, "jobName": name}
+    why = why or f"attempt {number} of {settings.max_attempts}"
+    steps.append(states.Pending(f"Job {name} created ({why})", timestamp=run.now))
+    fields: dict[str, Any] = {"attempt": number, "jobName": name, **(extra or {})}
     if number > 1:
         fields.update(podName=None, exitCode=None, reason=None)
     return [act.CreateJob(job), act.WriteStatus(tuple(steps), fields)]
@@ -161,6 +167,18 @@ def _record_attempt(run: Run) -> list[act.Action]:
     if run.current > 1:
         fields.update(podName=None, exitCode=None, reason=None)
     return [act.WriteStatus(tuple(steps), fields)]
+
+
+# --- paused runs -----------------------------------------------------------------------------
+
+def _paused(run: Run, suspended: bool) -> list[act.Action] | None:
+    """Answer a Paused or Suspended run's spec.resume (a resumed Suspended run gets a new
+    attempt), or fail a Suspended run whose pause expired; None: follow the pod."""
+    def resume_attempt(answer: resuming.Answer) -> list[act.Action]:
+        return _new_attempt(run, run.current + 1, run.settings(), [],
+                            why=f"attempt {run.current + 1}, {answer.message.lower()}",
+                            extra=answer.fields)
+    return resuming.decide(run, suspended, resume_attempt)
 
 
 # --- following a started attempt -----------------------------------------------------------

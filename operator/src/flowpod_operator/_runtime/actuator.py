@@ -219,6 +219,8 @@ class Actuator:
         if reply.ok:
             self.writes += 1
             self.intake.remember(reply.body)
+            if action.event is not None:
+                self.events.record(reply.body, *action.event, action="WriteStatus")
             _log.info("wrote status", extra=_fields(
                 key, state=state.name if state else None,
                 stateMessage=state.message if state else None,

@@ -94,6 +94,16 @@ class Kube:
                                 _GROUP, _VERSION, ns, contract.FLOWRUNS, name, patch,
                                 _content_type=contract.MERGE_PATCH)
 
+    async def patch_flowrun_json(self, ns: str, name: str,
+                                 operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON Patch (RFC 6902) of the FlowRun: replaces a value whole, nulls included
+        (e.g. spec.resume, whose input a merge patch would merge into the previous one)."""
+        _wirejson.check(operations, f"the patch of FlowRun '{name}'")
+        return await self._call(flowrun_ref(ns, name),
+                                self._custom.patch_namespaced_custom_object,
+                                _GROUP, _VERSION, ns, contract.FLOWRUNS, name, operations,
+                                _content_type=contract.JSON_PATCH)
+
     async def patch_flowrun_status(self, ns: str, name: str,
                                    body: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of the status subresource (flowruns.patch_body: with a

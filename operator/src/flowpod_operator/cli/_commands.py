@@ -271,12 +271,24 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
 
     @app.command()
     def resume(
-        run: Annotated[str, typer.Argument(help="The Paused FlowRun to resume.")],
+        run: Annotated[str, typer.Argument(help="The Paused or Suspended FlowRun to resume.")],
+        input_json: Annotated[Optional[str], typer.Option(
+            "--input", help="The input the flow waits for, as JSON, e.g. "
+                            "'{\"approved\": true}' or '\"yes\"'.", show_default=False)] = None,
+        fields: Annotated[Optional[list[str]], typer.Option(
+            "--input-field", "-i", help="One field of the input, KEY=VALUE (VALUE as JSON "
+                                        "when it parses, else a string). Repeatable.",
+            show_default=False)] = None,
+        timeout: Annotated[float, typer.Option(
+            help="Seconds to wait for the operator to accept or refuse.")] = 30.0,
         namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
     ) -> None:
-        """Resume a Paused run (pause_flow_run): it goes back to Running and carries on."""
+        """Resume a paused run (pause_flow_run or suspend_flow_run), with the input it waits
+        for; the operator validates it first. Exit 1 when it refuses the input."""
+        run_input = _guard(deps, lambda: _runs.parse_input(input_json, fields))
         _execute(deps, (kubeconfig, context, namespace),
-                 lambda kube, ns: _runs.resume_run(kube, deps, ns, run))
+                 lambda kube, ns: _runs.resume_run(kube, deps, ns, run, run_input,
+                                                   timeout=timeout))
 
     def set_paused(name: str, paused: bool, where: tuple[Any, Any, Any]) -> None:
         _execute(deps, where, lambda kube, ns: _deploying.set_paused(kube, deps, ns, name,

@@ -1,9 +1,10 @@
 """Commands that change existing FlowRuns: `flowpod resume` and `flowpod delete`.
 
-Role: resume moves a Paused run back to Running, the transition the in-pod engine waits for
-(flowpod._runtime.pausing polls its FlowRun's state until it is Running again): one status
-write built by the shared builder (flowpod.flowruns.status_patch) with a resourceVersion
-precondition, re-read and re-decided after a 409. delete removes runs by name or every run of
+Role: resume sets spec.resume (the key of the run's current pause, status.pause.key, and
+the input) with one JSON Patch, then watches the FlowRun for the operator's answer: it
+validates the input against the pause's schema and either resumes the run (status.resumed:
+a Paused run goes Running in its pod, a Suspended one gets a new attempt) or refuses it
+(status.pause.refused, whose message is printed). delete removes runs by name or every run of
 a Deployment (the flowpod.io/deployment label). Each function takes the session, the injected
 Deps and plain arguments and returns the exit code; user errors are CliErrors. Caller:
 flowpod_operator.cli._commands.
@@ -11,67 +12,117 @@ flowpod_operator.cli._commands.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from flowpod import contract, flowruns, states
 from flowpod_operator._decisions.manifests import label_value
 from flowpod_kube.errors import KubeError
-from flowpod_operator.cli import _errors
+from flowpod_operator.cli import _errors, _watching, _wirejson
 
 if TYPE_CHECKING:
     from flowpod_operator.cli._actions import Deps
     from flowpod_operator.cli._client import Kube
 
-__all__ = ["resume_run", "delete_runs", "RESUMED_MESSAGE"]
+__all__ = ["resume_run", "parse_input", "delete_runs", "RESUME_ANSWER_SECONDS"]
 
-RESUMED_MESSAGE = "Resumed with `flowpod resume`"
-_CONFLICT_ROUNDS = 5  # re-reads after a concurrent write before giving up
+# How long `flowpod resume` waits for the operator to accept or refuse the resume.
+RESUME_ANSWER_SECONDS = 30.0
 
 
-async def resume_run(kube: Kube, deps: Deps, ns: str, run: str) -> int:
-    """PAUSED (name Paused) -> RUNNING, so the paused flow in its pod carries on."""
-    for _ in range(_CONFLICT_ROUNDS):
-        current = await kube.get_flowrun(ns, run)
-        _check_resumable(current, ns, run)
-        now = deps.clock()
-        resumed = states.Running(RESUMED_MESSAGE, timestamp=now)
-        # The one acceptance rule every writer asks (e.g. a requested cancellation wins).
-        decision = states.accept(flowruns.current_state(current), resumed,
-                                 cancel_requested=bool(current["spec"].get("cancel")))
-        if decision.verdict is not states.Verdict.WRITE:
-            raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' cannot be resumed: "
-                                   f"{decision.reason}", f"see it with `flowpod get {run} "
-                                   f"-n {ns}`")
-        meta = current["metadata"]
-        patch = flowruns.status_patch(current.get("status"), resumed,
-                                      generation=int(meta.get("generation") or 1), now=now)
-        try:
-            await kube.patch_flowrun_status(
-                ns, run, flowruns.patch_body(meta["resourceVersion"], patch))
-        except KubeError as error:
-            if error.status == 409:
-                continue  # written meanwhile (the engine, the operator): decide again
-            raise
-        deps.out.print(f"flowrun.{contract.GROUP}/{run} resumed", markup=False)
+async def resume_run(kube: Kube, deps: Deps, ns: str, run: str, run_input: Any = None, *,
+                     timeout: float = RESUME_ANSWER_SECONDS) -> int:
+    """Set spec.resume {key of the current pause, input} on a Paused or Suspended run and
+    wait for the operator's answer: 0 once it resumed the run, a CliError with the
+    operator's message when it refused the input."""
+    current = await kube.get_flowrun(ns, run)
+    key = _check_resumable(current, ns, run)
+    resume = {"key": key, "input": run_input}
+    ops = [{"op": "add", "path": f"/spec/{contract.SPEC_RESUME}", "value": resume}]
+    written = await kube.patch_flowrun_json(ns, run, ops)
+    generation = int(written["metadata"].get("generation") or 0)
+    # The same spec.resume again changes nothing: its answer is already there.
+    verdict = _verdict(written, generation, ns, run)
+    updates = _watching.run_updates(kube, ns, run, written["metadata"]["resourceVersion"])
+    async with aclosing(updates):
+        with anyio.move_on_after(timeout):
+            while verdict is None:
+                verdict = _verdict(await anext(updates), generation, ns, run)
+    if verdict is not None:
+        deps.out.print(f"flowrun.{contract.GROUP}/{run} resumed ({verdict})", markup=False)
         return 0
-    raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' kept changing while being "
-                           f"resumed", f"check its state with `flowpod get {run} -n {ns}` and "
-                           f"try again")
+    raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}': no operator answered the "
+                           f"resume within {timeout:.0f} s", "check that the flowpod operator "
+                           "runs and watches this namespace; spec.resume stays set and is "
+                           "answered when it does")
 
 
-def _check_resumable(current: dict, ns: str, run: str) -> None:
+def parse_input(input_json: str | None, fields: list[str] | None) -> Any:
+    """The resume input from --input JSON or -i KEY=VALUE fields (not both); None without."""
+    if input_json is not None and fields:
+        raise _errors.CliError("give the input either as --input JSON or as -i KEY=VALUE "
+                               "fields, not both", "e.g. --input '{\"approved\": true}' or "
+                               "-i approved=true")
+    if input_json is not None:
+        try:
+            return json.loads(input_json, parse_constant=_no_constant)
+        except ValueError as exc:
+            raise _errors.CliError(f"--input is not JSON: {exc}", "quote it for the shell, "
+                                   "e.g. --input '{\"approved\": true}' or --input "
+                                   "'\"yes\"'") from None
+    if not fields:
+        return None
+    out: dict[str, Any] = {}
+    for pair in fields:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise _errors.CliError(f"input field '{pair}' is not KEY=VALUE",
+                                   "write e.g. -i approved=true -i approver=ada")
+        out[key] = _wirejson.parse_value(key, raw)
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _verdict(flowrun: dict, generation: int, ns: str, run: str) -> str | None:
+    """The state name once the operator accepted spec.resume of `generation`, None while it
+    has not answered; a CliError when it refused it or the run ended meanwhile."""
+    status = flowrun.get("status") or {}
+    if (status.get(contract.STATUS_RESUMED) or {}).get("generation") == generation:
+        state = flowruns.current_state(flowrun)
+        return state.name if state is not None else "resumed"
+    refused = (contract.pause_of(flowrun) or {}).get("refused") or {}
+    if refused.get("generation") == generation:
+        raise _errors.CliError(str(refused.get("message")), "resume again with input that "
+                               "matches status.pause.inputSchema (see `kubectl get flowrun "
+                               f"{run} -n {ns} -o jsonpath='{{.status.pause.inputSchema}}'`)")
+    state = flowruns.current_state(flowrun)
+    if state is not None and state.is_final():
+        raise _errors.CliError(f"FlowRun '{run}' in namespace '{ns}' ended {state.name} before "
+                               f"it was resumed: {state.message}",
+                               f"see it with `flowpod get {run} -n {ns}`")
+    return None
+
+
+def _check_resumable(current: dict, ns: str, run: str) -> str:
+    """The key of the run's current pause; a CliError when it is not paused."""
     state = flowruns.current_state(current)
     where = f"FlowRun '{run}' in namespace '{ns}'"
     if state is None or state.type is not states.StateType.PAUSED:
         shown = state.name if state is not None else "no state yet"
-        raise _errors.CliError(f"{where} is not Paused ({shown}); only a Paused run can be "
-                               f"resumed", f"see it with `flowpod get {run} -n {ns}`")
-    if state.name == states.names.SUSPENDED:
-        # A suspended run's process has ended: resuming means starting a new attempt that
-        # skips to the suspend point, which the operator does not do yet.
-        raise _errors.CliError(f"{where} is Suspended; resuming suspended runs is not "
-                               f"supported yet", f"cancel it with `flowpod cancel {run} -n "
-                               f"{ns}` and start a new run")
+        raise _errors.CliError(f"{where} is not Paused or Suspended ({shown}); only a paused "
+                               f"run can be resumed", f"see it with `flowpod get {run} -n {ns}`")
+    pause = contract.pause_of(current)
+    if pause is None or not pause.get("key"):
+        raise _errors.CliError(f"{where} is {state.name} but has published no pause "
+                               f"(status.pause); its engine predates resume with input",
+                               f"cancel it with `flowpod cancel {run} -n {ns}`")
+    return str(pause["key"])
 
 
 async def delete_runs(kube: Kube, deps: Deps, ns: str, names: list[str],

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from flowpod import states
+from flowpod import contract, states
 
 __all__ = [
     "ENTRYPOINT_REGEX",
@@ -27,6 +27,7 @@ __all__ = [
     "spec_immutable_rules",
     "cancel_kept_rule",
     "no_cancel_after_end_rule",
+    "resume_only_while_paused_rule",
     "FINAL_STATUS_RECORDABLE",
     "RECORDED_REASON_OVERRIDE",
     "final_status_frozen_rule",
@@ -161,6 +162,25 @@ def no_cancel_after_end_rule() -> dict[str, str]:
                               " + oldSelf.status.state.type + '): there is nothing to cancel'"),
         "reason": "FieldValueForbidden",
         "fieldPath": ".spec.cancel",
+    }
+
+
+def resume_only_while_paused_rule() -> dict[str, str]:
+    """At the object root: spec.resume may be set or changed only while the run is PAUSED
+    (Paused or Suspended); removing it is always allowed. A resume of a run that is not
+    paused (not started, running, ended) would mean nothing, so it is refused at once."""
+    resume = f"{{0}}.spec.{contract.SPEC_RESUME}"
+    paused = "has(oldSelf.status) && has(oldSelf.status.state)"
+    return {
+        "rule": (f"!has({resume.format('self')}) || (has({resume.format('oldSelf')})"
+                 f" && {resume.format('self')} == {resume.format('oldSelf')})"
+                 f" || ({paused} && oldSelf.status.state.type == 'PAUSED')"),
+        "message": "spec.resume can only be set while the run is Paused or Suspended",
+        "messageExpression": (
+            "'spec.resume can only be set while the run is Paused or Suspended; it is ' + "
+            f"({paused} ? oldSelf.status.state.name : 'not started yet')"),
+        "reason": "FieldValueForbidden",
+        "fieldPath": f".spec.{contract.SPEC_RESUME}",
     }
 
 

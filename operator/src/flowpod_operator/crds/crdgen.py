@@ -186,14 +186,15 @@ def deployment_crd() -> dict[str, Any]:
 def flowrun_crd() -> dict[str, Any]:
     """The CustomResourceDefinition of FlowRuns, with the state-machine CEL rules."""
     spec = _schema_of(resources.FlowRun, "spec")
-    frozen = [name for name in spec["properties"] if name != "cancel"]
+    frozen = [name for name in spec["properties"] if name not in ("cancel", contract.SPEC_RESUME)]
     spec.setdefault("x-kubernetes-validations", []).extend(
         [_cel.flowrun_form_rule(), *_cel.spec_immutable_rules(frozen), _cel.cancel_kept_rule()])
     status = _schema_of(resources.FlowRun, "status")
     status.setdefault("x-kubernetes-validations", []).append(
         _cel.final_status_frozen_rule(list(status["properties"])))
     schema = _root("FlowRun", resources.FlowRun.__doc__ or "", spec, status,
-                   [_cel.state_kept_rule(), _cel.no_cancel_after_end_rule()])
+                   [_cel.state_kept_rule(), _cel.no_cancel_after_end_rule(),
+                    _cel.resume_only_while_paused_rule()])
     columns = [
         {"name": "State", "type": "string", "jsonPath": ".status.state.name",
          "description": "Name of the current state, e.g. Running, Completed, Late."},

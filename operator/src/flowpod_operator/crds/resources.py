@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from flowpod import contract, flowruns, states
 from flowpod_operator.crds import _cel
+from flowpod_operator.crds.pausing import PauseStatus, ResumedStatus, ResumeRequest
 from flowpod_operator.crds.schedules import (ConcurrencyPolicy, DeploymentStatus,
                                              MissedRunPolicy, Schedule)
 
@@ -216,6 +217,10 @@ class FlowRunSpec(_Model):
         False, description="Set to true to cancel the run: it goes Cancelling, its pod gets "
                            "SIGTERM, and it ends Cancelled. The only field that may change "
                            "after creation, and only from false to true.")
+    resume: ResumeRequest | None = Field(
+        None, description="Resume a Paused or Suspended run, with the input it waits for "
+                          "(`flowpod resume` sets it). May be set only while the run is "
+                          "paused; the operator validates the input first.")
 
     @field_validator("entrypoint")
     @classmethod
@@ -352,6 +357,10 @@ class FlowRunStatus(_Model):
                     f"`flowpod logs` shows them once the pod is gone.")
     flow_run_name: str | None = Field(None, description="The run name the flow rendered "
                                                         "(flow_run_name template).")
+    pause: PauseStatus | None = Field(None, description="What a Paused or Suspended run "
+                                                        "waits for (written by the engine).")
+    resumed: ResumedStatus | None = Field(None, description="The last resume the operator "
+                                                            "accepted, with its input.")
     observed_generation: int | None = Field(
         None, description="metadata.generation of the spec this status reflects.")
     conditions: list[Condition] | None = Field(
@@ -369,7 +378,7 @@ class FlowRun(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard metadata.")
     spec: FlowRunSpec = Field(description="What to run. Immutable once created (the API "
                                           "server refuses changes), except cancel: false "
-                                          "to true.")
+                                          "to true, and resume while the run is paused.")
     status: FlowRunStatus | None = Field(
         None, description="What happened. Frozen once the state is final (COMPLETED, FAILED, "
                           "CRASHED, CANCELLED): only exitCode, reason and podName may still "

@@ -35,8 +35,10 @@ def runs(api, flow_namespace, operator_proc, out) -> None:
                           podTemplate=volume)
     api.create_deployment(ns, "sleeper", entrypoint=f"{CASES}:sleeps", podTemplate=volume,
                           cancellationGracePeriodSeconds=10)
+    api.create_deployment(ns, "stubborn", entrypoint=f"{CASES}:ignores_sigterm",
+                          podTemplate=volume, cancellationGracePeriodSeconds=2)
     for run, deployment in (("oom", "hog"), ("sigkill", "killed"), ("broken", "broken"),
-                            ("cancelled", "sleeper")):
+                            ("cancelled", "sleeper"), ("force-cancelled", "stubborn")):
         api.create_flowrun(ns, run, deploymentName=deployment)
 
 
@@ -99,3 +101,19 @@ def test_a_cooperative_cancel_runs_on_cancellation_in_the_engine_and_no_hook_job
     time.sleep(2)  # give a wrong hook Job time to appear
     assert hook_jobs(api, ns, "cancelled") == []
     assert lines(out, "cancelled") == ["cancelled Cancelled"]
+
+
+def test_a_cancel_that_ends_in_a_kill_runs_on_cancellation_in_a_hook_job(
+        runs, api, flow_namespace, out, explain):
+    ns, run = flow_namespace, "force-cancelled"
+    api.wait_flowrun(ns, run, lambda f: f["status"]["state"]["name"] == "Running",
+                     what="Running", explain=explain(run))
+    api.cancel(ns, run)
+    flowrun = api.wait_final(ns, run, explain=explain(run))
+    assert flowrun["status"]["state"]["name"] == "Cancelled", flowrun["status"]
+    flowrun = wait_hooks_done(api, ns, run, explain(run))
+    assert flowrun["status"]["hooks"] == {
+        "declared": ["on_cancellation"], "runner": "Job", "job": f"{run}-hooks",
+        "outcome": "Succeeded", "message": "1 on_cancellation hook(s) ran"}
+    assert lines(out, run) == ["cancelled Cancelled"]
+    assert len(hook_jobs(api, ns, run)) == 1

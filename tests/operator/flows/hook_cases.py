@@ -5,6 +5,7 @@ often it ran and in which process."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
@@ -51,4 +52,15 @@ def sigkill_self_with_a_broken_hook() -> None:
 
 @flow(on_cancellation=[_appends("cancelled")], on_crashed=[_appends("crashed")])
 def sleeps(seconds: float = 60.0) -> None:
+    time.sleep(seconds)
+
+
+@flow(on_cancellation=[_appends("cancelled")])
+def ignores_sigterm(seconds: float = 60.0) -> None:
+    # Set the process-wide disposition in C, so not even the engine sees SIGTERM: the pod is
+    # killed when its grace period ends, with no code of the flow left to run its hooks.
+    libc = ctypes.CDLL(None)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.signal(signal.SIGTERM, ctypes.c_void_p(1))  # SIG_IGN
     time.sleep(seconds)

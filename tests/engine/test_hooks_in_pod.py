@@ -13,7 +13,9 @@ import anyio
 import httpx
 import pytest
 
+import flowpod
 from fakeapi import status_of
+from flowpod import engine, reporting
 from flowpod.engine import _hooks_mode, _in_pod, _kubeapi, _kubereporter
 
 from engine.kube_fakes import NAME, NS, FakeApi, Sleeps
@@ -144,3 +146,37 @@ def test_an_unloadable_flow_is_recorded_failed(flows) -> None:
     assert hooks["outcome"] == "Failed"
     assert hooks["message"].startswith(f"Flow could not be retrieved from entrypoint "
                                        f"'{flows}:nowhere': ")
+
+
+class _ClaimingReporter(reporting.InMemoryReporter):
+    """An in-memory backend that, like the Kubernetes one, is asked to claim kill hooks."""
+
+    def __init__(self, answer: bool | Exception) -> None:
+        super().__init__()
+        self.answer = answer
+        self.records: list[dict] = []
+
+    async def claim_hooks(self, option: str) -> bool:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    async def record_hooks(self, record: dict) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("answer,runs", [(True, True), (False, False),
+                                         (OSError("API unreachable"), False)])
+def test_the_engine_runs_kill_hooks_only_with_the_claim(answer, runs) -> None:
+    ran: list[str] = []
+
+    @flowpod.flow(on_crashed=[lambda flow, flow_run, state: ran.append(state.name)])
+    def crashes() -> None:
+        raise SystemExit(3)
+
+    reporter = _ClaimingReporter(answer)
+    state = anyio.run(lambda: engine.run_flow_run(crashes, {}, reporter, handle_sigterm=False))
+    assert state.type.value == "CRASHED"  # whatever the claim says, the run ends the same
+    assert ran == (["Crashed"] if runs else [])
+    assert reporter.records == ([{"outcome": "Succeeded",
+                                  "message": "1 on_crashed hook(s) ran"}] if runs else [])

@@ -54,11 +54,29 @@ async def run_final_hooks(ctx: FlowRunContext, option: str, state: states.State)
     claim = getattr(reporter, "claim_hooks", None)
     if ctx.parent is not None or option not in contract.HOOKS_AFTER_KILL.values():
         claim = None  # only a top-level run's kill hooks can be run by anyone else
-    if claim is not None and not await claim(option):
-        ctx.logger.info("%s hooks of flow run %r are run by the operator's hook Job",
-                        option, ctx.name)
+    if claim is not None and not await _claimed(ctx, claim, option):
         return
     failures = await run_hooks(ctx, option, state)
     if claim is not None:
-        await reporter.record_hooks(outcome_record(option, len(ctx.flow.hooks[option]),
-                                                   failures))
+        record = outcome_record(option, len(ctx.flow.hooks[option]), failures)
+        try:
+            await reporter.record_hooks(record)
+        except Exception:  # the hooks ran; a lost record must not change the run's state
+            ctx.logger.warning("Could not record the outcome of the %s hooks of %r",
+                               option, ctx.name, exc_info=True)
+
+
+async def _claimed(ctx: FlowRunContext, claim: Any, option: str) -> bool:
+    """Whether this process may run the hooks. Unsure (the backend cannot be reached) means
+    no: the operator's hook Job runs unclaimed hooks once the run has ended, and a hook
+    must never run twice."""
+    try:
+        if await claim(option):
+            return True
+    except Exception:
+        ctx.logger.warning("Could not claim the %s hooks of %r; leaving them to the "
+                           "operator", option, ctx.name, exc_info=True)
+        return False
+    ctx.logger.info("%s hooks of flow run %r are run by the operator's hook Job",
+                    option, ctx.name)
+    return False

@@ -116,6 +116,7 @@ def test_a_hook_job_runs_a_killed_runs_hooks_once(flows) -> None:
 
 
 @pytest.mark.parametrize("hooks", [{"runner": "Engine"}, {"outcome": "Succeeded"},
+                                   {"outcome": "Running"},
                                    {"declared": ["on_crashed"], "runner": None}])
 def test_a_hook_job_leaves_hooks_that_are_not_its_own(flows, hooks) -> None:
     api = _killed(**hooks)

@@ -97,6 +97,16 @@ def test_the_claimed_hook_job_is_created_once_the_absence_is_certain(k8s):
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-run"
 
 
+def test_a_hook_job_deleted_after_its_hooks_started_is_not_made_again(k8s):
+    run = claimed(k8s, outcome="Running")
+    actions = decide(k8s, run, jobs=[k8s.job(run)], fresh=True)
+    assert not any(isinstance(a, act.CreateJob) for a in actions)
+    (write,) = _writes(actions)
+    assert write.fields["hooks"]["outcome"] == "Failed"
+    assert write.fields["hooks"]["message"] == (
+        "hook Job run-hooks was deleted while its on_crashed hooks ran; they are not run again")
+
+
 def test_the_hooks_deadline_comes_from_the_policy(k8s):
     run = claimed(k8s)
     actions = decide(k8s, run, jobs=[k8s.job(run)], fresh=True,

@@ -41,6 +41,9 @@ def nothing_to_do(flowrun: Mapping[str, Any], option: str) -> str | None:
         return f"the {option} hooks are not the hook Job's (runner: {hooks.get('runner')})"
     if hooks.get("outcome") in contract.HOOKS_DONE:
         return f"the {option} hooks already ran ({hooks.get('outcome')})"
+    if hooks.get("outcome") == contract.HOOKS_RUNNING:
+        # Another pod started them (its Job was deleted and made again): never twice.
+        return f"the {option} hooks were started already"
     return None
 
 

@@ -162,6 +162,12 @@ def plan(run: Run) -> Plan:
     if job is None:
         if not run.o.fresh:  # it may exist already (a restart): AlreadyExists is fine too
             return Plan((act.Refresh(children=True),), busy=True)
+        if outcome == contract.HOOKS_RUNNING:
+            # Its pod started the hooks and the Job is gone: never run them a second time.
+            return Plan((act.WriteStatus((), {"hooks": {
+                "outcome": contract.HOOKS_FAILED,
+                "message": f"hook Job {name} was deleted while its {option} hooks ran; "
+                           "they are not run again"}}),), busy=True)
         return Plan((act.CreateJob(build_job(run, option)),), busy=True)
     told = _job_outcome(run, job)
     if told is None:

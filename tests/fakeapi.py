@@ -47,6 +47,17 @@ def status_response(code: int, reason: str, message: str) -> httpx.Response:
                                       "reason": reason, "message": message, "code": code})
 
 
+def _hook_record_may_change(old: Any, new: Any) -> bool:
+    """The hook record's clause of that rule (_cel.hook_record_rule)."""
+    if old is None:
+        return True
+    if new is None:
+        return False
+    if old.get("outcome") in contract.HOOKS_DONE:
+        return new == old
+    return all(key not in old or new.get(key) == old[key] for key in ("declared", "runner"))
+
+
 def _refuse_frozen(old: dict[str, Any], new: dict[str, Any]) -> httpx.Response | None:
     """The CRD's CEL rule on a final run's status: frozen, but for how its pod ended."""
     state = old.get("state") or {}
@@ -59,6 +70,8 @@ def _refuse_frozen(old: dict[str, Any], new: dict[str, Any]) -> httpx.Response |
                 key not in old or (key == "reason" and key in new
                                    and new[key] == _cel.RECORDED_REASON_OVERRIDE)):
             continue  # how the pod ended, recorded once (see the rule)
+        if key == _cel.HOOK_RECORD and _hook_record_may_change(old.get(key), new.get(key)):
+            continue
         break
     else:
         return None

@@ -52,8 +52,8 @@ def test_state_factories_are_the_states_module_ones() -> None:
 
 
 def test_engine_and_reporting_surfaces() -> None:
-    assert set(engine.__all__) == {"run_flow_run", "load_flow_from_entrypoint",
-                                   "parameter_model", "RunDeps"}
+    assert set(engine.__all__) == {"run_flow_run", "run_hooks_after_kill",
+                                   "load_flow_from_entrypoint", "parameter_model", "RunDeps"}
     assert {"Reporter", "InMemoryReporter", "JsonJournalReporter", "TaskRunSummary",
             "CancellationCheck"} <= set(reporting.__all__)
 

@@ -119,6 +119,34 @@ def test_other_status_fields_stay_writable_after_the_end(api, namespace) -> None
     assert later.json()["status"]["exitCode"] == 137
 
 
+def test_the_hook_record_changes_after_the_end_until_its_outcome_is_final(api,
+                                                                          namespace) -> None:
+    _create(api, namespace, "killed")
+    running = _state_body(states.StateType.RUNNING, "")
+    running["status"]["hooks"] = {"declared": ["on_crashed"]}
+    _patch_status(api, namespace, "killed", running)
+    _patch_status(api, namespace, "killed", _state_body(states.StateType.CRASHED, "oom"))
+    for hooks in ({"runner": "Job", "job": "killed-hooks", "outcome": "Pending"},
+                  {"outcome": "Running"}, {"outcome": "Failed", "message": "hook raised"}):
+        written = _patch_status(api, namespace, "killed", {"status": {"hooks": hooks}})
+        assert written.status_code == 200, written.text
+    for hooks in ({"outcome": "Succeeded"}, {"message": "rewritten"}):
+        refused = _patch_status(api, namespace, "killed", {"status": {"hooks": hooks}})
+        assert refused.status_code == 422, refused.text
+        assert "status is frozen once the run is final" in refused.json()["message"]
+
+
+def test_the_hook_claim_and_declared_hooks_never_change_after_the_end(api, namespace) -> None:
+    _create(api, namespace, "claimed")
+    running = _state_body(states.StateType.RUNNING, "")
+    running["status"]["hooks"] = {"declared": ["on_crashed"], "runner": "Engine"}
+    _patch_status(api, namespace, "claimed", running)
+    _patch_status(api, namespace, "claimed", _state_body(states.StateType.CRASHED, "oom"))
+    for hooks in ({"runner": "Job"}, {"declared": ["on_crashed", "on_cancellation"]}):
+        refused = _patch_status(api, namespace, "claimed", {"status": {"hooks": hooks}})
+        assert refused.status_code == 422, refused.text
+
+
 def test_state_cannot_be_removed(api, namespace) -> None:
     _create(api, namespace, "keep")
     _patch_status(api, namespace, "keep", _state_body(states.StateType.RUNNING, ""))

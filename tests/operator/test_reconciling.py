@@ -287,3 +287,58 @@ def test_without_permission_to_list_events_a_podless_job_just_waits(setup, k8s, 
     assert api.flowrun["status"]["state"]["message"] == "Job run-1 created"
     listed = [r for r in api.requests if r.url.path.endswith("/events")]
     assert len(listed) == 1  # said once, not asked again
+
+
+# --- hooks after a hard kill ---------------------------------------------------------------
+
+def _killed_run(k8s):
+    return k8s.flowrun(state=k8s.state("CRASHED", message="OOMKilled: ..."), attempt=1,
+                       exitCode=137, reason="OOMKilled", podName="run-1-abcde",
+                       hooks={"declared": ["on_crashed"]})
+
+
+def test_a_killed_run_gets_one_hook_job_across_restarts(setup, k8s, loop):
+    run = _killed_run(k8s)
+    api, index, first = setup(run)
+    index.put_job(k8s.job(run))
+    loop(first.reconcile(("ns", "run")))
+    assert sorted(api.jobs) == ["run-hooks"]
+    assert api.flowrun["status"]["hooks"]["runner"] == "Job"
+    assert api.flowrun["status"]["state"]["type"] == "CRASHED"
+    # A restarted operator, whose watch has not shown the hook Job yet, makes none more.
+    second_index = _indexing.Index()
+    second_index.put_deployment(k8s.deployment())
+    second = Reconciler(second_index, first.api, first.events, clock=lambda: k8s.now)
+    second.intake.on_flowrun("ADDED", copy.deepcopy(api.flowrun))
+    loop(second.reconcile(("ns", "run")))
+    assert sorted(api.jobs) == ["run-hooks"]
+
+
+def test_the_engines_claim_wins_over_a_stale_view(setup, k8s, loop):
+    run = k8s.flowrun(state=k8s.state("CRASHED"), attempt=1, hooks={"declared": ["on_crashed"]})
+    api, index, reconciler = setup(run)
+    index.put_job(k8s.job(run))
+    # The engine claimed its hooks after the operator's view was taken (409, re-read).
+    api.update("flowruns", "ns", "run", status={
+        **api.flowrun["status"], "hooks": {"declared": ["on_crashed"], "runner": "Engine",
+                                           "outcome": "Succeeded"}})
+    loop(reconciler.reconcile(("ns", "run")))
+    assert "run-hooks" not in api.jobs
+    assert api.flowrun["status"]["hooks"]["runner"] == "Engine"
+
+
+def test_hook_outcomes_are_announced_once(k8s):
+    seen: list[tuple[str, str, str]] = []
+    recorder = _eventing.EventRecorder(lambda e: None, clock=lambda: k8s.now)
+    recorder.record = lambda body, kind, reason, message, **_: seen.append(  # type: ignore
+        (kind, reason, message))
+    run = _killed_run(k8s)
+    recorder.observe(run, baseline=True)
+    for outcome, message in (("Pending", "hook Job run-hooks runs the on_crashed hooks"),
+                             ("Running", "running"), ("Failed", "on_crashed hook x raised"),
+                             ("Failed", "on_crashed hook x raised")):
+        later = copy.deepcopy(run)
+        later["status"]["hooks"].update(runner="Job", outcome=outcome, message=message)
+        recorder.observe(later)
+    assert seen == [("Normal", "HookJobCreated", "hook Job run-hooks runs the on_crashed hooks"),
+                    ("Warning", "HooksFailed", "on_crashed hook x raised")]

@@ -34,6 +34,10 @@ __all__ = [
     "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
     "ENV_ATTEMPT", "ENV_RESULT_DIR", "CONTAINER_NAME", "ENGINE_COMMAND",
     "DEFAULT_SERVICE_ACCOUNT", "SERVICE_ACCOUNT_DIR",
+    # hooks after a hard kill
+    "ENV_HOOKS", "LABEL_HOOKS", "HOOKS_AFTER_KILL", "hook_for_state_type",
+    "HOOKS_RUNNER_ENGINE", "HOOKS_RUNNER_JOB", "HOOKS_PENDING", "HOOKS_RUNNING",
+    "HOOKS_SUCCEEDED", "HOOKS_FAILED", "HOOKS_DONE",
     # status bounds and condition types
     "MAX_STATE_HISTORY", "MAX_MESSAGE_LENGTH", "MAX_LISTED_RUNS", "MAX_INLINE_RESULT_BYTES",
     "MAX_PARAMETERS_BYTES", "MAX_LOG_TAIL_LINES", "MAX_LOG_TAIL_BYTES", "MAX_LOG_LINE_LENGTH",
@@ -104,6 +108,31 @@ ENGINE_COMMAND = ("python", "-m", "flowpod.engine")
 DEFAULT_SERVICE_ACCOUNT = "flowpod-flow-run"
 # Where the kubelet mounts a pod's token, CA and namespace (every in-cluster client reads it).
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+# -- hooks after a hard kill -----------------------------------------------------------------
+# The final hooks that must run even when the flow's process was killed (OOM, SIGKILL, a lost
+# node): the operator then runs them in a short hook Job, `python -m flowpod.engine` with
+# ENV_HOOKS naming the hook option. Keyed by the final state type (its wire value).
+HOOKS_AFTER_KILL = {"CRASHED": "on_crashed", "CANCELLED": "on_cancellation"}
+ENV_HOOKS = "FLOWPOD_HOOKS"
+# On the hook Job and its pod (instead of flowpod.io/attempt): not an attempt of the run.
+LABEL_HOOKS = "flowpod.io/hooks"
+# status.hooks: {declared, runner, job, outcome, message}. The engine writes `declared` with
+# Running; whoever runs the hooks first claims them by writing `runner` (a resourceVersion
+# precondition makes the claim exclusive), so they never run twice.
+HOOKS_RUNNER_ENGINE = "Engine"
+HOOKS_RUNNER_JOB = "Job"
+HOOKS_PENDING = "Pending"
+HOOKS_RUNNING = "Running"
+HOOKS_SUCCEEDED = "Succeeded"
+HOOKS_FAILED = "Failed"
+HOOKS_DONE = frozenset({HOOKS_SUCCEEDED, HOOKS_FAILED})
+
+
+def hook_for_state_type(state_type: str) -> str | None:
+    """The hook option a final state type runs after a hard kill (None: no such hooks)."""
+    return HOOKS_AFTER_KILL.get(state_type)
+
 
 # -- status bounds -------------------------------------------------------------------------
 # The CRD schema uses the same bounds (maxItems / maxLength), so a status built from these

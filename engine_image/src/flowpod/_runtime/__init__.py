@@ -8,7 +8,8 @@ runtime's layers" in pyproject.toml checks it):
     flows                        @flow, Flow: options, hooks, run names
     flow_calls                   which loop and thread a flow call runs on
     flow_engine                  a flow run from start to final state
-    signals | tasks              SIGTERM and interruption | @task, Task: options, naming
+    signals | tasks | hooks      SIGTERM and interruption | @task, Task: options, naming |
+                                 calling hooks, claiming on_crashed/on_cancellation
     task_calls                   call, submit, map: how a task call reaches the engine
     task_engine                  a task run from Pending to final state
     contexts                     the run contexts and their context variables

@@ -33,6 +33,7 @@ from flowpod._runtime.contexts import (
 )
 from flowpod._runtime.deps import RunDeps, Stores
 from flowpod._runtime.futures import TaskRunFuture
+from flowpod._runtime import hooks
 from flowpod._runtime.limits import TagLimits
 from flowpod._runtime.ops import AsyncOps, BlockingOps
 from flowpod._runtime.pool import TaskPool
@@ -44,7 +45,7 @@ from flowpod._runtime.threads import RunLoop, ThreadCall
 from flowpod.errors import Abort, Pause, ParameterValidationError, TerminationSignal
 from flowpod.reporting import CancellationCheck, InMemoryReporter, Reporter
 
-__all__ = ["run_flow", "propose"]
+__all__ = ["run_flow", "propose", "run_hooks_alone"]
 
 _FINAL_HOOKS = {
     states.StateType.COMPLETED: "on_completion",
@@ -93,6 +94,21 @@ async def run_flow(flow: FlowSpec, parameters: Mapping[str, Any], *,
     if parent is not None:
         parent.record.add_subflow(ctx.name, ctx.id, state)
     return state
+
+
+async def run_hooks_alone(flow: FlowSpec, parameters: Mapping[str, Any], option: str,
+                          state: states.State, *, run_id: str, run_name: str | None,
+                          deps: RunDeps | None = None) -> list[str]:
+    """Run only the flow's `option` hooks for a run that ended in `state` elsewhere (its
+    process was killed); return the messages of the hooks that raised."""
+    ctx = _new_context(flow, parameters, None, None, deps, None, run_id, None, run_name)
+    try:
+        ctx.parameters = ctx.flow.validate_parameters(parameters)
+        ctx.rename(ctx.flow.render_run_name(ctx.parameters, ctx.id, ctx.default_name))
+    except (ParameterValidationError, ValueError):
+        pass  # the run itself validated them; hooks see them as given
+    ctx.progress.state = state
+    return await hooks.run_hooks(ctx, option, state)
 
 
 def _new_context(flow: FlowSpec, parameters: Mapping[str, Any], reporter: Reporter | None,
@@ -179,7 +195,7 @@ async def _execute(ctx: FlowRunContext) -> states.State:
     if ctx.log_prints:
         enable_log_prints()
     try:
-        await _run_hooks(ctx, "on_running", progress.state)
+        await hooks.run_hooks(ctx, "on_running", progress.state)
         with anyio.CancelScope() as termination_scope:
             progress.cancel_scopes.add(termination_scope)
             with anyio.move_on_after(ctx.flow.timeout_seconds) as timeout_scope:
@@ -289,7 +305,7 @@ async def _finish(ctx: FlowRunContext, state: states.State) -> states.State:
     # ended) never run: the run ends in another state, whose hooks run instead.
     hook_option = _FINAL_HOOKS.get(state.type)
     if hook_option is not None and ctx.flow.hooks[hook_option] and await _acceptable(ctx, state):
-        await _run_hooks(ctx, hook_option, state)
+        await hooks.run_final_hooks(ctx, hook_option, state)
     try:
         return await propose(ctx, state)
     except Abort as exc:
@@ -353,17 +369,6 @@ async def _cancellation_requested(ctx: FlowRunContext) -> bool:
     except Exception:
         ctx.logger.warning("Could not ask whether cancellation was requested", exc_info=True)
         return False
-
-
-async def _run_hooks(ctx: FlowRunContext, option: str, state: states.State) -> None:
-    for hook in ctx.flow.hooks[option]:
-        try:
-            result = hook(ctx.flow, ctx, state)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:  # a hook never changes the run's state
-            ctx.logger.exception("%s hook %s of flow run %r raised; the state stays %r",
-                                 option, getattr(hook, "__name__", hook), ctx.name, state)
 
 
 async def _flush_periodically(ctx: FlowRunContext) -> None:

@@ -3,7 +3,9 @@
 Role: `run_flow_run` runs a Flow with given parameters, writing states and task-run
 summaries through a reporter (flowpod.reporting), asking `is_cancellation_requested`
 when SIGTERM arrives, and returns the final State (Suspended when the run suspended
-itself). `load_flow_from_entrypoint` resolves `path/to/file.py:fn` or
+itself); `run_hooks_after_kill` runs only a flow's on_crashed or on_cancellation hooks,
+for a run whose process was killed (the hooks mode of a hook Job, _hooks_mode).
+`load_flow_from_entrypoint` resolves `path/to/file.py:fn` or
 `package.module:fn`. `python -m flowpod.engine` (the Job's command,
 flowpod.contract.ENGINE_COMMAND) runs one flow run: in a FlowRun's pod through
 flowpod.engine._in_pod, which reports to the FlowRun's status with the Kubernetes
@@ -21,7 +23,8 @@ from flowpod._runtime.deps import RunDeps
 from flowpod.engine._entrypoints import load_flow_from_entrypoint
 from flowpod.reporting import CancellationCheck, Reporter
 
-__all__ = ["run_flow_run", "load_flow_from_entrypoint", "parameter_model", "RunDeps"]
+__all__ = ["run_flow_run", "run_hooks_after_kill", "load_flow_from_entrypoint",
+           "parameter_model", "RunDeps"]
 
 
 async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
@@ -59,6 +62,18 @@ async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
                           cancel_check=is_cancellation_requested, deps=deps,
                           run_id=flow_run_id, tag_limits=tag_limits,
                           handle_sigterm=handle_sigterm, run_name=flow_run_name)
+
+
+async def run_hooks_after_kill(flow: Any, parameters: Mapping[str, Any], option: str,
+                               state: states.State, *, flow_run_id: str,
+                               flow_run_name: str | None = None) -> list[str]:
+    """Run only `flow`'s `option` hooks (on_crashed, on_cancellation) for a run whose
+    process was killed before it could: what a hook Job does. The hooks get (flow,
+    flow_run, state) as in a run; returns the messages of the hooks that raised."""
+    from flowpod._runtime.flow_engine import run_hooks_alone
+
+    return await run_hooks_alone(flow, parameters, option, state, run_id=flow_run_id,
+                                 run_name=flow_run_name)
 
 
 def parameter_model(flow: Any) -> Any:

@@ -9,7 +9,9 @@ Failed with the cause), and hands the flow to flowpod.engine.run_flow_run with
 the Kubernetes reporter, which then writes Running, the task-run summary, the final state
 and the result (with the last lines of output, flowpod.engine._logtail, when the run
 failed). SIGTERM is the engine's: Cancelled when cancellation was requested, otherwise
-Crashed. Caller: flowpod.engine.__main__ (dispatches here when the env is set).
+Crashed. With flowpod.contract.ENV_HOOKS set (a hook Job) it runs only the final hooks
+of a killed run instead (flowpod.engine._hooks_mode). Caller: flowpod.engine.__main__
+(dispatches here when the env is set).
 
 Exit codes: 0 once a final (or paused) state is on the FlowRun, whatever it is; 143 after
 SIGTERM; 1 when the FlowRun could not be read or written (the operator then marks the run
@@ -153,6 +155,12 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
     name = _rendered_name(flow, parameters, run_id, settings.name)
     if name:
         reporter.set_status_fields(flowRunName=name)
+    # Recorded with Running, so the operator knows, without importing user code, which
+    # hooks a hook Job must run if this process is killed before it can run them.
+    declared = [option for option in contract.HOOKS_AFTER_KILL.values()
+                if flow.hooks.get(option)]
+    if declared:
+        reporter.set_status_fields(hooks={"declared": declared})
     state = await engine.run_flow_run(flow, parameters, reporter, flow_run_id=run_id,
                                       handle_sigterm=handle_sigterm,
                                       flow_run_name=settings.name)
@@ -174,6 +182,12 @@ async def _main_async(settings: PodSettings, env: Mapping[str, str],
                       transport: httpx.AsyncBaseTransport | None, tail: LogTail) -> int:
     reporter = _reporter_from_env(settings, env, transport, tail)
     try:
+        option = env.get(contract.ENV_HOOKS)
+        if option:  # a hook Job: run the hooks of a killed run, nothing else
+            from flowpod.engine._hooks_mode import run_hooks_in_pod
+
+            return await run_hooks_in_pod(settings.name, settings.entrypoint, option,
+                                          reporter)
         return await run_in_pod(settings, reporter)
     finally:
         await reporter.aclose()

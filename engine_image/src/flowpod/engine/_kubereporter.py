@@ -284,6 +284,44 @@ class KubeReporter:
         raise KubeApiError(409, f"gave up writing the task-run summary after "
                                 f"{_CONFLICT_ROUNDS} conflicting writes")
 
+    # -- hooks that must survive a hard kill (contract.HOOKS_AFTER_KILL) -------------------
+    async def claim_hooks(self, option: str) -> bool:
+        """Claim the run's `option` hooks for this process (status.hooks.runner: Engine),
+        just before running them. False when they are not ours: the run already ended
+        (the operator wrote its final state, and its hook Job runs them) or someone claimed
+        them. The resourceVersion precondition makes the claim exclusive."""
+        for _ in range(_CONFLICT_ROUNDS):
+            flowrun = await self._current()
+            current = flowruns.current_state(flowrun)
+            hooks = (flowrun.get("status") or {}).get("hooks") or {}
+            if hooks.get("runner") or (current is not None and current.is_final()):
+                return False
+            claim = {"runner": contract.HOOKS_RUNNER_ENGINE, "outcome": contract.HOOKS_RUNNING}
+            if await self._patch_fields(flowrun, {"hooks": claim}):
+                return True
+        raise KubeApiError(409, f"gave up claiming the {option} hooks after "
+                                f"{_CONFLICT_ROUNDS} conflicting writes")
+
+    async def record_hooks(self, record: Mapping[str, Any]) -> None:
+        """Write how the hooks went (status.hooks outcome and message). Allowed on a final
+        run too: the hook record is the one thing its frozen status may still gain."""
+        for _ in range(_CONFLICT_ROUNDS):
+            if await self._patch_fields(await self._current(), {"hooks": dict(record)}):
+                return
+        raise KubeApiError(409, f"gave up recording the hooks' outcome after "
+                                f"{_CONFLICT_ROUNDS} conflicting writes")
+
+    async def _patch_fields(self, flowrun: Mapping[str, Any], fields: dict[str, Any]) -> bool:
+        """One status patch of `fields` guarded by resourceVersion; False on 409 (then the
+        next read is fresh)."""
+        body = flowruns.patch_body(flowrun["metadata"].get("resourceVersion"), fields)
+        try:
+            self.flowrun = await self.client.patch_status(body)
+            return True
+        except Conflict:
+            self.flowrun = None
+            return False
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

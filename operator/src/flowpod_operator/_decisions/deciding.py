@@ -21,6 +21,7 @@ from flowpod import contract, flowruns, states
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import cleanup
 from flowpod_operator._decisions import diagnosing as diag
+from flowpod_operator._decisions import kill_hooks
 from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
 from flowpod_operator._decisions import resuming
@@ -49,7 +50,7 @@ def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Actio
     recorded = int(o.status.get("attempt") or 0)
     run = Run(o, state, attempts, max([recorded, *attempts]), now, policy)
     if state is not None and state.is_final():
-        return _clean_up(run) or _settle(run)
+        return _after_final(run)
     if o.spec.get("cancel") or (state is not None and state.type is _T.CANCELLING):
         return _cancel(run)
     if state is not None and state.type is _T.PAUSED and run.current:
@@ -338,6 +339,17 @@ def _cancel(run: Run) -> list[act.Action]:
 
 
 # --- after the end -------------------------------------------------------------------------
+
+def _after_final(run: Run) -> list[act.Action]:
+    """A final run: its hooks after a hard kill first (it is not deleted before they ran),
+    then clean-up, and recording how its pod ended."""
+    hooks = kill_hooks.plan(run)
+    if not hooks.busy:
+        return _clean_up(run) or _settle(run)
+    if any(isinstance(a, act.WriteStatus) for a in hooks.actions):
+        return list(hooks.actions)  # one status write per decision
+    return list(hooks.actions) + _settle(run)
+
 
 def _clean_up(run: Run) -> list[act.Action]:
     """A final run past its history limit or its TTL is deleted; one within its TTL is

@@ -32,6 +32,8 @@ class Policy:
     linger: timedelta = timedelta(seconds=30)
     # ttlSecondsAfterFinished of runs whose FlowRun and Deployment set none (None: keep).
     ttl_seconds_after_finished: int | None = None
+    # activeDeadlineSeconds of a hook Job (on_crashed / on_cancellation after a hard kill).
+    hooks_deadline_seconds: int = 300
 
 
 @dataclass

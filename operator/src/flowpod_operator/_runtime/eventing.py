@@ -14,6 +14,10 @@ with microseconds that strictly increases in the order the Events were recorded,
 first/lastTimestamp (kubectl sorts by those first when present); its name ends in that time
 in hex, as Kubernetes' own recorders name theirs, so a plain listing is in order too.
 
+A change of the hook record's outcome (status.hooks: a hook Job created, the hooks of a
+killed run succeeded or failed) is announced too: HookJobCreated, HooksSucceeded, or a
+HooksFailed Warning, with the record's message.
+
 A Pending entry whose message names a waiting problem (flowpod_operator._decisions.waiting:
 a wrong image, no node, a missing ServiceAccount) becomes a Warning with that reason.
 
@@ -39,6 +43,10 @@ COMPONENT = "flowpod-operator"
 _log = logging.getLogger("flowpod_operator.events")
 _WARNING_TYPES = {states.StateType.FAILED.value, states.StateType.CRASHED.value}
 _Marker = tuple[str, str, str]
+# status.hooks outcomes that are announced (after a hard kill, or run by the engine itself).
+_HOOK_EVENTS = {contract.HOOKS_PENDING: ("Normal", "HookJobCreated"),
+                contract.HOOKS_SUCCEEDED: ("Normal", "HooksSucceeded"),
+                contract.HOOKS_FAILED: ("Warning", "HooksFailed")}
 # The smallest step of an Event's microsecond eventTime.
 _TICK = timedelta(microseconds=1)
 
@@ -112,6 +120,7 @@ class EventRecorder:
         self._workers = workers
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queued)
         self._seen: dict[tuple[str, str], _Marker | None] = {}
+        self._hooks_seen: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._instance = socket.gethostname()
         self._last: datetime | None = None
         self.dropped = 0
@@ -124,6 +133,10 @@ class EventRecorder:
         history = _history(body)
         previous = self._seen.get(key)
         self._seen[key] = _marker(history[-1]) if history else None
+        hooks = (body.get("status") or {}).get("hooks") or {}
+        hooks_marker = (hooks.get("runner"), hooks.get("outcome"))
+        hooks_before = self._hooks_seen.get(key)
+        self._hooks_seen[key] = hooks_marker
         if baseline:
             return
         for entry in new_transitions(previous, body):
@@ -135,6 +148,9 @@ class EventRecorder:
                 kind, reason = "Warning", problem
             message = entry.get("message") or f"FlowRun is {entry.get('name')}"
             self.record(body, kind, reason, message, action="Transition")
+        if hooks_marker != hooks_before and hooks_marker[1] in _HOOK_EVENTS:
+            kind, reason = _HOOK_EVENTS[hooks_marker[1]]
+            self.record(body, kind, reason, hooks.get("message") or reason, action="Hooks")
 
     def record(self, flowrun: Mapping[str, Any], event_type: str, reason: str,
                message: str, *, action: str) -> None:
@@ -156,6 +172,7 @@ class EventRecorder:
 
     def forget(self, key: tuple[str, str]) -> None:
         self._seen.pop(key, None)
+        self._hooks_seen.pop(key, None)
 
     def pending(self) -> int:
         return self._queue.qsize()

@@ -30,6 +30,8 @@ __all__ = [
     "resume_only_while_paused_rule",
     "FINAL_STATUS_RECORDABLE",
     "RECORDED_REASON_OVERRIDE",
+    "HOOK_RECORD",
+    "hook_record_rule",
     "final_status_frozen_rule",
 ]
 
@@ -193,6 +195,23 @@ FINAL_STATUS_RECORDABLE = ("exitCode", "reason", "podName")
 RECORDED_REASON_OVERRIDE = "DeadlineExceeded"
 
 
+# The hook record (status.hooks): after a hard kill the operator's hook Job runs the flow's
+# on_crashed / on_cancellation hooks once the run is final, so who runs them and how it went
+# are only known afterwards. It may change until its outcome is Succeeded or Failed; the
+# runner (the claim that makes hooks run once) and the declared hooks never change.
+HOOK_RECORD = "hooks"
+
+
+def hook_record_rule() -> str:
+    """The clause of final_status_frozen_rule for HOOK_RECORD."""
+    done = _cel_list(sorted(contract.HOOKS_DONE))
+    old, new = f"oldSelf.{HOOK_RECORD}", f"self.{HOOK_RECORD}"
+    kept = " && ".join(f"(!has({old}.{f}) || has({new}.{f}) && {new}.{f} == {old}.{f})"
+                       for f in ("declared", "runner"))
+    return (f"(!has({old}) || has(self.{HOOK_RECORD}) && ((has({old}.outcome) && "
+            f"{old}.outcome in {done}) ? {new} == {old} : {kept}))")
+
+
 def _recorded_once(field: str) -> str:
     kept = f"self.{field} == oldSelf.{field}"
     if field == "reason":
@@ -202,7 +221,8 @@ def _recorded_once(field: str) -> str:
 
 def final_status_frozen_rule(fields: list[str]) -> dict[str, str]:
     """On `status`: once the state is final, every field (wire names in `fields`) keeps its
-    value; only FINAL_STATUS_RECORDABLE may still be filled in.
+    value; only FINAL_STATUS_RECORDABLE may still be filled in, and HOOK_RECORD may change
+    until its outcome is final (hook_record_rule).
 
     A change of the state's type is left to the transition rule, whose message says why.
     Removing the state is the root rule's (state_kept_rule) to refuse.
@@ -212,6 +232,9 @@ def final_status_frozen_rule(fields: list[str]) -> dict[str, str]:
                " || self.state == oldSelf.state)"]
     for field in fields:
         if field == "state":
+            continue
+        if field == HOOK_RECORD:
+            clauses.append(hook_record_rule())
             continue
         clauses.append(_recorded_once(field) if field in FINAL_STATUS_RECORDABLE
                        else _unchanged(field))
@@ -223,5 +246,6 @@ def final_status_frozen_rule(fields: list[str]) -> dict[str, str]:
         "reason": "FieldValueForbidden",
         "messageExpression": (
             "'status is frozen once the run is final (' + oldSelf.state.type + '): only "
-            f"how its pod ended ({recordable}) may still be recorded where missing'"),
+            f"how its pod ended ({recordable}) may still be recorded where missing, and "
+            f"the hook record ({HOOK_RECORD}) until its outcome is Succeeded or Failed'"),
     }

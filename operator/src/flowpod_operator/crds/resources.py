@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 from flowpod import contract, flowruns, states
 from flowpod_operator.crds import _cel
 from flowpod_operator.crds.pausing import PauseStatus, ResumedStatus, ResumeRequest
+from flowpod_operator.crds.hooks import HookRecord
 from flowpod_operator.crds.schedules import (ConcurrencyPolicy, DeploymentStatus,
                                              MissedRunPolicy, Schedule)
 
@@ -355,6 +356,9 @@ class FlowRunStatus(_Model):
                     f"bytes), kept when the run ends Failed, Crashed or Cancelled and written "
                     f"with that final state, because the pod's log is deleted with the pod. "
                     f"`flowpod logs` shows them once the pod is gone.")
+    hooks: HookRecord | None = Field(
+        None, description="The on_crashed and on_cancellation hooks and whether they ran; "
+                          "after a hard kill the operator runs them in a hook Job.")
     flow_run_name: str | None = Field(None, description="The run name the flow rendered "
                                                         "(flow_run_name template).")
     pause: PauseStatus | None = Field(None, description="What a Paused or Suspended run "
@@ -382,4 +386,5 @@ class FlowRun(_Model):
     status: FlowRunStatus | None = Field(
         None, description="What happened. Frozen once the state is final (COMPLETED, FAILED, "
                           "CRASHED, CANCELLED): only exitCode, reason and podName may still "
-                          "be recorded where missing.")
+                          "be recorded where missing, and the hook record (hooks) until "
+                          "its outcome is Succeeded or Failed.")

@@ -68,7 +68,9 @@ async def run_flow(flow: FlowSpec, parameters: Mapping[str, Any], *,
                    run_id: str | None = None, tag_limits: Mapping[str, int] | None = None,
                    handle_sigterm: bool = True, run_name: str | None = None) -> states.State:
     """Run one flow run on the current anyio loop; return its final (or Suspended) state.
-    `run_name` names the run unless the flow has a flow_run_name template."""
+    `run_name` names the run even when the flow has a flow_run_name template (in a pod it is
+    the FlowRun's name, so log lines and `kubectl get flowruns` agree); the template is still
+    rendered, so a broken one fails the run wherever it runs."""
     ctx = _new_context(flow, parameters, reporter, cancel_check, deps, parent, run_id, tag_limits,
                        run_name)
     if parent is not None:
@@ -120,7 +122,7 @@ def _new_context(flow: FlowSpec, parameters: Mapping[str, Any], reporter: Report
             blocking_ops=BlockingOps(deps), async_ops=AsyncOps(deps))
     return FlowRunContext(flow=flow, run_id=run_id or uuid.uuid4().hex,
                           parameters=dict(parameters), parent=parent, services=services,
-                          record=RunRecord(), default_name=run_name)
+                          record=RunRecord(), fixed_name=run_name)
 
 
 async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
@@ -136,7 +138,8 @@ async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
 async def _run(ctx: FlowRunContext, parameters: Mapping[str, Any]) -> states.State:
     try:
         ctx.parameters = ctx.flow.validate_parameters(parameters)
-        ctx.rename(ctx.flow.render_run_name(ctx.parameters, ctx.id, ctx.default_name))
+        rendered = ctx.flow.render_run_name(ctx.parameters, ctx.id)
+        ctx.rename(ctx.fixed_name or rendered)
     except (ParameterValidationError, ValueError) as exc:
         return await _finish(ctx, states.Failed(str(exc), data=exc))
     try:

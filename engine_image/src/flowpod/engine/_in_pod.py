@@ -148,11 +148,14 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
     # The FlowRun's uid is the run id: stable across infrastructure retries, so a new
     # attempt reuses the task results the previous one persisted.
     run_id = str(flowrun["metadata"].get("uid") or settings.name)
-    # One name for one run: the FlowRun's, as in `kubectl get fr`, unless the flow's
-    # flow_run_name template asks for another (status.flowRunName then records it).
+    # One name for one run: the FlowRun's, as `kubectl get fr` shows it, in every log line.
+    # A flow_run_name template is a display name: status.flowRunName records it.
     name = _rendered_name(flow, parameters, run_id, settings.name)
     if name:
         reporter.set_status_fields(flowRunName=name)
+    if name and name != settings.name:
+        _log.info("flow run %s: its flow_run_name template renders %r (status.flowRunName)",
+                  settings.name, name)
     state = await engine.run_flow_run(flow, parameters, reporter, flow_run_id=run_id,
                                       handle_sigterm=handle_sigterm,
                                       flow_run_name=settings.name)

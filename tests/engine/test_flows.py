@@ -4,7 +4,6 @@ final state derived from task runs, crashes, subflows."""
 from __future__ import annotations
 
 import functools
-
 import logging
 import time
 

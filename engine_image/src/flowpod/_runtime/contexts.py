@@ -77,7 +77,7 @@ class RunProgress:
     pool: TaskPool | None = None
     # Interruption (timeout, SIGTERM) bookkeeping, see flowpod._runtime.signals.
     terminating: bool = False
-    body_call: ThreadCall | None = None  # the running sync flow body
+    body_call: ThreadCall | None = None  # the running flow body (a LoopCall when async)
     cancel_scopes: set[CancelScope] = field(default_factory=set)
     children: set[FlowRunContext] = field(default_factory=set)  # running subflows
 

@@ -2,8 +2,9 @@
 
 Role: `run_flow` validates parameters, proposes states through the reporter
 (flowpod.reporting), runs attempts (retries, timeout, hooks), executes the body
-(async: on the loop; sync: in an interruptible daemon thread, so the loop stays
-free for submitted tasks, summary flushes, pause polling and SIGTERM), derives
+in a daemon thread (sync: interruptible; async: on its own event loop, cancelled
+when interrupted), so the run's loop stays free for submitted tasks, summary
+flushes, pause polling and SIGTERM, and a body may block on a future), derives
 the final state, flushes the task-run summary in batches, and turns SIGTERM into
 Cancelled or Crashed. Crash semantics: user exceptions -> Failed; other
 BaseExceptions -> Crashed; Abort / Pause are signals. Callers: flowpod._runtime.flow_calls
@@ -40,7 +41,7 @@ from flowpod._runtime.records import RunRecord
 from flowpod._runtime.signals import can_watch_signals, interrupt_run, watch_sigterm
 from flowpod._runtime.specs import FlowSpec
 from flowpod._runtime.task_calls import run_pooled
-from flowpod._runtime.threads import RunLoop, ThreadCall
+from flowpod._runtime.threads import LoopCall, RunLoop, ThreadCall
 from flowpod.errors import Abort, Pause, ParameterValidationError, TerminationSignal
 from flowpod.reporting import CancellationCheck, InMemoryReporter, Reporter
 
@@ -209,20 +210,21 @@ async def _execute(ctx: FlowRunContext) -> states.State:
 async def _call_body(ctx: FlowRunContext, outcome: _Outcome) -> None:
     args, kwargs = ctx.flow.parameters.call_arguments(ctx.parameters)
     try:
-        if ctx.flow.is_async:
-            outcome.value = await ctx.flow.fn(*args, **kwargs)
-        else:
-            outcome.value = await _run_sync_body(ctx, args, kwargs)
+        # Either body runs in its own thread (an async one on its own event loop), so the
+        # run's loop stays free for submitted task runs, summary flushes and SIGTERM, and a
+        # body may block on a future (`.result()`, `.wait()`) in async flows too.
+        body_call = LoopCall if ctx.flow.is_async else ThreadCall
+        outcome.value = await _run_body(
+            ctx, body_call(ctx.flow.fn, args, kwargs, name=f"flowpod-flow-{ctx.name}"))
     except anyio.get_cancelled_exc_class():
         raise
     except BaseException as exc:  # judged after submitted task runs have finished
         outcome.error = exc
 
 
-async def _run_sync_body(ctx: FlowRunContext, args: tuple, kwargs: dict[str, Any]) -> Any:
+async def _run_body(ctx: FlowRunContext, call: ThreadCall) -> Any:
     loop = ctx.services.loop.loop
     done = anyio.Event()
-    call = ThreadCall(ctx.flow.fn, args, kwargs, name=f"flowpod-flow-{ctx.name}")
     ctx.progress.body_call = call
     call.add_done_callback(lambda: _set_threadsafe(loop, done))
     call.start()

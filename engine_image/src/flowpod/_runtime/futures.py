@@ -28,75 +28,108 @@ _ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex})
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
+# Guards every future's done flag and waiter lists; held for a few bytecodes only. Waiters
+# are made on demand, so a future nobody blocks on costs no threading.Event (a `.map()`
+# over a thousand items would otherwise build a thousand of them).
+_WAITERS = threading.Lock()
+
+
 class TaskRunFuture:
     """The eventual final state of a submitted task run."""
 
-    __slots__ = ("task_run", "_loop", "_done", "_async_events")
+    __slots__ = ("task_run", "_loop", "_done", "_event", "_async_waiters")
 
     def __init__(self, task_run: "TaskRunRecord", loop: RunLoop) -> None:
         self.task_run = task_run
-        self._loop = loop  # the flow run's: where async waiters are woken
-        self._done = threading.Event()
-        self._async_events: list[Any] = []
+        self._loop = loop  # the flow run's: where its submitted runs are started
+        self._done = False
+        self._event: threading.Event | None = None  # made by the first blocking waiter
+        self._async_waiters: list[tuple[Any, int, Any]] | None = None  # (loop, thread, event)
 
     def __repr__(self) -> str:
         return f"TaskRunFuture({self.task_run.name!r}, state={self.task_run.state!r})"
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
     @property
     def state(self) -> states.State:
         """The current state (final once done()); seeing a final state counts as handling it."""
         state = self.task_run.state
-        if self._done.is_set():
+        if self._done:
             self.task_run.handled = True
         return state
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run is final; False if the timeout passed first."""
-        if not self._done.is_set() and self._loop.is_current_thread():
-            raise RuntimeError(
-                f"Waiting for task run {self.task_run.name!r} would block the event loop it "
-                "runs on; in an async flow use `await future` instead of .wait()/.result()."
-            )
-        return wait_event(self._done, timeout)
+    def wait(self, timeout: float | None = None) -> states.State | None:
+        """Block until the run is final and return its final state (None if the timeout
+        passed first). Works in sync and async flows alike. Only looking at `.state` or
+        `.result()` counts as handling a failure; waiting alone does not."""
+        if not self._done:
+            if self._loop.is_current_thread():
+                raise RuntimeError(
+                    f"Waiting for task run {self.task_run.name!r} here would block the event "
+                    "loop that runs the flow's submitted task runs (this is an async task run "
+                    "or a callback on that loop); use `await future` instead of "
+                    ".wait()/.result().")
+            if not wait_event(self._blocking_event(), timeout):
+                return None
+        return self.task_run.state
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
         """The task's return value; raises its exception when it did not complete."""
-        if not self.wait(timeout):
+        if self.wait(timeout) is None:
             raise TimeoutError(f"Task run {self.task_run.name!r} did not finish in {timeout} s")
         return self.state.result(raise_on_failure=raise_on_failure)
 
     async def wait_async(self) -> None:
-        if self._done.is_set():
+        """Wait on the calling event loop (whichever it is) until the run is final."""
+        if self._done:
             return
+        import asyncio
+
         import anyio
 
         event = anyio.Event()
-        self._async_events.append(event)
-        if not self._done.is_set():  # re-check: it may have finished meanwhile
-            await event.wait()
+        with _WAITERS:
+            if self._done:
+                return
+            if self._async_waiters is None:
+                self._async_waiters = []
+            self._async_waiters.append(
+                (asyncio.get_running_loop(), threading.get_ident(), event))
+        await event.wait()
 
     def __await__(self):
         yield from self.wait_async().__await__()
         return self.state.result()
 
+    def _blocking_event(self) -> threading.Event:
+        with _WAITERS:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._done:
+                    self._event.set()
+            return self._event
+
     def _finish(self) -> None:
-        """Mark done and wake waiters; async waiters are woken on their loop's thread."""
-        self._done.set()  # before reading _async_events: see wait_async's re-check
-        events = self._async_events
-        if not events:
-            return
-        if self._loop.is_current_thread():
-            _set_all(events)
-        else:
-            self._loop.loop.call_soon_threadsafe(_set_all, events)
+        """Mark done and wake waiters; async waiters are woken on their own loop's thread."""
+        with _WAITERS:
+            self._done = True
+            event, waiters = self._event, self._async_waiters
+        if event is not None:
+            event.set()
+        for loop, thread, waiter in waiters or ():
+            _wake(loop, thread, waiter)
 
 
-def _set_all(events: list[Any]) -> None:
-    for event in events:
+def _wake(loop: Any, thread: int, event: Any) -> None:
+    if threading.get_ident() == thread:
         event.set()
+        return
+    try:
+        loop.call_soon_threadsafe(event.set)
+    except RuntimeError:  # that loop already closed: its waiter is gone
+        pass
 
 
 class FutureList(list):

@@ -32,15 +32,37 @@ def _current_run(action: str) -> FlowRunContext:
 
 
 def _dispatch(ctx: FlowRunContext, coro: Coroutine[Any, Any, Any]) -> Any:
-    """Awaitable in an async flow; blocking (on the flow's loop) in a sync one."""
-    if ctx.on_loop_thread():
-        return coro
+    """Run `coro` on the flow run's loop: awaitable in an async flow (whose body has its own
+    loop), blocking in a sync one."""
+    import functools
+
     import anyio.from_thread
 
     async def run() -> Any:
         return await coro
 
-    return anyio.from_thread.run(run, token=ctx.services.loop.token)
+    if ctx.on_loop_thread():
+        return coro
+    on_run_loop = functools.partial(anyio.from_thread.run, run, token=ctx.services.loop.token)
+    if not _in_event_loop():
+        return on_run_loop()
+
+    async def hop() -> Any:  # the body's loop keeps going while the run's loop works
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(on_run_loop)
+
+    return hop()
+
+
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def pause_flow_run(timeout: float = 3600, poll_interval: float = 10) -> Any:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import anyio
@@ -125,3 +126,46 @@ def test_an_async_flow_blocked_on_a_future_still_times_out() -> None:
     state = anyio.run(lambda: f(return_state=True))
     assert state.name == "TimedOut"
     assert time.monotonic() - started < 5
+
+
+def test_a_thread_blocked_on_a_future_runs_queued_task_runs_itself() -> None:
+    # One worker, held by the first run until the second has run: only the waiting body
+    # can run the second one, so without it this takes the first run's 10 s timeout.
+    released = threading.Event()
+
+    @task
+    def held() -> bool:
+        return released.wait(10)
+
+    @task
+    def release() -> str:
+        released.set()
+        return threading.current_thread().name
+
+    @flow(task_workers=1)
+    def f() -> tuple:
+        first = held.submit()
+        time.sleep(0.05)  # the worker has taken the first run
+        return release.submit().result(), first.result()
+
+    started = time.monotonic()
+    ran_in, first = f()
+    assert first is True and ran_in.startswith("flowpod-flow-")
+    assert time.monotonic() - started < 5
+
+
+def test_map_passes_arguments_as_the_signature_wants() -> None:
+    @task
+    def positional(a: int, /, b: int, *rest: int, scale: int = 1) -> list:
+        return [a, b, *rest, scale]
+
+    @task
+    def by_name(a: int, b: int = 0, *, c: int = 0) -> int:
+        return a + b + c
+
+    @flow
+    def f() -> tuple:
+        return (positional.map([1, 2], [3, 4], 5, 6, scale=10).result(),
+                by_name.map([1, 2], b=[10, 20], c=100).result())
+
+    assert f() == ([[1, 3, 5, 6, 10], [2, 4, 5, 6, 10]], [111, 122])

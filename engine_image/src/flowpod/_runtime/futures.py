@@ -11,7 +11,7 @@ map), flowpod._runtime.flow_engine (a flow that returns futures), user code.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from flowpod import states
 from flowpod._runtime.annotations import allow_failure, unmapped
@@ -37,11 +37,15 @@ _WAITERS = threading.Lock()
 class TaskRunFuture:
     """The eventual final state of a submitted task run."""
 
-    __slots__ = ("task_run", "_loop", "_done", "_event", "_async_waiters")
+    __slots__ = ("task_run", "_loop", "_run_queued", "_done", "_event", "_async_waiters")
 
-    def __init__(self, task_run: "TaskRunRecord", loop: RunLoop) -> None:
+    def __init__(self, task_run: "TaskRunRecord", loop: RunLoop,
+                 run_queued: Callable[[], bool] | None = None) -> None:
         self.task_run = task_run
         self._loop = loop  # the flow run's: where its submitted runs are started
+        # Runs one queued sync task run in the calling thread (flowpod._runtime.pool), so
+        # a thread that blocks on this future does work instead of sleeping.
+        self._run_queued = run_queued
         self._done = False
         self._event: threading.Event | None = None  # made by the first blocking waiter
         self._async_waiters: list[tuple[Any, int, Any]] | None = None  # (loop, thread, event)
@@ -71,7 +75,10 @@ class TaskRunFuture:
                     "loop that runs the flow's submitted task runs (this is an async task run "
                     "or a callback on that loop); use `await future` instead of "
                     ".wait()/.result().")
-            if not wait_event(self._blocking_event(), timeout):
+            if timeout is None and self._run_queued is not None:
+                while not self._done and self._run_queued():
+                    pass
+            if not self._done and not wait_event(self._blocking_event(), timeout):
                 return None
         return self.task_run.state
 

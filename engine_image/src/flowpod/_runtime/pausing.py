@@ -12,6 +12,7 @@ awaitable. Callers: user code via `flowpod`.
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any, Coroutine
 
@@ -31,30 +32,6 @@ def _current_run(action: str) -> FlowRunContext:
     return ctx
 
 
-def _dispatch(ctx: FlowRunContext, coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run `coro` on the flow run's loop: awaitable in an async flow (whose body has its own
-    loop), blocking in a sync one."""
-    import functools
-
-    import anyio.from_thread
-
-    async def run() -> Any:
-        return await coro
-
-    if ctx.on_loop_thread():
-        return coro
-    on_run_loop = functools.partial(anyio.from_thread.run, run, token=ctx.services.loop.token)
-    if not _in_event_loop():
-        return on_run_loop()
-
-    async def hop() -> Any:  # the body's loop keeps going while the run's loop works
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(on_run_loop)
-
-    return hop()
-
-
 def _in_event_loop() -> bool:
     import asyncio
 
@@ -63,6 +40,29 @@ def _in_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+async def _without_blocking(call: Any) -> Any:
+    # An async flow's body has its own loop: wait for the run's loop in a worker thread,
+    # so the body's loop keeps going meanwhile.
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(call)
+
+
+def _dispatch(ctx: FlowRunContext, coro: Coroutine[Any, Any, Any]) -> Any:
+    """Awaitable in an async flow; blocking (on the flow's loop) in a sync one."""
+    if ctx.on_loop_thread():
+        return coro
+    import anyio.from_thread
+
+    async def run() -> Any:
+        return await coro
+
+    if _in_event_loop():
+        return _without_blocking(
+            functools.partial(anyio.from_thread.run, run, token=ctx.services.loop.token))
+    return anyio.from_thread.run(run, token=ctx.services.loop.token)
 
 
 def pause_flow_run(timeout: float = 3600, poll_interval: float = 10) -> Any:

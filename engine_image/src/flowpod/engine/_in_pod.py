@@ -113,13 +113,20 @@ def _stop_reason(flowrun: Mapping[str, Any]) -> str | None:
 
 def _rendered_name(flow: Any, parameters: Mapping[str, Any], run_id: str,
                    flowrun_name: str) -> str | None:
+    """The run's display name for status.flowRunName: its flow_run_name template rendered,
+    else the FlowRun's name. The run itself (its log lines, hooks) is always named after the
+    FlowRun, as `kubectl get flowruns` shows it."""
     # The engine renders the same name from the same inputs; a template that cannot be
     # rendered outside the run (or bad parameters, which end the run Failed) gives none.
     try:
-        return flow.render_run_name(flow.validate_parameters(parameters), run_id,
+        name = flow.render_run_name(flow.validate_parameters(parameters), run_id,
                                     flowrun_name)
     except Exception:
         return None
+    if name != flowrun_name:
+        _log.info("flow run %s: its flow_run_name template renders %r (status.flowRunName)",
+                  flowrun_name, name)
+    return name
 
 
 async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
@@ -148,14 +155,11 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
     # The FlowRun's uid is the run id: stable across infrastructure retries, so a new
     # attempt reuses the task results the previous one persisted.
     run_id = str(flowrun["metadata"].get("uid") or settings.name)
-    # One name for one run: the FlowRun's, as `kubectl get fr` shows it, in every log line.
-    # A flow_run_name template is a display name: status.flowRunName records it.
+    # One name for one run: the FlowRun's, as in `kubectl get fr`, unless the flow's
+    # flow_run_name template asks for another (status.flowRunName then records it).
     name = _rendered_name(flow, parameters, run_id, settings.name)
     if name:
         reporter.set_status_fields(flowRunName=name)
-    if name and name != settings.name:
-        _log.info("flow run %s: its flow_run_name template renders %r (status.flowRunName)",
-                  settings.name, name)
     state = await engine.run_flow_run(flow, parameters, reporter, flow_run_id=run_id,
                                       handle_sigterm=handle_sigterm,
                                       flow_run_name=settings.name)

@@ -87,17 +87,17 @@ class FlowRunContext:
 
     `parameters` and `name` start as given and are replaced by the validated parameters and
     the rendered run name once checked (`rename`); everything else about identity is fixed.
-    `fixed_name`, when given (in a pod: the FlowRun's name), is the run's name whatever the
+    `default_name`, when given (in a pod: the FlowRun's name), is the run's name whatever the
     flow's flow_run_name template renders.
     """
 
     def __init__(self, *, flow: FlowSpec, run_id: str, parameters: dict[str, Any],
                  parent: FlowRunContext | None, services: RunServices,
-                 record: RunRecord, fixed_name: str | None = None) -> None:
+                 record: RunRecord, default_name: str | None = None) -> None:
         self.flow = flow
         self.id = run_id
-        self.fixed_name = fixed_name
-        self.name = fixed_name or f"{flow.name}-{run_id[:8]}"
+        self.default_name = default_name
+        self.name = default_name or f"{flow.name}-{run_id[:8]}"
         self.parameters = parameters
         self.parent = parent
         self.services = services

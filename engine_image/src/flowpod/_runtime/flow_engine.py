@@ -123,7 +123,7 @@ def _new_context(flow: FlowSpec, parameters: Mapping[str, Any], reporter: Report
             blocking_ops=BlockingOps(deps), async_ops=AsyncOps(deps))
     return FlowRunContext(flow=flow, run_id=run_id or uuid.uuid4().hex,
                           parameters=dict(parameters), parent=parent, services=services,
-                          record=RunRecord(), fixed_name=run_name)
+                          record=RunRecord(), default_name=run_name)
 
 
 async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
@@ -140,7 +140,7 @@ async def _run(ctx: FlowRunContext, parameters: Mapping[str, Any]) -> states.Sta
     try:
         ctx.parameters = ctx.flow.validate_parameters(parameters)
         rendered = ctx.flow.render_run_name(ctx.parameters, ctx.id)
-        ctx.rename(ctx.fixed_name or rendered)
+        ctx.rename(ctx.default_name or rendered)
     except (ParameterValidationError, ValueError) as exc:
         return await _finish(ctx, states.Failed(str(exc), data=exc))
     try:

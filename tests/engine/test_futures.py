@@ -95,6 +95,17 @@ def test_a_flow_returning_a_waited_state_ends_with_its_outcome() -> None:
 
     assert returns_completed() == [0, 2, 4]
 
+    @task
+    def after(value: object) -> object:
+        return value
+
+    @flow
+    def returns_not_ready() -> states.State:
+        return after.submit(fail.submit("upstream")).wait()  # NotReady: never ran
+
+    state = returns_not_ready(return_state=True)
+    assert state.is_failed() and "returned a NotReady state, which is not final" in state.message
+
 
 def test_blocking_on_a_future_inside_an_async_task_run_is_refused() -> None:
     # Submitted async task runs share the run's event loop: blocking it would stop them all.

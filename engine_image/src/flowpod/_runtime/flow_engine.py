@@ -261,8 +261,12 @@ def _outcome_state(ctx: FlowRunContext, outcome: _Outcome) -> states.State:
 
 
 def _state_from_value(ctx: FlowRunContext, value: Any) -> states.State:
-    if isinstance(value, states.State):
-        return value
+    if isinstance(value, states.State):  # e.g. `return future.wait()`: it becomes the run's
+        if value.is_final():
+            return value
+        return states.Failed(f"The flow returned a {value.name} state, which is not final: "
+                             f"{value.message or 'no message'}",
+                             data=value.result(raise_on_failure=False))
     single = isinstance(value, TaskRunFuture)
     if single or (isinstance(value, (list, tuple)) and value
                   and all(isinstance(v, (TaskRunFuture, states.State)) for v in value)):

@@ -28,10 +28,12 @@ _ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex})
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
-# Guards every future's done flag and waiter lists; held for a few bytecodes only. Waiters
+# Guards the registration of waiters only. Finishing a future takes no lock: it sets
+# `_done` and then reads the waiters, while a waiter registers and then re-reads `_done`,
+# so (the GIL orders these reads and writes) one of them always sees the other. Waiters
 # are made on demand, so a future nobody blocks on costs no threading.Event (a `.map()`
 # over a thousand items would otherwise build a thousand of them).
-_WAITERS = threading.Lock()
+_REGISTER = threading.Lock()
 
 
 class TaskRunFuture:
@@ -97,35 +99,34 @@ class TaskRunFuture:
         import anyio
 
         event = anyio.Event()
-        with _WAITERS:
-            if self._done:
-                return
+        with _REGISTER:
             if self._async_waiters is None:
                 self._async_waiters = []
             self._async_waiters.append(
                 (asyncio.get_running_loop(), threading.get_ident(), event))
-        await event.wait()
+        if not self._done:  # re-read: _finish may have read the waiters before we came
+            await event.wait()
 
     def __await__(self):
         yield from self.wait_async().__await__()
         return self.state.result()
 
     def _blocking_event(self) -> threading.Event:
-        with _WAITERS:
-            if self._event is None:
-                self._event = threading.Event()
-                if self._done:
-                    self._event.set()
-            return self._event
+        if self._event is None:
+            with _REGISTER:
+                if self._event is None:
+                    self._event = threading.Event()
+        if self._done:  # re-read: _finish may have read _event before it was made
+            self._event.set()
+        return self._event
 
     def _finish(self) -> None:
         """Mark done and wake waiters; async waiters are woken on their own loop's thread."""
-        with _WAITERS:
-            self._done = True
-            event, waiters = self._event, self._async_waiters
+        self._done = True  # before reading the waiters: see _REGISTER
+        event, waiters = self._event, self._async_waiters
         if event is not None:
             event.set()
-        for loop, thread, waiter in waiters or ():
+        for loop, thread, waiter in list(waiters or ()):
             _wake(loop, thread, waiter)
 
 

@@ -67,25 +67,29 @@ class TaskPool:
         for a future; False when nothing is queued. The waiting thread is awake already, so
         this skips a hand-off to a worker for each run, which is most of what a quick run
         costs when it goes through the pool."""
-        with self._lock:
-            if not self._items:
-                return False
-            item = self._items.popleft()
+        try:
+            item = self._items.popleft()  # atomic: no lock on the hot path
+        except IndexError:
+            return False
         self._run_one(item)
         return True
 
     def interrupt(self) -> None:
         """Stop every worker's current task run (timeout or SIGTERM of the flow run)."""
         with self._lock:
-            slots, self._items = list(self._slots), deque()
+            slots = list(self._slots)
+            self._items.clear()
         for slot in slots:
             slot.interrupt()
 
     def _drain(self) -> None:
         while True:
-            with self._lock:
-                if not self._items:
+            try:
+                item = self._items.popleft()  # atomic: no lock on the hot path
+            except IndexError:
+                with self._lock:  # put() adds items and counts workers under this lock
+                    if self._items:
+                        continue
                     self._workers -= 1
                     return
-                item = self._items.popleft()
             self._run_one(item)

@@ -4,7 +4,9 @@ Role: a plain script (not a test) that prints figures. It measures, in fresh
 subprocesses, a flow calling a trivial task 1,000 times in sequence and a flow
 mapping it over 1,000 items, with every state recorded, and reports microseconds
 per task run: the flow body's own time / N (flow start-up excluded), best of
-the repeats (like timeit: on a shared machine other load only adds time). It also times `python -c "import flowpod"`. When PREFECT_PYTHON points
+the repeats (like timeit: on a shared machine other load only adds time), and the ratio
+of map to sequential per task (measured in the same process, so load shifts both). It
+also times `python -c "import flowpod"`. When PREFECT_PYTHON points
 at an interpreter with Prefect 3 installed (a separate venv; Prefect is never a
 flowpod dependency), the same workload runs there and the ratio is printed.
 
@@ -55,18 +57,25 @@ WORKLOAD = textwrap.dedent('''
         inc.map(range(n)).result()
         return time.perf_counter() - started
 
-    figures = {}
-    for name, fn in (("sequential", sequential), ("map", mapped)):
+    workloads = (("sequential", sequential), ("map", mapped))
+    body = {name: [] for name, _ in workloads}
+    flow_total = {}
+    for name, fn in workloads:
         fn(10)  # warm-up: imports and first-run setup (Prefect starts its server here)
-        body = []
-        for _ in range(repeats):
+    for _ in range(repeats):
+        # Interleaved, so a burst of load on a shared machine hits both workloads alike.
+        for name, fn in workloads:
             started = time.perf_counter()
-            body.append(fn(tasks))
-            flow_total = time.perf_counter() - started
-        # Best of the repeats, as timeit does: noise from other processes only adds time.
-        figures[name] = {"body_s": min(body), "flow_total_s": flow_total}
+            body[name].append(fn(tasks))
+            flow_total[name] = time.perf_counter() - started
+    # Best of the repeats, as timeit does: noise from other processes only adds time.
+    figures = {name: {"body_s": min(body[name]), "flow_total_s": flow_total[name]}
+               for name, _ in workloads}
     print("BENCH " + json.dumps(figures))
 ''')
+
+
+MAP_TARGET = 1.5  # .map() over N sync tasks may cost at most this much per task as N calls
 
 
 def run_workload(python: str, framework: str, tasks: int, repeats: int,
@@ -111,6 +120,9 @@ def main() -> None:
           f"(whole flow run {ours['sequential_total_ms']:.1f} ms for {options.tasks} tasks)")
     print(f"flowpod  map:        {ours['map']:8.1f} µs/task  "
           f"(whole flow run {ours['map_total_ms']:.1f} ms for {options.tasks} tasks)")
+    # Same run, same process: the cost of concurrency (futures, the worker pool) per task.
+    print(f"flowpod  map / sequential per task: {ours['map'] / ours['sequential']:.2f}x "
+          f"(target: at most {MAP_TARGET}x)")
     print(f"python -c 'import flowpod': {import_time(sys.executable, 'flowpod'):.3f} s median "
           f"(bare interpreter: {import_time(sys.executable, 'sys'):.3f} s)")
 

@@ -3,6 +3,7 @@ final state derived from task runs, crashes, subflows."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -89,6 +90,10 @@ def test_flow_run_name_template_and_default_name() -> None:
         return flow_run_var.get().name
 
     assert report("monday") == "report-monday"
+    # A name given to the engine (in a pod: the FlowRun's) wins over the template.
+    given = anyio.run(functools.partial(run_flow_run, report, {"day": "monday"},
+                                        flow_run_name="fr-abc"))
+    assert given.result() == "fr-abc"
     assert Flow(lambda: None, name=None).name == "<lambda>"
 
     @flow

@@ -305,11 +305,26 @@ def test_the_run_is_named_after_its_flowrun_in_status_and_log_lines(flow_file, t
     assert f"Flow run {NAME!r} entered state Running" in caplog.text
     assert {getattr(r, "flow_run_name", None) for r in caplog.records
             if r.name == "flowpod.flow_runs"} == {NAME}
-    # A flow_run_name template still names the run, in the log records' fields too.
+    # With a flow_run_name template the log lines still carry the FlowRun's name; the
+    # rendered template is the run's display name in status.flowRunName.
     caplog.clear()
     api = _api({"n": 2})
-    with caplog.at_level(logging.INFO, logger="flowpod.flow_runs"):
+    with caplog.at_level(logging.INFO, logger="flowpod"):
         _run(api, tmp_path, _settings(f"{flow_file}:squares"))
     assert api.obj["status"]["flowRunName"] == "squares-2"
+    assert f"Flow run {NAME!r} entered state Completed" in caplog.text
     assert {getattr(r, "flow_run_name", None) for r in caplog.records
-            if r.name == "flowpod.flow_runs"} == {"squares-2"}
+            if r.name == "flowpod.flow_runs"} == {NAME}
+    assert f"flow run {NAME}: its flow_run_name template renders 'squares-2'" in caplog.text
+
+
+def test_a_template_that_cannot_be_rendered_fails_the_run_in_a_pod(tmp_path) -> None:
+    path = tmp_path / "bad_name.py"
+    path.write_text("from flowpod import flow\n\n"
+                    "@flow(flow_run_name='run-{missing}')\n"
+                    "def bad() -> int:\n    return 1\n")
+    api = FakeApi()
+    assert _run(api, tmp_path, _settings(f"{path}:bad")) == 0
+    state = api.obj["status"]["state"]
+    assert state["type"] == "FAILED"
+    assert "flow_run_name 'run-{missing}'" in state["message"] and "missing" in state["message"]

@@ -57,7 +57,13 @@ SCRIPT = textwrap.dedent('''
         for i in range(2000):
             await atick(i)
 
-    flows = {"sync": sync_flow, "map": mapped_flow, "async": async_flow, "direct": sync_flow}
+    @flow(**hooks)
+    async def async_blocking_flow():
+        (workdir / "started").write_text("yes")
+        tick.map(range(5000)).result()  # blocks the body's own loop, not the run's
+
+    flows = {"sync": sync_flow, "map": mapped_flow, "async": async_flow,
+             "async_blocking": async_blocking_flow, "direct": sync_flow}
 
     def cancel_requested():
         return (workdir / "cancel-requested").exists()
@@ -100,7 +106,7 @@ def _journal_states(tmp_path: Path) -> list[str]:
     return [e["state"]["name"] for e in map(json.loads, lines) if e["event"] == "state"]
 
 
-@pytest.mark.parametrize("style", ["sync", "map", "async"])
+@pytest.mark.parametrize("style", ["sync", "map", "async", "async_blocking"])
 def test_sigterm_with_cancellation_requested_cancels(tmp_path: Path, style: str) -> None:
     returncode = _run_and_terminate(tmp_path, style, cancel=True)
     assert returncode == 128 + signal.SIGTERM
@@ -111,7 +117,7 @@ def test_sigterm_with_cancellation_requested_cancels(tmp_path: Path, style: str)
     assert not (tmp_path / "hook-crashed").exists()
 
 
-@pytest.mark.parametrize("style", ["sync", "map", "async"])
+@pytest.mark.parametrize("style", ["sync", "map", "async", "async_blocking"])
 def test_sigterm_without_cancellation_request_crashes(tmp_path: Path, style: str) -> None:
     returncode = _run_and_terminate(tmp_path, style, cancel=False)
     assert returncode == 128 + signal.SIGTERM

@@ -345,20 +345,6 @@ def test_async_tasks_submitted_and_mapped_run_concurrently() -> None:
     assert anyio.run(f) == [2 * i for i in range(20)] + [100]
 
 
-def test_sync_result_on_the_loop_thread_is_refused() -> None:
-    @task
-    async def later() -> int:
-        await anyio.sleep(0.05)
-        return 1
-
-    @flow
-    async def f() -> None:
-        later.submit().result()
-
-    with pytest.raises(RuntimeError, match="await future"):
-        anyio.run(f)
-
-
 async def _run(flow_obj, reporter):
     from flowpod.engine import run_flow_run
 

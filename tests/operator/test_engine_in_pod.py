@@ -210,3 +210,17 @@ def test_sigterm_without_cancellation_ends_crashed(cluster, engine_namespace) ->
     state = flowrun["status"]["state"]
     assert state["type"] == "CRASHED", state
     assert "SIGTERM without a cancellation request" in state["message"]
+
+
+def test_the_pods_log_lines_name_the_flowrun_even_with_a_template(cluster,
+                                                                  engine_namespace) -> None:
+    flowrun = _run(cluster, engine_namespace, "named-run", f"{FLOWS}/named_flow.py:named",
+                   {"who": "pod"})
+    status = flowrun["status"]
+    assert status["state"]["type"] == "COMPLETED", status
+    assert status["result"] == {"value": "hello pod"}  # an async flow blocked on .result()
+    assert status["flowRunName"] == "greeting-pod"  # the template: a display name
+    logs = cluster.kubectl("logs", "-n", engine_namespace, "job/named-run-1").stdout
+    assert "Flow run 'named-run' entered state Running" in logs, logs
+    assert "Flow run 'named-run' entered state Completed" in logs, logs
+    assert "Flow run 'greeting-pod'" not in logs, logs

@@ -77,7 +77,7 @@ class RunProgress:
     pool: TaskPool | None = None
     # Interruption (timeout, SIGTERM) bookkeeping, see flowpod._runtime.signals.
     terminating: bool = False
-    body_call: ThreadCall | None = None  # the running sync flow body
+    body_call: ThreadCall | None = None  # the running flow body (a LoopCall when async)
     cancel_scopes: set[CancelScope] = field(default_factory=set)
     children: set[FlowRunContext] = field(default_factory=set)  # running subflows
 
@@ -87,7 +87,8 @@ class FlowRunContext:
 
     `parameters` and `name` start as given and are replaced by the validated parameters and
     the rendered run name once checked (`rename`); everything else about identity is fixed.
-    `default_name` is the name to use when the flow has no flow_run_name template.
+    `default_name`, when given (in a pod: the FlowRun's name), is the run's name whatever the
+    flow's flow_run_name template renders.
     """
 
     def __init__(self, *, flow: FlowSpec, run_id: str, parameters: dict[str, Any],

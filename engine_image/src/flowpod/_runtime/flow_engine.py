@@ -2,8 +2,9 @@
 
 Role: `run_flow` validates parameters, proposes states through the reporter
 (flowpod.reporting), runs attempts (retries, timeout, hooks), executes the body
-(async: on the loop; sync: in an interruptible daemon thread, so the loop stays
-free for submitted tasks, summary flushes, pause polling and SIGTERM), derives
+in a daemon thread (sync: interruptible; async: on its own event loop, cancelled
+when interrupted), so the run's loop stays free for submitted tasks, summary
+flushes, pause polling and SIGTERM, and a body may block on a future), derives
 the final state, flushes the task-run summary in batches, and turns SIGTERM into
 Cancelled or Crashed. Crash semantics: user exceptions -> Failed; other
 BaseExceptions -> Crashed; Abort / Pause are signals. Callers: flowpod._runtime.flow_calls
@@ -41,7 +42,7 @@ from flowpod._runtime.records import RunRecord
 from flowpod._runtime.signals import can_watch_signals, interrupt_run, watch_sigterm
 from flowpod._runtime.specs import FlowSpec
 from flowpod._runtime.task_calls import run_pooled
-from flowpod._runtime.threads import RunLoop, ThreadCall
+from flowpod._runtime.threads import LoopCall, RunLoop, ThreadCall
 from flowpod.errors import Abort, Pause, ParameterValidationError, TerminationSignal
 from flowpod.reporting import CancellationCheck, InMemoryReporter, Reporter
 
@@ -69,7 +70,9 @@ async def run_flow(flow: FlowSpec, parameters: Mapping[str, Any], *,
                    run_id: str | None = None, tag_limits: Mapping[str, int] | None = None,
                    handle_sigterm: bool = True, run_name: str | None = None) -> states.State:
     """Run one flow run on the current anyio loop; return its final (or Suspended) state.
-    `run_name` names the run unless the flow has a flow_run_name template."""
+    `run_name` names the run even when the flow has a flow_run_name template (in a pod it is
+    the FlowRun's name, so log lines and `kubectl get flowruns` agree); the template is still
+    rendered, so a broken one fails the run wherever it runs."""
     ctx = _new_context(flow, parameters, reporter, cancel_check, deps, parent, run_id, tag_limits,
                        run_name)
     if parent is not None:
@@ -152,7 +155,8 @@ async def propose(ctx: FlowRunContext, state: states.State) -> states.State:
 async def _run(ctx: FlowRunContext, parameters: Mapping[str, Any]) -> states.State:
     try:
         ctx.parameters = ctx.flow.validate_parameters(parameters)
-        ctx.rename(ctx.flow.render_run_name(ctx.parameters, ctx.id, ctx.default_name))
+        rendered = ctx.flow.render_run_name(ctx.parameters, ctx.id)
+        ctx.rename(ctx.default_name or rendered)
     except (ParameterValidationError, ValueError) as exc:
         return await _finish(ctx, states.Failed(str(exc), data=exc))
     try:
@@ -222,20 +226,21 @@ async def _execute(ctx: FlowRunContext) -> states.State:
 async def _call_body(ctx: FlowRunContext, outcome: _Outcome) -> None:
     args, kwargs = ctx.flow.parameters.call_arguments(ctx.parameters)
     try:
-        if ctx.flow.is_async:
-            outcome.value = await ctx.flow.fn(*args, **kwargs)
-        else:
-            outcome.value = await _run_sync_body(ctx, args, kwargs)
+        # Either body runs in its own thread (an async one on its own event loop), so the
+        # run's loop stays free for submitted task runs, summary flushes and SIGTERM, and a
+        # body may block on a future (`.result()`, `.wait()`) in async flows too.
+        body_call = LoopCall if ctx.flow.is_async else ThreadCall
+        outcome.value = await _run_body(
+            ctx, body_call(ctx.flow.fn, args, kwargs, name=f"flowpod-flow-{ctx.name}"))
     except anyio.get_cancelled_exc_class():
         raise
     except BaseException as exc:  # judged after submitted task runs have finished
         outcome.error = exc
 
 
-async def _run_sync_body(ctx: FlowRunContext, args: tuple, kwargs: dict[str, Any]) -> Any:
+async def _run_body(ctx: FlowRunContext, call: ThreadCall) -> Any:
     loop = ctx.services.loop.loop
     done = anyio.Event()
-    call = ThreadCall(ctx.flow.fn, args, kwargs, name=f"flowpod-flow-{ctx.name}")
     ctx.progress.body_call = call
     call.add_done_callback(lambda: _set_threadsafe(loop, done))
     call.start()
@@ -272,8 +277,12 @@ def _outcome_state(ctx: FlowRunContext, outcome: _Outcome) -> states.State:
 
 
 def _state_from_value(ctx: FlowRunContext, value: Any) -> states.State:
-    if isinstance(value, states.State):
-        return value
+    if isinstance(value, states.State):  # e.g. `return future.wait()`: it becomes the run's
+        if value.is_final():
+            return value
+        return states.Failed(f"The flow returned a {value.name} state, which is not final: "
+                             f"{value.message or 'no message'}",
+                             data=value.result(raise_on_failure=False))
     single = isinstance(value, TaskRunFuture)
     if single or (isinstance(value, (list, tuple)) and value
                   and all(isinstance(v, (TaskRunFuture, states.State)) for v in value)):

@@ -11,7 +11,7 @@ map), flowpod._runtime.flow_engine (a flow that returns futures), user code.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from flowpod import states
 from flowpod._runtime.annotations import allow_failure, unmapped
@@ -28,75 +28,116 @@ _ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex})
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
+# Guards the registration of waiters only. Finishing a future takes no lock: it sets
+# `_done` and then reads the waiters, while a waiter registers and then re-reads `_done`,
+# so (the GIL orders these reads and writes) one of them always sees the other. Waiters
+# are made on demand, so a future nobody blocks on costs no threading.Event (a `.map()`
+# over a thousand items would otherwise build a thousand of them).
+_REGISTER = threading.Lock()
+
+
 class TaskRunFuture:
     """The eventual final state of a submitted task run."""
 
-    __slots__ = ("task_run", "_loop", "_done", "_async_events")
+    __slots__ = ("task_run", "_loop", "_run_queued", "_done", "_event", "_async_waiters")
 
-    def __init__(self, task_run: "TaskRunRecord", loop: RunLoop) -> None:
+    def __init__(self, task_run: "TaskRunRecord", loop: RunLoop,
+                 run_queued: Callable[[], bool] | None = None) -> None:
         self.task_run = task_run
-        self._loop = loop  # the flow run's: where async waiters are woken
-        self._done = threading.Event()
-        self._async_events: list[Any] = []
+        self._loop = loop  # the flow run's: where its submitted runs are started
+        # Runs one queued sync task run in the calling thread (flowpod._runtime.pool), so
+        # a thread that blocks on this future does work instead of sleeping.
+        self._run_queued = run_queued
+        self._done = False
+        self._event: threading.Event | None = None  # made by the first blocking waiter
+        self._async_waiters: list[tuple[Any, int, Any]] | None = None  # (loop, thread, event)
 
     def __repr__(self) -> str:
         return f"TaskRunFuture({self.task_run.name!r}, state={self.task_run.state!r})"
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
     @property
     def state(self) -> states.State:
         """The current state (final once done()); seeing a final state counts as handling it."""
         state = self.task_run.state
-        if self._done.is_set():
+        if self._done:
             self.task_run.handled = True
         return state
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run is final; False if the timeout passed first."""
-        if not self._done.is_set() and self._loop.is_current_thread():
-            raise RuntimeError(
-                f"Waiting for task run {self.task_run.name!r} would block the event loop it "
-                "runs on; in an async flow use `await future` instead of .wait()/.result()."
-            )
-        return wait_event(self._done, timeout)
+    def wait(self, timeout: float | None = None) -> states.State | None:
+        """Block until the run is final and return its final state (None if the timeout
+        passed first). Works in sync and async flows alike. Only looking at `.state` or
+        `.result()` counts as handling a failure; waiting alone does not."""
+        if not self._done:
+            if self._loop.is_current_thread():
+                raise RuntimeError(
+                    f"Waiting for task run {self.task_run.name!r} here would block the event "
+                    "loop that runs the flow's submitted task runs (this is an async task run "
+                    "or a callback on that loop); use `await future` instead of "
+                    ".wait()/.result().")
+            if timeout is None and self._run_queued is not None:
+                while not self._done and self._run_queued():
+                    pass
+            if not self._done and not wait_event(self._blocking_event(), timeout):
+                return None
+        return self.task_run.state
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
         """The task's return value; raises its exception when it did not complete."""
-        if not self.wait(timeout):
+        if self.wait(timeout) is None:
             raise TimeoutError(f"Task run {self.task_run.name!r} did not finish in {timeout} s")
         return self.state.result(raise_on_failure=raise_on_failure)
 
     async def wait_async(self) -> None:
-        if self._done.is_set():
+        """Wait on the calling event loop (whichever it is) until the run is final."""
+        if self._done:
             return
+        import asyncio
+
         import anyio
 
         event = anyio.Event()
-        self._async_events.append(event)
-        if not self._done.is_set():  # re-check: it may have finished meanwhile
+        with _REGISTER:
+            if self._async_waiters is None:
+                self._async_waiters = []
+            self._async_waiters.append(
+                (asyncio.get_running_loop(), threading.get_ident(), event))
+        if not self._done:  # re-read: _finish may have read the waiters before we came
             await event.wait()
 
     def __await__(self):
         yield from self.wait_async().__await__()
         return self.state.result()
 
+    def _blocking_event(self) -> threading.Event:
+        if self._event is None:
+            with _REGISTER:
+                if self._event is None:
+                    self._event = threading.Event()
+        if self._done:  # re-read: _finish may have read _event before it was made
+            self._event.set()
+        return self._event
+
     def _finish(self) -> None:
-        """Mark done and wake waiters; async waiters are woken on their loop's thread."""
-        self._done.set()  # before reading _async_events: see wait_async's re-check
-        events = self._async_events
-        if not events:
-            return
-        if self._loop.is_current_thread():
-            _set_all(events)
-        else:
-            self._loop.loop.call_soon_threadsafe(_set_all, events)
+        """Mark done and wake waiters; async waiters are woken on their own loop's thread."""
+        self._done = True  # before reading the waiters: see _REGISTER
+        event, waiters = self._event, self._async_waiters
+        if event is not None:
+            event.set()
+        for loop, thread, waiter in list(waiters or ()):
+            _wake(loop, thread, waiter)
 
 
-def _set_all(events: list[Any]) -> None:
-    for event in events:
+def _wake(loop: Any, thread: int, event: Any) -> None:
+    if threading.get_ident() == thread:
         event.set()
+        return
+    try:
+        loop.call_soon_threadsafe(event.set)
+    except RuntimeError:  # that loop already closed: its waiter is gone
+        pass
 
 
 class FutureList(list):

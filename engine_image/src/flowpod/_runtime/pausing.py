@@ -18,6 +18,7 @@ return an awaitable. Callers: user code via `flowpod`.
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any, Coroutine
 
@@ -42,6 +43,24 @@ def _current_run(action: str) -> FlowRunContext:
     return ctx
 
 
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _without_blocking(call: Any) -> Any:
+    # An async flow's body has its own loop: wait for the run's loop in a worker thread,
+    # so the body's loop keeps going meanwhile.
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(call)
+
+
 def _dispatch(ctx: FlowRunContext, coro: Coroutine[Any, Any, Any]) -> Any:
     """Awaitable in an async flow; blocking (on the flow's loop) in a sync one."""
     if ctx.on_loop_thread():
@@ -51,6 +70,9 @@ def _dispatch(ctx: FlowRunContext, coro: Coroutine[Any, Any, Any]) -> Any:
     async def run() -> Any:
         return await coro
 
+    if _in_event_loop():
+        return _without_blocking(
+            functools.partial(anyio.from_thread.run, run, token=ctx.services.loop.token))
     return anyio.from_thread.run(run, token=ctx.services.loop.token)
 
 

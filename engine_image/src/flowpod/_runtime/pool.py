@@ -4,7 +4,8 @@ Role: `TaskPool` keeps a queue of ready sync task runs and drains it with at mos
 `task_workers` worker threads, each started with anyio.to_thread.run_sync under
 the flow run's CapacityLimiter. A worker drives many task-run cores in a row with
 blocking ops (flowpod._runtime.ops), so a `.map()` over a thousand items costs one thread
-start per worker instead of a loop-to-thread round trip per item. Runs whose
+start per worker instead of a loop-to-thread round trip per item; a thread that blocks on
+one of their futures runs queued runs itself meanwhile (`run_queued`). Runs whose
 upstream futures are not finished wait on the event loop first, so a waiting run
 never holds a worker (that could deadlock a bounded pool). Callers:
 flowpod._runtime.flow_engine (one per attempt), flowpod._runtime.task_calls (submit).
@@ -61,18 +62,34 @@ class TaskPool:
             with self._lock:
                 self._slots.discard(slot)
 
+    def run_queued(self) -> bool:
+        """Run one queued task run in the calling thread, which would otherwise only wait
+        for a future; False when nothing is queued. The waiting thread is awake already, so
+        this skips a hand-off to a worker for each run, which is most of what a quick run
+        costs when it goes through the pool."""
+        try:
+            item = self._items.popleft()  # atomic: no lock on the hot path
+        except IndexError:
+            return False
+        self._run_one(item)
+        return True
+
     def interrupt(self) -> None:
         """Stop every worker's current task run (timeout or SIGTERM of the flow run)."""
         with self._lock:
-            slots, self._items = list(self._slots), deque()
+            slots = list(self._slots)
+            self._items.clear()
         for slot in slots:
             slot.interrupt()
 
     def _drain(self) -> None:
         while True:
-            with self._lock:
-                if not self._items:
+            try:
+                item = self._items.popleft()  # atomic: no lock on the hot path
+            except IndexError:
+                with self._lock:  # put() adds items and counts workers under this lock
+                    if self._items:
+                        continue
                     self._workers -= 1
                     return
-                item = self._items.popleft()
             self._run_one(item)

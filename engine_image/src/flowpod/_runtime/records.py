@@ -75,6 +75,12 @@ class RunRecord:
             self.task_runs.append(record)
             self.version += 1
 
+    def add_many(self, records: list[TaskRunRecord]) -> None:
+        """Register the runs of one submit or map call under one lock."""
+        with self._lock:
+            self.task_runs.extend(records)
+            self.version += 1
+
     def finish(self, record: TaskRunRecord) -> None:
         state = record.states[-1]
         with self._lock:

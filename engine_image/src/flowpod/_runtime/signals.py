@@ -45,16 +45,16 @@ def _cancel_scopes(ctx: FlowRunContext) -> None:
 
 
 def _on_loop(ctx: FlowRunContext, fn: Any, *args: Any) -> None:
-    # Cancel scopes are not thread-safe: touch them only from their loop's thread.
+    # Cancel scopes are not thread-safe: touch them only from their loop's thread. Posted,
+    # not waited for: a subflow's loop may be an async body's, busy blocking on a future
+    # that only this interruption will end.
     if ctx.on_loop_thread():
         fn(*args)
         return
-    import anyio.from_thread
-
     try:
-        anyio.from_thread.run_sync(fn, *args, token=ctx.services.loop.token)
-    except anyio.RunFinishedError:
-        pass  # that loop already ended; nothing left to cancel
+        ctx.services.loop.loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass  # that loop already closed; nothing left to cancel
 
 
 async def watch_sigterm(ctx: FlowRunContext, *, task_status: Any) -> None:

@@ -67,7 +67,14 @@ def submit(task: TaskSpec, flow_run: FlowRunContext, calls: list[tuple[tuple, di
            wait_for: Any) -> FutureList:
     """Start one task run per (args, kwargs) concurrently; their futures, in order."""
     loop = flow_run.services.loop
-    futures = FutureList(TaskRunFuture(_new_record(task, flow_run), loop) for _ in calls)
+    next_key, name, tags = flow_run.next_task_key, task.name, task.tags
+    submitted = states.Pending().timestamp  # one instant for the whole batch
+    records = [TaskRunRecord(name, next_key(task.task_key), tags,
+                             states.Pending(timestamp=submitted)) for _ in calls]
+    flow_run.record.add_many(records)
+    pool = flow_run.progress.pool
+    run_queued = pool.run_queued if pool is not None and not task.is_async else None
+    futures = FutureList(TaskRunFuture(record, loop, run_queued) for record in records)
     batch = [(task, f, a, k, wait_for) for f, (a, k) in zip(futures, calls, strict=True)]
     _start(flow_run, batch)
     return futures
@@ -169,14 +176,15 @@ def _start(flow_run: FlowRunContext, calls: list[SubmittedCall]) -> None:
     if flow_run.on_loop_thread():
         start_on_loop()
     else:
-        import anyio.from_thread
-
-        anyio.from_thread.run_sync(start_on_loop, token=flow_run.services.loop.token)
+        # Posted, not waited for: the caller goes on at once, and callbacks run in order, so
+        # this one runs before the calling body's end can close the attempt's task group.
+        flow_run.services.loop.loop.call_soon_threadsafe(start_on_loop)
 
 
 # -- map ---------------------------------------------------------------------------------
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+_BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 def map_calls(task: TaskSpec, flow_run: FlowRunContext, args: tuple,
@@ -201,10 +209,14 @@ def map_calls(task: TaskSpec, flow_run: FlowRunContext, args: tuple,
         raise MappingLengthMismatch(
             f"{task.name}.map() got iterables of different lengths: {shown}. Give them the "
             "same length, or wrap a value in unmapped(...) to pass it whole to every run.")
+    fixed = {n: _unwrap(v) for n, v in bound.arguments.items() if n not in mapped}
+    columns = [(n, mapped[n]) for n in bound.arguments if n in mapped]
+    count = next(iter(lengths.values()))
+    rows = ({**fixed, **{n: values[i] for n, values in columns}} for i in range(count))
+    if all(signature.parameters[n].kind in _BY_NAME for n in bound.arguments):
+        return [((), row) for row in rows]  # every argument can go by name: no re-binding
     calls = []
-    for index in range(next(iter(lengths.values()))):
-        arguments = {n: (mapped[n][index] if n in mapped else _unwrap(v))
-                     for n, v in bound.arguments.items()}
+    for arguments in rows:
         item = inspect.BoundArguments(signature, arguments)  # type: ignore[arg-type]
         calls.append((item.args, item.kwargs))
     return calls

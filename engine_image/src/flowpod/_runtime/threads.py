@@ -6,8 +6,11 @@ When its run times out or the process gets SIGTERM, the engine stops waiting at
 once and *interrupts* it: `RunInterrupted` is injected and fires at the thread's
 next Python bytecode, so abandoned code cannot keep going unseen (a C call such as
 a long time.sleep finishes first). `ThreadCall` runs one call in a new daemon
-thread, so an abandoned one never holds the process open. `RunLoop` is the event loop
-that drives a flow run, as seen from any thread. Callers: every other runtime module.
+thread, so an abandoned one never holds the process open; `LoopCall` runs a coroutine
+function on its own event loop in such a thread (an async flow body, so that blocking on
+a future there never stalls the run's loop) and is stopped by cancellation instead. `RunLoop`
+is the event loop that drives a flow run, as seen from any thread. Callers: every other
+runtime module.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
     from anyio.lowlevel import EventLoopToken
 
-__all__ = ["RunInterrupted", "Interruptible", "ThreadCall", "RunLoop", "wait_event"]
+__all__ = ["RunInterrupted", "Interruptible", "ThreadCall", "LoopCall", "RunLoop", "wait_event"]
 
 _POLL = 0.05  # seconds; how late an interrupted waiter may notice its interruption
 
@@ -148,6 +151,51 @@ class ThreadCall:
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
+
+
+class LoopCall(ThreadCall):
+    """`await fn(*args, **kwargs)` on a new event loop in a new daemon thread.
+
+    interrupt() cancels the coroutine on its own loop (an exception injected into a thread
+    that runs an event loop could land inside the loop's own bookkeeping); it then ends
+    with RunInterrupted.
+    """
+
+    def __init__(self, fn: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
+                 name: str = "flowpod-loop-call") -> None:
+        self._scope_lock = threading.Lock()
+        self._scope: Any = None  # the coroutine's CancelScope, once it runs
+        self._scope_loop: "asyncio.AbstractEventLoop | None" = None
+        self._cancelled = False
+        super().__init__(self._run_loop, (fn, args, kwargs or {}), name=name)
+
+    def interrupt(self) -> None:
+        with self._scope_lock:
+            self._cancelled = True
+            scope, loop = self._scope, self._scope_loop
+        if scope is not None and loop is not None:
+            try:
+                loop.call_soon_threadsafe(scope.cancel)
+            except RuntimeError:  # the loop already closed: nothing left to cancel
+                pass
+
+    def _run_loop(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        import anyio
+
+        return anyio.run(self._guarded, fn, args, kwargs)
+
+    async def _guarded(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        import asyncio
+
+        import anyio
+
+        with anyio.CancelScope() as scope:
+            with self._scope_lock:
+                self._scope, self._scope_loop = scope, asyncio.get_running_loop()
+                if self._cancelled:
+                    scope.cancel()
+            return await fn(*args, **kwargs)
+        raise RunInterrupted()  # cancelled by interrupt(): the caller abandoned it
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,9 @@ async def run_flow_run(flow: Any, parameters: Mapping[str, Any] | None = None,
     deps: clock, sleeps, result_dir, flush_interval (see RunDeps).
     tag_limits: per-tag task concurrency limits, merged over the flow's own.
     handle_sigterm: install the SIGTERM handler (main thread only).
-    flow_run_name: the run's name when the flow has no flow_run_name template (in a pod,
-        the FlowRun's name; default: `<flow name>-<first 8 of flow_run_id>`).
+    flow_run_name: the run's name in its log lines, hooks and subflow records, even when
+        the flow has a flow_run_name template (in a pod, the FlowRun's name; default: the
+        template rendered, else `<flow name>-<first 8 of flow_run_id>`).
 
     The returned state's `data` is the result (Completed) or the error; after SIGTERM
     it is a flowpod.errors.TerminationSignal (exit code 143). Never raises for user

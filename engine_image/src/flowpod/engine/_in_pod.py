@@ -115,13 +115,20 @@ def _stop_reason(flowrun: Mapping[str, Any]) -> str | None:
 
 def _rendered_name(flow: Any, parameters: Mapping[str, Any], run_id: str,
                    flowrun_name: str) -> str | None:
+    """The run's display name for status.flowRunName: its flow_run_name template rendered,
+    else the FlowRun's name. The run itself (its log lines, hooks) is always named after the
+    FlowRun, as `kubectl get flowruns` shows it."""
     # The engine renders the same name from the same inputs; a template that cannot be
     # rendered outside the run (or bad parameters, which end the run Failed) gives none.
     try:
-        return flow.render_run_name(flow.validate_parameters(parameters), run_id,
+        name = flow.render_run_name(flow.validate_parameters(parameters), run_id,
                                     flowrun_name)
     except Exception:
         return None
+    if name != flowrun_name:
+        _log.info("flow run %s: its flow_run_name template renders %r (status.flowRunName)",
+                  flowrun_name, name)
+    return name
 
 
 async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,

@@ -107,7 +107,8 @@ async def run_hooks_alone(flow: FlowSpec, parameters: Mapping[str, Any], option:
     ctx = _new_context(flow, parameters, None, None, deps, None, run_id, None, run_name)
     try:
         ctx.parameters = ctx.flow.validate_parameters(parameters)
-        ctx.rename(ctx.flow.render_run_name(ctx.parameters, ctx.id, ctx.default_name))
+        # As in the run itself: the FlowRun's name wins over a flow_run_name template.
+        ctx.rename(ctx.default_name or ctx.flow.render_run_name(ctx.parameters, ctx.id, None))
     except (ParameterValidationError, ValueError):
         pass  # the run itself validated them; hooks see them as given
     ctx.progress.state = state

@@ -157,8 +157,8 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
     # The FlowRun's uid is the run id: stable across infrastructure retries, so a new
     # attempt reuses the task results the previous one persisted.
     run_id = str(flowrun["metadata"].get("uid") or settings.name)
-    # One name for one run: the FlowRun's, as in `kubectl get fr`, unless the flow's
-    # flow_run_name template asks for another (status.flowRunName then records it).
+    # One name for one run: the FlowRun's, as in `kubectl get fr`; a flow_run_name template
+    # only renders the display name that status.flowRunName records.
     name = _rendered_name(flow, parameters, run_id, settings.name)
     if name:
         reporter.set_status_fields(flowRunName=name)

@@ -32,7 +32,7 @@ __all__ = [
     "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE", "ANNOTATION_LAST_APPLIED",
     # the flow-run pod
     "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
-    "ENV_ATTEMPT", "ENV_RESULT_DIR", "CONTAINER_NAME", "ENGINE_COMMAND",
+    "ENV_ATTEMPT", "ENV_RESULT_DIR", "ENV_RESULT_STORAGE", "CONTAINER_NAME", "ENGINE_COMMAND",
     "DEFAULT_SERVICE_ACCOUNT", "SERVICE_ACCOUNT_DIR",
     # status bounds and condition types
     "MAX_STATE_HISTORY", "MAX_MESSAGE_LENGTH", "MAX_LISTED_RUNS", "MAX_INLINE_RESULT_BYTES",
@@ -93,6 +93,9 @@ ENV_PARAMETERS = "FLOWPOD_PARAMETERS"
 ENV_ATTEMPT = "FLOWPOD_ATTEMPT"
 # Where results and the task cache go (default ~/.flowpod/results); users may set it.
 ENV_RESULT_DIR = "FLOWPOD_RESULT_DIR"
+# The run's result storage, an fsspec URL: the operator sets it from spec.resultStorage (the
+# FlowRun's, else its Deployment's); it wins over ENV_RESULT_DIR.
+ENV_RESULT_STORAGE = "FLOWPOD_RESULT_STORAGE"
 # The operator reads this container's exit code, reason and logs to explain a crash.
 CONTAINER_NAME = "flow"
 ENGINE_COMMAND = ("python", "-m", "flowpod.engine")

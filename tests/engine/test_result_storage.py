@@ -78,6 +78,18 @@ def test_probe_refuses_an_unwritable_directory(tmp_path: Path) -> None:
         tmp_path.chmod(0o755)
 
 
+def test_probe_reports_a_store_that_refuses_writes(memory_root: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root may write anywhere locally, so the refusal comes from the backend itself here.
+    def refuse(self, path, value, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(type(fsspec.filesystem("memory")), "pipe_file", refuse)
+    with pytest.raises(ResultStorageError, match=rf"cannot write to {memory_root}: "
+                                                 r"PermissionError: .*Permission denied"):
+        ResultStore(memory_root).check_usable()
+
+
 def test_probe_accepts_a_writable_root_and_cleans_up(tmp_path: Path, memory_root) -> None:
     ResultStore(f"file://{tmp_path}").check_usable()
     assert os.listdir(tmp_path) == []

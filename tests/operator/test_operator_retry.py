@@ -3,11 +3,11 @@ the engine in pods.
 
 The Deployment's spec.resultStorage is a file:// URL on a hostPath volume (a PVC in a real
 cluster; the test node makes mount points on the host, so it is mounted under the test's
-temporary directory rather than at /mnt/results): a flow's tasks count their runs in a file there and its last task fails while
-a flag file exists. `flowpod retry --from-failure` then skips the completed tasks (the counter
-stays), and plain `flowpod retry` reruns them all. A large result is written there and
-referenced from the status; a store that is not mounted, or a protocol fsspec does not know,
-fails the run naming spec.resultStorage.
+temporary directory rather than at /mnt/results): a flow's tasks count their runs in a file
+there and its last task fails while a flag file exists. `flowpod retry --from-failure` then
+skips the completed tasks (the counter stays), and plain `flowpod retry` reruns them all.
+A large result is written there and referenced from the status; a store that is not
+mounted, or a protocol fsspec does not know, fails the run naming spec.resultStorage.
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ def test_an_unmounted_store_fails_the_run_naming_the_field(api, operator_proc,
     assert state["type"] == "FAILED"
     assert state["message"].startswith(
         f"The result storage 'file://{mount}-unmounted' cannot be used: directory "
-        f"{mount}-unmounted does not exist (is the volume mounted there?); fix spec.resultStorage of Deployment "
-        f"'unmounted'")
+        f"{mount}-unmounted does not exist (is the volume mounted there?); fix "
+        f"spec.resultStorage of Deployment 'unmounted'")
 
 
 def test_an_unknown_protocol_fails_the_run_before_any_pod(api, operator_proc,

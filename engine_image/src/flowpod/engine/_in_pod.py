@@ -6,11 +6,11 @@ API (flowpod.engine._kubereporter over _kubeapi), leaves at once without importi
 user code when the run already ended or is being cancelled, reads the parameters (the
 FlowRun's over its Deployment's defaults), loads the entrypoint (failure ends the run
 Failed with the cause), checks the result storage (flowpod.engine._storage: a missing or
-unwritable spec.resultStorage ends the run Failed naming the field), and hands the flow to flowpod.engine.run_flow_run with
-the Kubernetes reporter, which then writes Running, the task-run summary, the final state
-and the result (with the last lines of output, flowpod.engine._logtail, when the run
-failed). SIGTERM is the engine's: Cancelled when cancellation was requested, otherwise
-Crashed. Caller: flowpod.engine.__main__ (dispatches here when the env is set).
+unwritable spec.resultStorage ends the run Failed naming the field), and hands the flow
+to flowpod.engine.run_flow_run with the Kubernetes reporter, which then writes Running,
+the task-run summary, the final state and the result (with the last lines of output,
+flowpod.engine._logtail, when the run failed). SIGTERM is the engine's: Cancelled when
+cancellation was requested, otherwise Crashed. Caller: flowpod.engine.__main__ (dispatches here when the env is set).
 
 Exit codes: 0 once a final (or paused) state is on the FlowRun, whatever it is; 143 after
 SIGTERM; 1 when the FlowRun could not be read or written (the operator then marks the run

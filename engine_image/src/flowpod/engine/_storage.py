@@ -1,11 +1,12 @@
 """The in-pod engine's result storage: which store a run uses, checked before user code runs.
 
-Role: `prepare` turns the result storage URL of the Job's env (flowpod.contract.
-ENV_RESULT_STORAGE, set by the operator from spec.resultStorage) and the FlowRun's spec.reuseResultsFrom into the RunDeps of the run,
-or into the message that ends the run Failed at once: a store that is missing or not writable
-(probed with flowpod.results.ResultStore.check_usable), an earlier run's results asked for
-without a store, or a flow that persists its results with nowhere durable to put them. Each
-message names the field to fix. `keeper` stores a flow result too large for the status and
+Role: `prepare` turns the result storage URL of the Job's env
+(flowpod.contract.ENV_RESULT_STORAGE, set by the operator from spec.resultStorage) and the
+FlowRun's spec.reuseResultsFrom into the RunDeps of the run, or into the message that ends
+the run Failed at once: a store that is missing or not writable (probed with
+flowpod.results.ResultStore.check_usable), an earlier run's results asked for without a
+store, or a flow that persists its results with nowhere durable to put them. Each message
+names the field to fix. `keeper` stores a flow result too large for the status and
 returns its URL (status.result.reference). Caller: flowpod.engine._in_pod.
 """
 

@@ -291,8 +291,9 @@ class FlowRunResult(_Model):
     value: Any = Field(None, description="The return value as JSON, when small.",
                        json_schema_extra=_PRESERVE)
     reference: str | None = Field(
-        None, max_length=4096, description="URL of the return value (pickled) in spec.resultStorage, when "
-                          "it is too large for the status or not JSON.")
+        None, max_length=4096,
+        description="URL of the return value (pickled) in spec.resultStorage, when it is too "
+                    "large for the status or not JSON.")
     not_kept: str | None = Field(
         None, max_length=1024,
         description=f"Why the return value was not kept: it is larger than "

@@ -10,7 +10,8 @@ unwritable spec.resultStorage ends the run Failed naming the field), and hands t
 to flowpod.engine.run_flow_run with the Kubernetes reporter, which then writes Running,
 the task-run summary, the final state and the result (with the last lines of output,
 flowpod.engine._logtail, when the run failed). SIGTERM is the engine's: Cancelled when
-cancellation was requested, otherwise Crashed. Caller: flowpod.engine.__main__ (dispatches here when the env is set).
+cancellation was requested, otherwise Crashed. Caller: flowpod.engine.__main__ (dispatches
+here when the env is set).
 
 Exit codes: 0 once a final (or paused) state is on the FlowRun, whatever it is; 143 after
 SIGTERM; 1 when the FlowRun could not be read or written (the operator then marks the run

@@ -177,17 +177,17 @@ def test_small_results_are_inline_large_ones_not_kept_saying_why() -> None:
     _run(lambda: _reporter(api).propose_state(states.Completed(data=big)))
     assert api.obj["status"]["result"] == {"notKept": (
         "The result was not kept: it is 1.2 MiB as JSON, over the 4 KiB that fit in the "
-        "FlowRun's status, and flowpod has no durable result storage yet. Write large "
-        "outputs to storage you control and return their location.")}
+        "FlowRun's status, and the run has no result storage (spec.resultStorage). Set "
+        "spec.resultStorage on the Deployment (or FlowRun) to keep it there.")}
 
 
 def test_non_json_results_are_not_kept_saying_why() -> None:
     api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
     _run(lambda: _reporter(api).propose_state(states.Completed(data={1, 2})))
     assert api.obj["status"]["result"] == {"notKept": (
-        "The result was not kept: a set is not JSON, and flowpod has no durable result "
-        "storage yet. Return JSON data (dicts, lists, strings, numbers), or write the result "
-        "to storage you control and return its location.")}
+        "The result was not kept: a set is not JSON, and the run has no result storage "
+        "(spec.resultStorage). Set spec.resultStorage on the Deployment (or FlowRun) to keep "
+        "it there, or return JSON data (dicts, lists, strings, numbers).")}
     assert _kubereporter.result_field(None) is None
     assert _kubereporter.result_field(float("nan"))["notKept"].startswith(
         "The result was not kept: it holds NaN or Infinity, which JSON cannot represent")

@@ -52,6 +52,9 @@ def _refused(response, *texts: str) -> str:
     # Absent at creation: a rule on the field alone would never see these.
     ({"entrypoint": "flows/f.py:f", "image": "i"}, {"parameters": {"x": 1}}),
     (ADHOC, {"scheduledTime": "2030-01-01T00:00:00Z"}),
+    (ADHOC, {"resultStorage": "file:///mnt/results"}),
+    ({**ADHOC, "reuseResultsFrom": {"flowRunName": "a", "flowRunUid": "u1"}},
+     {"reuseResultsFrom": {"flowRunName": "a", "flowRunUid": "u2"}}),
 ])
 def test_every_spec_field_is_immutable(api, namespace, spec, change) -> None:
     created = api.create_flowrun(namespace, "run", **spec)

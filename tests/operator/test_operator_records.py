@@ -120,9 +120,9 @@ def test_a_result_that_is_not_json_is_not_kept_and_says_why(final) -> None:
     status = final("not-kept")["status"]
     assert status["state"]["type"] == "COMPLETED"
     assert status["result"] == {"notKept": (
-        "The result was not kept: a set is not JSON, and flowpod has no durable result "
-        "storage yet. Return JSON data (dicts, lists, strings, numbers), or write the result "
-        "to storage you control and return its location.")}
+        "The result was not kept: a set is not JSON, and the run has no result storage "
+        "(spec.resultStorage). Set spec.resultStorage on the Deployment (or FlowRun) to keep "
+        "it there, or return JSON data (dicts, lists, strings, numbers).")}
 
 
 def _flowpod(cluster, *args: str) -> subprocess.CompletedProcess[str]:

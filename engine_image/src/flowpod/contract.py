@@ -30,9 +30,10 @@ __all__ = [
     "LABEL_FLOW_RUN", "LABEL_DEPLOYMENT", "LABEL_SCHEDULE", "LABEL_ATTEMPT",
     "ANNOTATION_FLOW_RUN", "ANNOTATION_FLOW_RUN_UID", "ANNOTATION_RETRIES",
     "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE", "ANNOTATION_LAST_APPLIED",
+    "LABEL_RETRY_OF", "ANNOTATION_RETRY_OF",
     # the flow-run pod
     "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
-    "ENV_ATTEMPT", "ENV_RESULT_DIR", "CONTAINER_NAME", "ENGINE_COMMAND",
+    "ENV_ATTEMPT", "ENV_RESULT_DIR", "ENV_RESULT_STORAGE", "CONTAINER_NAME", "ENGINE_COMMAND",
     "DEFAULT_SERVICE_ACCOUNT", "SERVICE_ACCOUNT_DIR",
     # hooks after a hard kill
     "ENV_HOOKS", "LABEL_HOOKS", "HOOKS_AFTER_KILL", "hook_for_state_type",
@@ -85,6 +86,11 @@ ANNOTATION_FLOW_RUN_UID = "flowpod.io/flow-run-uid"
 ANNOTATION_RETRIES = "flowpod.io/retries"
 ANNOTATION_PENDING_TIMEOUT = "flowpod.io/pending-timeout-seconds"
 ANNOTATION_GRACE = "flowpod.io/cancellation-grace-period-seconds"
+# On a FlowRun `flowpod retry` created: the run it retries (a final run is never left, so
+# a retry is a new run). The label (cut to 63 characters) selects a run's retries; the
+# annotation keeps the full name.
+LABEL_RETRY_OF = "flowpod.io/retry-of"
+ANNOTATION_RETRY_OF = "flowpod.io/retry-of"
 # kubectl's own (client-side `kubectl apply`): the manifest as applied, nulls included,
 # whereas the object itself lost them. The operator compares the two parameter maps.
 ANNOTATION_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -100,6 +106,9 @@ ENV_PARAMETERS = "FLOWPOD_PARAMETERS"
 ENV_ATTEMPT = "FLOWPOD_ATTEMPT"
 # Where results and the task cache go (default ~/.flowpod/results); users may set it.
 ENV_RESULT_DIR = "FLOWPOD_RESULT_DIR"
+# The run's result storage, an fsspec URL: the operator sets it from spec.resultStorage (the
+# FlowRun's, else its Deployment's); it wins over ENV_RESULT_DIR.
+ENV_RESULT_STORAGE = "FLOWPOD_RESULT_STORAGE"
 # The operator reads this container's exit code, reason and logs to explain a crash.
 CONTAINER_NAME = "flow"
 ENGINE_COMMAND = ("python", "-m", "flowpod.engine")

@@ -150,15 +150,27 @@ def _reuse_earlier(flow_run: FlowRunContext, record: TaskRunRecord, persist: boo
         return True
     if not persist:
         return False
-    found, value = flow_run.services.stores.results.read(_result_path(flow_run, record))
+    results = flow_run.services.stores.results
+    found, value = results.read(_result_path(flow_run, record))
     if found:  # an earlier process ran this flow run (a re-run after a crash or suspend)
         record.set_state(states.Completed("Reused the persisted result of an earlier run",
+                                          data=value))
+        return True
+    source = flow_run.services.deps.reuse_results_from
+    if source is None:
+        return False
+    found, value = results.read(_result_path(flow_run, record, source))
+    if found:  # the run this one retries completed it (`flowpod retry --from-failure`)
+        # Copied under this run's own key, so a retry of this retry finds it too.
+        results.write(_result_path(flow_run, record), value)
+        record.set_state(states.Completed(f"Reused the result of flow run {source}",
                                           data=value))
     return found
 
 
-def _result_path(flow_run: FlowRunContext, record: TaskRunRecord) -> Any:
-    return flow_run.services.stores.results.path_for("runs", flow_run.id, record.key)
+def _result_path(flow_run: FlowRunContext, record: TaskRunRecord,
+                 run_id: str | None = None) -> Any:
+    return flow_run.services.stores.results.path_for("runs", run_id or flow_run.id, record.key)
 
 
 async def _attempts(ops: Ops, task: TaskSpec, record: TaskRunRecord, context: TaskRunContext,

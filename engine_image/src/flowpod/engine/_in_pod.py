@@ -5,13 +5,14 @@ created (its env: flowpod.contract.ENV_*). It reads the FlowRun through the in-c
 API (flowpod.engine._kubereporter over _kubeapi), leaves at once without importing
 user code when the run already ended or is being cancelled, reads the parameters (the
 FlowRun's over its Deployment's defaults), loads the entrypoint (failure ends the run
-Failed with the cause), and hands the flow to flowpod.engine.run_flow_run with
-the Kubernetes reporter, which then writes Running, the task-run summary, the final state
-and the result (with the last lines of output, flowpod.engine._logtail, when the run
-failed). SIGTERM is the engine's: Cancelled when cancellation was requested, otherwise
-Crashed. With flowpod.contract.ENV_HOOKS set (a hook Job) it runs only the final hooks
-of a killed run instead (flowpod.engine._hooks_mode). Caller: flowpod.engine.__main__
-(dispatches here when the env is set).
+Failed with the cause), checks the result storage (flowpod.engine._storage: a missing or
+unwritable spec.resultStorage ends the run Failed naming the field), and hands the flow
+to flowpod.engine.run_flow_run with the Kubernetes reporter, which then writes Running,
+the task-run summary, the final state and the result (with the last lines of output,
+flowpod.engine._logtail, when the run failed). SIGTERM is the engine's: Cancelled when
+cancellation was requested, otherwise Crashed. With flowpod.contract.ENV_HOOKS set (a hook
+Job) it runs only the final hooks of a killed run instead (flowpod.engine._hooks_mode).
+Caller: flowpod.engine.__main__ (dispatches here when the env is set).
 
 Exit codes: 0 once a final (or paused) state is on the FlowRun, whatever it is; 143 after
 SIGTERM; 1 when the FlowRun could not be read or written (the operator then marks the run
@@ -33,6 +34,7 @@ import httpx
 from flowpod import contract, flowruns, states
 from flowpod.engine._kubeapi import Connection, FlowRunClient, KubeApiError, NotFound
 from flowpod.contract import SERVICE_ACCOUNT_DIR
+from flowpod.engine import _storage
 from flowpod.engine._kubereporter import KubeReporter
 from flowpod.engine._logtail import LogTail
 from flowpod.errors import Abort, EntrypointError, TerminationSignal
@@ -50,6 +52,7 @@ class PodSettings:
     name: str
     namespace: str
     entrypoint: str
+    result_storage: str | None = None  # an fsspec URL, from the Deployment or FlowRun
 
     @classmethod
     def from_env(cls, env: Mapping[str, str],
@@ -67,7 +70,7 @@ class PodSettings:
             raise ValueError(f"{', '.join(missing)} must be set in the flow container's env "
                              f"(the operator's Job sets them)")
         return cls(env[contract.ENV_FLOW_RUN_NAME], str(namespace),
-                   env[contract.ENV_ENTRYPOINT])
+                   env[contract.ENV_ENTRYPOINT], env.get(contract.ENV_RESULT_STORAGE) or None)
 
 
 async def read_parameters(client: FlowRunClient, flowrun: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,15 +151,14 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
     except (ValueError, EntrypointError) as exc:
         message = (entrypoint_failure_message(settings.entrypoint, exc)
                    if isinstance(exc, EntrypointError) else str(exc))
-        _log.error("%s", message)
-        try:
-            await reporter.propose_state(states.Failed(message, data=exc))
-        except Abort as refused:
-            _log.warning("the FlowRun refused Failed: %s", refused)
-        return 0
+        return await _fail_early(reporter, message, exc)
+    deps = await _storage.prepare(settings.result_storage, flowrun, flow)
+    if isinstance(deps, str):
+        return await _fail_early(reporter, deps, None)
     # The FlowRun's uid is the run id: stable across infrastructure retries, so a new
     # attempt reuses the task results the previous one persisted.
     run_id = str(flowrun["metadata"].get("uid") or settings.name)
+    reporter.keep_result = _storage.keeper(settings.result_storage, run_id)
     # One name for one run: the FlowRun's, as in `kubectl get fr`; a flow_run_name template
     # only renders the display name that status.flowRunName records.
     name = _rendered_name(flow, parameters, run_id, settings.name)
@@ -169,11 +171,22 @@ async def run_in_pod(settings: PodSettings, reporter: KubeReporter, *,
     if declared:
         reporter.set_status_fields(hooks={"declared": declared})
     state = await engine.run_flow_run(flow, parameters, reporter, flow_run_id=run_id,
-                                      handle_sigterm=handle_sigterm,
+                                      handle_sigterm=handle_sigterm, deps=deps,
                                       flow_run_name=settings.name)
     _log.info("flow run finished %s%s", state.name, f": {state.message}" if state.message else "")
     if isinstance(state.data, TerminationSignal):
         return int(state.data.code)  # type: ignore[arg-type]
+    return 0
+
+
+async def _fail_early(reporter: KubeReporter, message: str,
+                      error: BaseException | None) -> int:
+    """End the run Failed before its flow starts (exit 0: the state is on the FlowRun)."""
+    _log.error("%s", message)
+    try:
+        await reporter.propose_state(states.Failed(message, data=error))
+    except Abort as refused:
+        _log.warning("the FlowRun refused Failed: %s", refused)
     return 0
 
 

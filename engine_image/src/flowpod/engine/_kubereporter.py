@@ -69,12 +69,16 @@ def _size(nbytes: int) -> str:
     return f"{nbytes / 1024:.0f} KiB" if nbytes < 1024 * 1024 else f"{nbytes / 2**20:.1f} MiB"
 
 
+_NO_STORAGE = ("the run has no result storage (spec.resultStorage). Set spec.resultStorage "
+               "on the Deployment (or FlowRun) to keep it there")
+
+
 def result_field(value: Any,
                  max_inline: int = contract.MAX_INLINE_RESULT_BYTES) -> dict[str, Any] | None:
     """status.result for a flow's return value: {value} when it is small JSON, else
-    {notKept: why}. There is no durable result storage yet, and a file inside the pod is
-    gone with the pod, so a result that does not fit in the status is not kept at all,
-    and the status says so instead of pointing at something nobody can read."""
+    {notKept: why}. The reporter turns the latter into {reference} when the run has result
+    storage; without it a file inside the pod is gone with the pod, so the status says why
+    the result was not kept instead of pointing at something nobody can read."""
     if value is None:
         return None
     try:
@@ -83,16 +87,14 @@ def result_field(value: Any,
         what = ("it holds NaN or Infinity, which JSON cannot represent"
                 if isinstance(exc, ValueError) else f"a {type(value).__name__} is not JSON")
         return {"value": None, "reference": None, "notKept": (
-            f"The result was not kept: {what}, and flowpod has no durable result storage "
-            f"yet. Return JSON data (dicts, lists, strings, numbers), or write the result "
-            f"to storage you control and return its location.")}
+            f"The result was not kept: {what}, and {_NO_STORAGE}, or return JSON data "
+            f"(dicts, lists, strings, numbers).")}
     size = len(text.encode())
     if size <= max_inline:
         return {"value": json.loads(text), "reference": None, "notKept": None}
     return {"value": None, "reference": None, "notKept": (
         f"The result was not kept: it is {_size(size)} as JSON, over the {_size(max_inline)} "
-        f"that fit in the FlowRun's status, and flowpod has no durable result storage yet. "
-        f"Write large outputs to storage you control and return their location.")}
+        f"that fit in the FlowRun's status, and {_NO_STORAGE}.")}
 
 
 class KubeReporter:
@@ -120,6 +122,9 @@ class KubeReporter:
         self._crash_verdict_wait = crash_verdict_wait
         self._asleep = asleep
         self._watch_failures = 0
+        # Stores a result that does not fit in the status and returns its URL (None: the
+        # run has no result storage); set once the run's id is known.
+        self.keep_result: Callable[[Any], str] | None = None
 
     # -- reading ---------------------------------------------------------------------
     async def refresh(self, *, deadline: float | None = None) -> dict[str, Any]:
@@ -176,7 +181,7 @@ class KubeReporter:
         fields = dict(self._pending_fields)
         fields.update(self._pause_fields(state))
         if state.is_completed():
-            result = result_field(state.data)
+            result = await self._result(state.data)
             if result is not None:
                 fields["result"] = result
         log_tail = self._log_tail() if self._log_tail is not None else None
@@ -191,6 +196,21 @@ class KubeReporter:
         if contract.pause_of(self.flowrun or {}) is not None:
             return {contract.STATUS_PAUSE: None}
         return {}
+    async def _result(self, value: Any) -> dict[str, Any] | None:
+        """status.result: inline, else a reference into the result storage when there is
+        one, else why it was not kept."""
+        result = result_field(value)
+        if result is None or not result["notKept"] or self.keep_result is None:
+            return result
+        try:
+            url = await anyio.to_thread.run_sync(self.keep_result, value)
+        except Exception as exc:  # unpicklable, storage gone: say so, the run still completed
+            _log.warning("could not store the flow's result", exc_info=True)
+            why = contract.truncate_message(f"{type(exc).__name__}: {exc}")[:600]
+            return {"value": None, "reference": None, "notKept": (
+                f"The result was not kept: it does not fit in the FlowRun's status, and "
+                f"writing it to the result storage failed: {why}")}
+        return {"value": None, "reference": url, "notKept": None}
 
     async def _await_operator_verdict(self) -> None:
         """A SIGTERM nobody asked for means the pod is being deleted, evicted or its node

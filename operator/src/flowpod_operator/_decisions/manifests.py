@@ -17,6 +17,7 @@ from flowpod import contract
 from flowpod.contract import DEFAULT_SERVICE_ACCOUNT, ENGINE_COMMAND
 
 from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions import storage
 
 __all__ = [
     "job_name",
@@ -86,7 +87,7 @@ resolve_parameters = contract.resolve_parameters
 
 
 def _env(flowrun: Mapping[str, Any], entrypoint: str, attempt: int,
-         extra: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+         extra: list[Mapping[str, Any]], result_storage: str | None) -> list[dict[str, Any]]:
     # No parameters here: one variable is capped at 128 KiB (the pod would fail to start with
     # "argument list too long"); the engine reads them from the FlowRun and its Deployment.
     ours = [
@@ -96,7 +97,11 @@ def _env(flowrun: Mapping[str, Any], entrypoint: str, attempt: int,
         {"name": contract.ENV_ENTRYPOINT, "value": entrypoint},
         {"name": contract.ENV_ATTEMPT, "value": str(attempt)},
     ]
-    taken = {item["name"] for item in ours} | {contract.ENV_PARAMETERS}
+    if result_storage:
+        ours.append({"name": contract.ENV_RESULT_STORAGE, "value": result_storage})
+    # spec.resultStorage is the one way to set the storage: the operator checks it.
+    taken = {item["name"] for item in ours} | {contract.ENV_PARAMETERS,
+                                               contract.ENV_RESULT_STORAGE}
     # The engine's own variables win: a template must not be able to point a run elsewhere.
     return ours + [dict(item) for item in extra if item.get("name") not in taken]
 
@@ -135,7 +140,8 @@ def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, 
     template = dspec.get("podTemplate") or {}
     labels = run_labels(flowrun, attempt)
     notes = {obs.ANNOTATION_FLOW_RUN: meta["name"], obs.ANNOTATION_FLOW_RUN_UID: meta["uid"]}
-    env = _env(flowrun, entrypoint, attempt, list(template.get("env") or ()))
+    env = _env(flowrun, entrypoint, attempt, list(template.get("env") or ()),
+               storage.result_storage(flowrun, deployment))
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": template.get("serviceAccountName") or service_account,

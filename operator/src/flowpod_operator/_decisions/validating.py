@@ -16,6 +16,7 @@ import jsonschema
 from jsonschema import exceptions as schema_errors
 
 from flowpod import contract
+from flowpod_operator._decisions.storage import storage_problem
 
 __all__ = ["start_problems", "parameter_problems", "dropped_nulls", "size_problem"]
 
@@ -113,7 +114,9 @@ def size_problem(parameters: Mapping[str, Any]) -> str | None:
 def start_problems(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None,
                    parameters: Mapping[str, Any]) -> str | None:
     """Why a run with these resolved `parameters` must fail before any pod, or None:
-    nulls kubectl dropped, the size bound, then the Deployment's parameterSchema."""
+    nulls kubectl dropped, the size bound, the Deployment's parameterSchema, then a result
+    storage whose protocol fsspec does not know."""
     schema = ((deployment or {}).get("spec") or {}).get("parameterSchema")
     return (dropped_nulls(deployment, "Deployment") or dropped_nulls(flowrun, "FlowRun")
-            or size_problem(parameters) or parameter_problems(schema, parameters))
+            or size_problem(parameters) or parameter_problems(schema, parameters)
+            or storage_problem(flowrun, deployment))

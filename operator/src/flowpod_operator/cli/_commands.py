@@ -1,5 +1,5 @@
-"""The `flowpod` command line (Typer): deploy, run, watch, resume, pause, unpause, cancel,
-delete, logs, get, crds, operator.
+"""The `flowpod` command line (Typer): deploy, run, watch, resume, retry, pause, unpause,
+cancel, delete, logs, get, crds, operator.
 
 Role: the thin sync layer. Each command parses its flags and runs one async function of
 flowpod_operator.cli._actions with anyio.run; user errors (CliError) print as "error: ..." plus
@@ -19,8 +19,8 @@ import typer
 from rich.text import Text
 
 from flowpod_kube.errors import KubeError
-from flowpod_operator.cli import (_actions, _deploying, _errors, _flows, _output, _runs,
-                                  _schedules)
+from flowpod_operator.cli import (_actions, _deploying, _errors, _flows, _output, _retry,
+                                  _runs, _schedules)
 from flowpod_operator.cli._actions import Deps
 
 if TYPE_CHECKING:
@@ -289,6 +289,21 @@ def build_app(deps: Deps | None = None) -> typer.Typer:
         _execute(deps, (kubeconfig, context, namespace),
                  lambda kube, ns: _runs.resume_run(kube, deps, ns, run, run_input,
                                                    timeout=timeout))
+
+    @app.command()
+    def retry(
+        run: Annotated[str, typer.Argument(help="The finished FlowRun to run again.")],
+        from_failure: Annotated[bool, typer.Option(
+            "--from-failure", help="Reuse the results its tasks persisted in its "
+                                   "spec.resultStorage; run only the rest.")] = False,
+        watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the new run.")
+                         ] = False,
+        logs: Annotated[bool, typer.Option(help="With --watch, tail the pod's logs.")] = True,
+        namespace: Namespace = None, kubeconfig: Kubeconfig = None, context: Context = None,
+    ) -> None:
+        """Create RUN-retry-N: a new FlowRun with the same spec as a finished run."""
+        _execute(deps, (kubeconfig, context, namespace), lambda kube, ns: _retry.retry_run(
+            kube, deps, ns, run, from_failure=from_failure, watch=watch, logs=logs))
 
     def set_paused(name: str, paused: bool, where: tuple[Any, Any, Any]) -> None:
         _execute(deps, where, lambda kube, ns: _deploying.set_paused(kube, deps, ns, name,

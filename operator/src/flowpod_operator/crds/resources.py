@@ -21,6 +21,7 @@ from flowpod import contract, flowruns, states
 from flowpod_operator.crds import _cel
 from flowpod_operator.crds.pausing import PauseStatus, ResumedStatus, ResumeRequest
 from flowpod_operator.crds.hooks import HookRecord
+from flowpod_operator.crds.results import ReuseResultsFrom, result_storage_field
 from flowpod_operator.crds.schedules import (ConcurrencyPolicy, DeploymentStatus,
                                              MissedRunPolicy, Schedule)
 
@@ -167,6 +168,7 @@ class DeploymentSpec(_Model):
         "Allow", description="When a scheduled run is due while another scheduled run of this "
                              "Deployment is not final: Allow starts it, Forbid skips this due "
                              "time, Replace cancels the live run (spec.cancel) and starts it.")
+    result_storage: str | None = result_storage_field("Deployment")
 
     @field_validator("entrypoint")
     @classmethod
@@ -214,6 +216,12 @@ class FlowRunSpec(_Model):
                                 "after it ends. Unset: the Deployment's value, else the "
                                 "operator's --ttl-seconds-after-finished, else kept (within "
                                 "the Deployment's history limits).")
+    result_storage: str | None = result_storage_field("FlowRun")
+    reuse_results_from: ReuseResultsFrom | None = Field(
+        None, description="Reuse the persisted task results of this earlier run (set by "
+                          "`flowpod retry --from-failure`): a task whose result it kept is "
+                          "not run again. Needs spec.resultStorage (here or on the "
+                          "Deployment) to be where that run kept them.")
     cancel: bool = Field(
         False, description="Set to true to cancel the run: it goes Cancelling, its pod gets "
                            "SIGTERM, and it ends Cancelled. The only field that may change "
@@ -283,19 +291,20 @@ class TaskRunSummary(_Model):
 
 
 class FlowRunResult(_Model):
-    """The flow's return value: inline when it is small JSON, otherwise a note that it was
-    not kept and why (exactly one of them)."""
+    """The flow's return value: inline when it is small JSON, a reference into the run's
+    result storage, or a note that it was not kept and why (exactly one of them)."""
 
     value: Any = Field(None, description="The return value as JSON, when small.",
                        json_schema_extra=_PRESERVE)
     reference: str | None = Field(
-        None, description="Reserved for durable result storage, which flowpod does not have "
-                          "yet; not written.")
+        None, max_length=4096,
+        description="URL of the return value (pickled) in spec.resultStorage, when it is too "
+                    "large for the status or not JSON.")
     not_kept: str | None = Field(
         None, max_length=1024,
         description=f"Why the return value was not kept: it is larger than "
                     f"{contract.MAX_INLINE_RESULT_BYTES} bytes as JSON, or not JSON at all, "
-                    f"and there is no durable result storage yet (a file in the pod would be "
+                    f"and the run has no spec.resultStorage (a file in the pod would be "
                     f"deleted with it).")
 
 

@@ -3,10 +3,11 @@
 Role: the transport half of the in-pod Kubernetes reporter. It knows how to reach the API
 server (in-cluster service-account config, or explicit settings for tests), how to GET the
 FlowRun (and its Deployment, for the default parameters) and PATCH its status subresource,
-and how to ride out a short API outage (retries with capped exponential backoff on
+how to create another FlowRun in its namespace and watch one (runs a flow starts,
+flowpod.deployment_runs), and how to ride out a short API outage (retries with capped exponential backoff on
 connection errors, 429 and 5xx). It makes no decisions
 about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
-flowpod.engine._in_pod, tests (through an httpx transport, e.g. httpx.MockTransport).
+flowpod.engine._in_pod, flowpod.deployment_runs, tests (through an httpx transport, e.g. httpx.MockTransport).
 
 httpx only: the engine image must not depend on kubernetes clients, kopf or a kubeconfig
 loader (import-linter contracts in pyproject.toml).
@@ -15,12 +16,13 @@ loader (import-linter contracts in pyproject.toml).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import anyio
 import httpx
@@ -38,7 +40,7 @@ __all__ = [
     "FlowRunClient",
 ]
 
-_RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch on flowruns, patch on "
+_RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch/create on flowruns, patch on "
               "flowruns/status and get on deployments.flowpod.io in this namespace "
               "(examples/flow-run-rbac.yaml)")
 
@@ -188,6 +190,42 @@ class FlowRunClient:
         """A JSON Patch of the status subresource (keeps nulls inside values)."""
         return await self._request("PATCH", f"{self.path}/status", json=operations,
                                    headers={"Content-Type": contract.JSON_PATCH})
+
+    async def create_flowrun(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a FlowRun into this namespace; Conflict (409) when its name is taken."""
+        name = (body.get("metadata") or {}).get("name") or "(generated name)"
+        return await self._request("POST", contract.flowrun_path(self.namespace),
+                                   json=dict(body), where=f"FlowRun {self.namespace}/{name}")
+
+    async def get_flowrun(self, name: str) -> dict[str, Any]:
+        """Another FlowRun of this namespace; NotFound when it does not exist."""
+        return await self._request("GET", contract.flowrun_path(self.namespace, name),
+                                   where=f"FlowRun {self.namespace}/{name}")
+
+    async def watch_flowrun(self, name: str, resource_version: str,
+                            timeout_seconds: int) -> AsyncIterator[dict[str, Any]]:
+        """The watch events ({type, object}) of one FlowRun after `resource_version`, until
+        the server ends the watch (at the latest after `timeout_seconds`). An expired
+        resourceVersion arrives as an ERROR event (code 410), as the API server sends it."""
+        params = {"watch": "1", "fieldSelector": f"metadata.name={name}",
+                  "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(timeout_seconds)}
+        headers = {"Accept": "application/json"}
+        token = self.connection.token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        # The server holds the watch open for timeout_seconds; a read that waits longer
+        # than that (plus slack) means the connection is gone.
+        timeout = httpx.Timeout(self.retry.timeout, read=timeout_seconds + self.retry.timeout)
+        async with self._http().stream("GET", contract.flowrun_path(self.namespace),
+                                       params=params, headers=headers,
+                                       timeout=timeout) as response:
+            if not response.is_success:
+                await response.aread()
+                raise self._error(response, f"FlowRun {self.namespace}/{name}")
+            async for line in response.aiter_lines():
+                if line.strip():
+                    yield json.loads(line)
 
     async def _request(self, method: str, path: str, *, deadline: float | None = None,
                        where: str | None = None, **kwargs: Any) -> Any:

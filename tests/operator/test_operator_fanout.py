@@ -1,0 +1,96 @@
+"""Runs that start runs in other pods (flowpod.run_deployment) on the real plane, with the
+engine in pods: a 20-child fan-out summed by its parent, children deleted with their parent
+by the garbage collector, a parent SIGKILLed after starting its children that re-attaches
+to them on its retry, and cancellation passed from a parent to its live children."""
+
+from __future__ import annotations
+
+import pytest
+
+import operator_harness as harness
+from flowpod import contract
+from flowpod_devcluster.waiting import wait_for
+
+CASES = "tests/operator/flows/fanout_cases.py"
+N = 20
+SUM = sum(i + 1 for i in range(N))
+
+
+@pytest.fixture(scope="module")
+def deployments(api, flow_namespace, operator_proc) -> None:
+    ns = flow_namespace
+    api.create_deployment(ns, "add-one", entrypoint=f"{CASES}:add_one")
+    api.create_deployment(ns, "fan-out", entrypoint=f"{CASES}:fan_out")
+    api.create_deployment(ns, "fan-out-then-die", entrypoint=f"{CASES}:fan_out_then_die",
+                          retries=1)
+    api.create_deployment(ns, "sleeper", entrypoint=f"{CASES}:sleeps",
+                          cancellationGracePeriodSeconds=2)
+    api.create_deployment(ns, "fan-out-sleepers", entrypoint=f"{CASES}:fan_out_sleepers",
+                          cancellationGracePeriodSeconds=2)
+
+
+def _children(api: harness.Api, ns: str, parent: str) -> list[dict]:
+    items = api.get(contract.flowrun_path(ns),
+                    labelSelector=f"{contract.LABEL_PARENT_FLOW_RUN}={parent}")["items"]
+    return sorted(items, key=lambda f: f["metadata"]["name"])
+
+
+def _final(api, ns, name, operator_proc, timeout=120) -> dict:
+    return api.wait_final(ns, name, timeout=timeout,
+                          explain=lambda: operator_proc.log_tail(needle=f'"{name}"'))
+
+
+def test_a_parent_fans_out_to_20_pods_and_sums_their_results(api, flow_namespace,
+                                                             operator_proc, deployments):
+    ns = flow_namespace
+    api.create_flowrun(ns, "sum-20", deploymentName="fan-out", parameters={"n": N})
+    parent = _final(api, ns, "sum-20", operator_proc)
+    assert parent["status"]["state"]["type"] == "COMPLETED", parent["status"]
+    assert parent["status"]["result"]["value"] == SUM
+    children = _children(api, ns, "sum-20")
+    assert [c["metadata"]["name"] for c in children] == sorted(
+        f"sum-20-add-one-{i}" for i in range(N))
+    for child in children:
+        assert child["status"]["state"]["type"] == "COMPLETED"
+        owner, = child["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "FlowRun", "sum-20", parent["metadata"]["uid"])
+        # Each child ran in a pod of its own.
+        assert child["status"]["podName"] != parent["status"]["podName"]
+    assert len({c["status"]["podName"] for c in children}) == N
+
+    # Deleting the parent deletes its children (the garbage collector follows the owner).
+    response = api.request("DELETE", contract.flowrun_path(ns, "sum-20"))
+    assert response.status_code == 200, response.text
+    wait_for("the children deleted with their parent", lambda: _children(api, ns, "sum-20"),
+             lambda left: not left, timeout=60)
+
+
+def test_a_killed_parent_reattaches_to_its_children_on_retry(api, flow_namespace,
+                                                             operator_proc, deployments):
+    ns = flow_namespace
+    api.create_flowrun(ns, "phoenix", deploymentName="fan-out-then-die")
+    parent = _final(api, ns, "phoenix", operator_proc, timeout=180)
+    assert parent["status"]["state"]["type"] == "COMPLETED", parent["status"]
+    assert parent["status"]["attempt"] == 2  # the first attempt's pod was SIGKILLed
+    assert parent["status"]["result"]["value"] == SUM
+    children = _children(api, ns, "phoenix")
+    assert len(children) == N  # found again, not started again
+    assert {c["status"]["state"]["type"] for c in children} == {"COMPLETED"}
+
+
+def test_cancelling_a_parent_cancels_its_live_children(api, flow_namespace, operator_proc,
+                                                       deployments):
+    ns = flow_namespace
+    api.create_flowrun(ns, "waits", deploymentName="fan-out-sleepers", parameters={"n": 3})
+    running = wait_for("3 children Running", lambda: _children(api, ns, "waits"),
+                       lambda kids: len(kids) == 3 and all(
+                           harness.state_type(k) == "RUNNING" for k in kids), timeout=90)
+    api.cancel(ns, "waits")
+    parent = _final(api, ns, "waits", operator_proc, timeout=60)
+    assert parent["status"]["state"]["type"] == "CANCELLED"
+    for child in running:
+        name = child["metadata"]["name"]
+        final = _final(api, ns, name, operator_proc, timeout=60)
+        assert final["spec"]["cancel"] is True
+        assert final["status"]["state"]["type"] == "CANCELLED", final["status"]

@@ -5,6 +5,10 @@ to them on its retry, and cancellation passed from a parent to its live children
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import pytest
 
 import operator_harness as harness
@@ -21,8 +25,8 @@ def deployments(api, flow_namespace, operator_proc) -> None:
     ns = flow_namespace
     api.create_deployment(ns, "add-one", entrypoint=f"{CASES}:add_one")
     api.create_deployment(ns, "fan-out", entrypoint=f"{CASES}:fan_out")
-    api.create_deployment(ns, "fan-out-then-die", entrypoint=f"{CASES}:fan_out_then_die",
-                          retries=1)
+    api.create_deployment(ns, "slow-add", entrypoint=f"{CASES}:add_one_slowly")
+    api.create_deployment(ns, "fan-out-retried", entrypoint=f"{CASES}:fan_out", retries=1)
     api.create_deployment(ns, "sleeper", entrypoint=f"{CASES}:sleeps",
                           cancellationGracePeriodSeconds=2)
     api.create_deployment(ns, "fan-out-sleepers", entrypoint=f"{CASES}:fan_out_sleepers",
@@ -66,16 +70,37 @@ def test_a_parent_fans_out_to_20_pods_and_sums_their_results(api, flow_namespace
              lambda left: not left, timeout=60)
 
 
+def _engine_process(namespace: str, flowrun: str, attempt: int) -> int:
+    """The pid of the engine the test node started for this FlowRun's attempt (its env)."""
+    wanted = {f"{contract.ENV_FLOW_RUN_NAMESPACE}={namespace}".encode(),
+              f"{contract.ENV_FLOW_RUN_NAME}={flowrun}".encode(),
+              f"{contract.ENV_ATTEMPT}={attempt}".encode()}
+    for proc in Path("/proc").iterdir():
+        try:
+            env = set((proc / "environ").read_bytes().split(b"\0"))
+        except (OSError, ValueError):
+            continue
+        if proc.name.isdigit() and wanted <= env:
+            return int(proc.name)
+    raise AssertionError(f"no engine process of {namespace}/{flowrun} attempt {attempt}")
+
+
 def test_a_killed_parent_reattaches_to_its_children_on_retry(api, flow_namespace,
                                                              operator_proc, deployments):
     ns = flow_namespace
-    api.create_flowrun(ns, "phoenix", deploymentName="fan-out-then-die")
+    api.create_flowrun(ns, "phoenix", deploymentName="fan-out-retried",
+                       parameters={"n": N, "deployment": "slow-add"})
+    wait_for(f"{N} children of phoenix", lambda: _children(api, ns, "phoenix"),
+             lambda kids: len(kids) == N, timeout=90)
+    # The parent is waiting for its children: kill its engine outright (no final state).
+    os.kill(_engine_process(ns, "phoenix", 1), signal.SIGKILL)
     parent = _final(api, ns, "phoenix", operator_proc, timeout=180)
     assert parent["status"]["state"]["type"] == "COMPLETED", parent["status"]
-    assert parent["status"]["attempt"] == 2  # the first attempt's pod was SIGKILLed
+    assert parent["status"]["attempt"] == 2
+    assert "AwaitingRetry" in [s["name"] for s in parent["status"]["stateHistory"]]
     assert parent["status"]["result"]["value"] == SUM
     children = _children(api, ns, "phoenix")
-    assert len(children) == N  # found again, not started again
+    assert len(children) == N  # found again by name, not started again
     assert {c["status"]["state"]["type"] for c in children} == {"COMPLETED"}
 
 

@@ -5,10 +5,8 @@ the test node."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 
-from flowpod import arun_deployment, contract, flow
+from flowpod import arun_deployment, flow
 
 
 @flow
@@ -30,17 +28,11 @@ async def fan_out(n: int = 20, deployment: str = "add-one") -> int:
 
 
 @flow
-async def fan_out_then_die(n: int = 20) -> int:
-    """Start n children; on the first attempt SIGKILL the pod's own process once they all
-    exist, so the next attempt must find them again."""
-    started = await asyncio.gather(*(arun_deployment("add-one", {"x": i}, timeout=0)
-                                     for i in range(n)))
-    if os.environ.get(contract.ENV_ATTEMPT) == "1":
-        os.kill(os.getpid(), signal.SIGKILL)
-    assert len({state.flow_run_name for state in started}) == n
-    children = await asyncio.gather(*(arun_deployment("add-one", {"x": i})
-                                      for i in range(n)))
-    return sum(child.result() for child in children)
+def add_one_slowly(x: int, seconds: float = 4.0) -> int:
+    import time
+
+    time.sleep(seconds)  # long enough for a test to kill the waiting parent
+    return x + 1
 
 
 @flow

@@ -243,3 +243,20 @@ def test_sync_call_inside_a_running_loop_outside_a_flow_points_to_the_async_form
             flowpod.run_deployment("add")
 
     anyio.run(main)
+
+
+def test_outside_any_flow_it_blocks_and_the_child_has_no_parent(monkeypatch) -> None:
+    api = FakeApi()
+    api.watch_script["add-x1y2z"] = [_completed(5)]  # the fake's generated name
+    with api.serve() as url:
+        async def connection(kubeconfig, context):
+            assert (kubeconfig, context) == ("/k", "c")
+            return _kubeapi.Connection.explicit(url), NS
+
+        monkeypatch.setattr(deployment_runs, "_connection", connection)
+        state = flowpod.run_deployment("add", {"x": 4}, kubeconfig="/k", context="c")
+    assert state.result() == 5 and state.flow_run_name == "add-x1y2z"
+    body, = _posts(api)
+    assert body["metadata"]["generateName"] == "add-"
+    assert "ownerReferences" not in body["metadata"]
+    assert body["metadata"]["labels"] == {contract.LABEL_DEPLOYMENT: "add"}

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import flowpod
 import operator_harness as harness
 from flowpod import contract
 from flowpod_devcluster.waiting import wait_for
@@ -44,7 +47,7 @@ def _final(api, ns, name, operator_proc, timeout=120) -> dict:
                           explain=lambda: operator_proc.log_tail(needle=f'"{name}"'))
 
 
-def test_a_parent_fans_out_to_20_pods_and_sums_their_results(api, flow_namespace,
+def test_a_parent_fans_out_to_20_pods_and_sums_their_results(api, flow_namespace, cluster,
                                                              operator_proc, deployments):
     ns = flow_namespace
     api.create_flowrun(ns, "sum-20", deploymentName="fan-out", parameters={"n": N})
@@ -62,6 +65,12 @@ def test_a_parent_fans_out_to_20_pods_and_sums_their_results(api, flow_namespace
         # Each child ran in a pod of its own.
         assert child["status"]["podName"] != parent["status"]["podName"]
     assert len({c["status"]["podName"] for c in children}) == N
+    # `flowpod get RUN` lists them.
+    shown = subprocess.run([sys.executable, "-m", "flowpod_operator.cli", "get", "sum-20",
+                            "-n", ns, "--kubeconfig", str(cluster.kubeconfig)],
+                           capture_output=True, text=True, timeout=60)
+    assert f"Child runs  {N} (Completed {N})" in shown.stdout, shown.stderr
+    assert "sum-20-add-one-7  Completed" in shown.stdout
 
     # Deleting the parent deletes its children (the garbage collector follows the owner).
     response = api.request("DELETE", contract.flowrun_path(ns, "sum-20"))
@@ -119,3 +128,20 @@ def test_cancelling_a_parent_cancels_its_live_children(api, flow_namespace, oper
         final = _final(api, ns, name, operator_proc, timeout=60)
         assert final["spec"]["cancel"] is True
         assert final["status"]["state"]["type"] == "CANCELLED", final["status"]
+
+
+def test_run_deployment_from_a_laptop_with_a_kubeconfig(api, flow_namespace, cluster,
+                                                        operator_proc, deployments):
+    ns = flow_namespace
+    state = flowpod.run_deployment("add-one", {"x": 41}, namespace=ns,
+                                   kubeconfig=str(cluster.kubeconfig), timeout=120)
+    assert state.is_completed(), state
+    assert state.result() == 42
+    child = api.flowrun(ns, state.flow_run_name)
+    assert state.flow_run_name.startswith("add-one-")  # no parent: a generated name
+    assert "ownerReferences" not in child["metadata"]
+    assert contract.LABEL_PARENT_FLOW_RUN not in child["metadata"]["labels"]
+    # timeout=0 returns at once, with the state the run has now.
+    early = flowpod.run_deployment("add-one", {"x": 1}, namespace=ns, timeout=0,
+                                   kubeconfig=str(cluster.kubeconfig))
+    assert not early.is_final()

@@ -27,6 +27,7 @@ client code path, and no kubeconfig loader in a pod. Callers: user code via `flo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Coroutine, Mapping
 
 import anyio
+import anyio.from_thread
 import httpx
 
 from flowpod import contract, flowruns, states
@@ -177,18 +179,20 @@ def run_deployment(name: str, parameters: Mapping[str, Any] | None = None, *,
     if ctx is not None and ctx.on_loop_thread():
         return coro
     if ctx is not None:  # a sync flow body: its worker thread drives the flow's loop
-        import anyio.from_thread
-
         return anyio.from_thread.run(lambda: coro, token=ctx.services.loop.token)
-    try:
-        import asyncio
+    if _loop_running():
+        coro.close()
+        raise RuntimeError("run_deployment() was called inside a running event loop: "
+                           "use `await flowpod.arun_deployment(...)` there")
+    return anyio.run(lambda: coro)
 
+
+def _loop_running() -> bool:
+    try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return anyio.run(lambda: coro)
-    coro.close()
-    raise RuntimeError("run_deployment() was called inside a running event loop: "
-                       "use `await flowpod.arun_deployment(...)` there")
+        return False
+    return True
 
 
 def _root(ctx: FlowRunContext | None) -> FlowRunContext | None:

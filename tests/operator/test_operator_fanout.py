@@ -145,3 +145,24 @@ def test_run_deployment_from_a_laptop_with_a_kubeconfig(api, flow_namespace, clu
     early = flowpod.run_deployment("add-one", {"x": 1}, namespace=ns, timeout=0,
                                    kubeconfig=str(cluster.kubeconfig))
     assert not early.is_final()
+
+
+def test_the_flow_run_service_account_may_start_and_watch_runs_and_nothing_more(
+        cluster, flow_namespace):
+    """examples/flow-run-rbac.yaml (what this namespace has), as the API server rules it."""
+    ns = flow_namespace
+    who = f"--as=system:serviceaccount:{ns}:{contract.DEFAULT_SERVICE_ACCOUNT}"
+
+    def can(*args: str, namespace: str = ns) -> bool:
+        out = cluster.kubectl("auth", "can-i", *args, who, "-n", namespace, check=False)
+        return out.stdout.strip() == "yes"
+
+    for verb in ("create", "get", "watch"):
+        assert can(verb, "flowruns.flowpod.io"), verb
+    assert can("get", "deployments.flowpod.io")
+    for verb in ("delete", "list", "update", "deletecollection"):
+        assert not can(verb, "flowruns.flowpod.io"), verb
+    for resource in ("pods", "jobs.batch", "secrets"):
+        for verb in ("get", "create", "delete"):
+            assert not can(verb, resource), (verb, resource)
+    assert not can("create", "flowruns.flowpod.io", namespace="kube-system")

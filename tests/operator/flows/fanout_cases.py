@@ -15,7 +15,7 @@ def add_one(x: int) -> int:
 
 
 @flow
-def nothing() -> None:
+def nothing(x: int = 0) -> None:
     return None
 
 

@@ -260,3 +260,20 @@ def test_outside_any_flow_it_blocks_and_the_child_has_no_parent(monkeypatch) -> 
     assert body["metadata"]["generateName"] == "add-"
     assert "ownerReferences" not in body["metadata"]
     assert body["metadata"]["labels"] == {contract.LABEL_DEPLOYMENT: "add"}
+
+
+def test_more_children_than_watch_slots_are_all_waited_for(monkeypatch) -> None:
+    # Watches hold connections; a flow waiting for more runs than there are watch slots
+    # waits for the rest as slots free.
+    monkeypatch.setattr(_kubeapi, "MAX_WATCHES", 1)
+    api = _api()
+    for i in range(3):
+        api.watch_script[f"{PARENT}-add-{i}"] = [status_of("RUNNING", "Running"),
+                                                 _completed(i)]
+
+    @flowpod.flow
+    async def parent() -> int:
+        runs = await asyncio.gather(*(flowpod.arun_deployment("add") for _ in range(3)))
+        return sum(run.result() for run in runs)
+
+    assert _in_pod(api, parent).result() == 3

@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import json
 import os
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Coroutine, Mapping
 
@@ -296,11 +297,12 @@ async def _watch_until_final(client: FlowRunClient, seen: list[dict[str, Any]]) 
     failures = 0
     while not _is_final(seen[-1]):
         try:
-            async for event in client.watch_flowrun(name, version, WATCH_SECONDS):
-                failures = 0
-                version = _apply_event(event, seen, name) or version
-                if _is_final(seen[-1]):
-                    return
+            async with aclosing(client.watch_flowrun(name, version, WATCH_SECONDS)) as events:
+                async for event in events:
+                    failures = 0
+                    version = _apply_event(event, seen, name) or version
+                    if _is_final(seen[-1]):
+                        return
         except _Expired:
             seen.append(await client.get_flowrun(name))  # watch again from now
             version = seen[-1]["metadata"]["resourceVersion"]

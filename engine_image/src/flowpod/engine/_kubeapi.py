@@ -128,6 +128,13 @@ def _error_message(response: httpx.Response) -> str:
     return str(body.get("message") or body)[:2000] if isinstance(body, dict) else str(body)
 
 
+# A watch holds one of the client's connections (httpx allows 100) for as long as it lasts.
+# At most this many at once, so the run's own status writes, creates and reads always find
+# a free connection however many runs a flow waits for; a run waiting for a watch slot is
+# seen once a slot frees (the watch then starts from the version it last saw).
+MAX_WATCHES = 64
+
+
 class FlowRunClient:
     """GET and status-PATCH of one FlowRun (namespace/name), with retries.
 
@@ -149,6 +156,7 @@ class FlowRunClient:
         self._log = log or (lambda message: None)
         self._client: httpx.AsyncClient | None = None
         self._client_loop: object | None = None
+        self._watch_slots: anyio.CapacityLimiter | None = None
         self.path = contract.flowrun_path(namespace, name)
 
     def _http(self) -> httpx.AsyncClient:
@@ -161,6 +169,7 @@ class FlowRunClient:
                 base_url=self.connection.base_url, verify=self.connection.verify,
                 transport=self._transport, timeout=self.retry.timeout)
             self._client_loop = loop
+            self._watch_slots = anyio.CapacityLimiter(MAX_WATCHES)
         return self._client
 
     async def aclose(self) -> None:
@@ -217,15 +226,23 @@ class FlowRunClient:
         # The server holds the watch open for timeout_seconds; a read that waits longer
         # than that (plus slack) means the connection is gone.
         timeout = httpx.Timeout(self.retry.timeout, read=timeout_seconds + self.retry.timeout)
-        async with self._http().stream("GET", contract.flowrun_path(self.namespace),
-                                       params=params, headers=headers,
-                                       timeout=timeout) as response:
-            if not response.is_success:
-                await response.aread()
-                raise self._error(response, f"FlowRun {self.namespace}/{name}")
-            async for line in response.aiter_lines():
-                if line.strip():
-                    yield json.loads(line)
+        http = self._http()
+        slots, borrower = self._watch_slots, object()
+        assert slots is not None  # made with the client
+        # On behalf of a token, not the task: a generator may be closed from another task.
+        await slots.acquire_on_behalf_of(borrower)
+        try:
+            async with http.stream("GET", contract.flowrun_path(self.namespace),
+                                   params=params, headers=headers,
+                                   timeout=timeout) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise self._error(response, f"FlowRun {self.namespace}/{name}")
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            slots.release_on_behalf_of(borrower)
 
     async def _request(self, method: str, path: str, *, deadline: float | None = None,
                        where: str | None = None, **kwargs: Any) -> Any:

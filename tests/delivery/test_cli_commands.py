@@ -357,3 +357,22 @@ def test_deploy_no_import_takes_the_schema_from_a_file(invoke, flow_dir: Path):
         wrong.stderr
     alone = invoke(*args[:-2])
     assert alone.exit_code == 1 and "--no-import needs --parameter-schema FILE" in alone.stderr
+
+
+def test_get_run_lists_the_runs_it_started_with_their_states(invoke, api):
+    parent = api.add(run_object("team", "p", status_of("RUNNING", "Running")))
+    parent["metadata"]["uid"] = "uid-p"
+    for name, status, owner in (("p-add-0", status_of("COMPLETED", "Completed"), "uid-p"),
+                                ("p-add-1", status_of("RUNNING", "Running"), "uid-p"),
+                                ("p-add-2", None, "uid-p"),
+                                ("p-add-9", None, "uid-an-earlier-p")):
+        child = run_object("team", name, status)
+        child["metadata"]["labels"] = {contract.LABEL_PARENT_FLOW_RUN: "p"}
+        child["metadata"]["ownerReferences"] = [{"kind": "FlowRun", "name": "p",
+                                                 "uid": owner}]
+        api.add(child)
+    out = invoke("get", "p").stdout
+    assert "Child runs  3 (Completed 1, Running 1, no state yet 1)" in out
+    assert "p-add-0  Completed" in out and "p-add-1  Running" in out and "p-add-2  -" in out
+    assert "p-add-9" not in out  # another run of that name started it
+    assert "Child runs" not in invoke("get", "p-add-0").stdout

@@ -33,6 +33,7 @@ EXPECTED = {
     "hello": "COMPLETED",
     "retries": "COMPLETED",
     "fan-out": "COMPLETED",
+    "fan-out-deployments": "COMPLETED",
     "failing": "FAILED",
     "cancellation": "CANCELLED",
     "approval": "COMPLETED",
@@ -82,9 +83,11 @@ def test_example_objects_are_valid_and_resolve(name: str, monkeypatch) -> None:
                               **(run.spec.parameters or {})})
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(EXPECTED) if n != "hello"] + list(SCHEDULED))
+@pytest.mark.parametrize("name", [n for n in sorted(EXPECTED) if n != "hello"] + list(SCHEDULED)
+                         + ["fan-out-deployments/deployment-child"])
 def test_deployment_yaml_is_what_flowpod_deploy_dry_run_writes(name: str) -> None:
-    text = (EXAMPLES / name / "deployment.yaml").read_text()
+    path = EXAMPLES / (name + ".yaml" if "/" in name else f"{name}/deployment.yaml")
+    text = path.read_text()
     command = next(line for line in text.splitlines() if line.startswith("#   flowpod deploy"))
     argv = shlex.split(command.removeprefix("#   "))[1:]
     out = subprocess.run([sys.executable, "-m", "flowpod_operator.cli", *argv],
@@ -92,7 +95,7 @@ def test_deployment_yaml_is_what_flowpod_deploy_dry_run_writes(name: str) -> Non
                          env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert yaml.safe_load(out.stdout) == yaml.safe_load(text), (
-        f"examples/{name}/deployment.yaml drifted from `{command[4:]}`; regenerate it")
+        f"{path.relative_to(REPO)} drifted from `{command[4:]}`; regenerate it")
 
 
 def test_flow_run_rbac_equals_the_charts_flow_run_role() -> None:
@@ -113,6 +116,10 @@ def _check_result(name: str, run: dict) -> None:
     elif name == "fan-out":
         assert status["result"]["value"] == {"total": 4900, "description": "25 values, max 576"}
         assert status["taskRuns"]["counts"]["COMPLETED"] == 25 + 2
+    elif name == "fan-out-deployments":
+        assert status["result"]["value"] == {
+            "total": sum(i * i for i in range(8)),
+            "children": [f"fan-out-deployments-example-score-{i}" for i in range(8)]}
     elif name == "retries":
         value = status["result"]["value"]
         assert value["attempts"] == {"orders": 3, "users": 3}

@@ -217,4 +217,21 @@ def test_the_operator_prefers_its_service_account_to_a_kubeconfig(tmp_path: Path
 
 def test_module_exports() -> None:
     assert sorted(connecting.__all__) == ["Connection", "SERVICE_ACCOUNT_DIR", "Target",
-                                          "api_client", "connect"]
+                                          "api_client", "connect", "http_settings"]
+
+
+def test_http_settings_hand_a_connection_to_an_httpx_client() -> None:
+    from kubernetes_asyncio import client
+
+    config = client.Configuration(host="https://api.example:6443/")
+    config.api_key["BearerToken"] = "Bearer first"
+    config.verify_ssl = False
+    rotated = iter(["second", "third"])
+    config.refresh_api_key_hook = lambda c: c.api_key.update(BearerToken=f"Bearer {next(rotated)}")
+    url, token, verify = connecting.http_settings(
+        connecting.Connection(config, "team", "test"))
+    assert (url, verify) == ("https://api.example:6443", False)
+    assert [token(), token()] == ["second", "third"]  # the hook runs before each request
+    config.refresh_api_key_hook = None
+    config.api_key.clear()
+    assert token() is None

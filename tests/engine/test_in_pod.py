@@ -197,7 +197,7 @@ def test_a_large_parameter_travels_through_the_api(flow_file, tmp_path) -> None:
     (404, "Deployment 'etl' not found in namespace 'team'; create it, or fix "
           "spec.deploymentName"),
     (403, "Could not read the default parameters of Deployment 'etl': Deployment team/etl: "
-          "access denied (forbidden); the pod's ServiceAccount needs get/watch/patch on "
+          "access denied (forbidden); the pod's ServiceAccount needs get/watch/patch/create on "
           "flowruns, patch on flowruns/status and get on deployments.flowpod.io in this "
           "namespace (examples/flow-run-rbac.yaml)"),
 ])

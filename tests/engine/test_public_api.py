@@ -16,7 +16,7 @@ from flowpod import engine, reporting, states
 EXPECTED = {
     "flow", "task", "Flow", "Task", "TaskRunFuture", "FutureList", "get_run_logger",
     "pause_flow_run", "suspend_flow_run", "unmapped", "allow_failure", "exponential_backoff",
-    "task_input_hash",
+    "task_input_hash", "run_deployment", "arun_deployment",
     "State", "StateType", "Scheduled", "Late", "AwaitingRetry", "AwaitingConcurrencySlot",
     "Pending", "NotReady", "Running", "Retrying", "Completed", "Cached", "Failed", "TimedOut",
     "Crashed", "Cancelling", "Cancelled", "Paused", "Suspended",

@@ -35,6 +35,17 @@ def test_history_keeps_the_newest_of_each_kind(k8s):
         ("ns", n) for n in ("ok-1", "ok-2", "ok-3", "ok-4", "bad-1", "bad-2", "bad-3")}
 
 
+def test_history_never_deletes_a_run_another_run_started(k8s):
+    runs = [_final(k8s, f"child-{n}", "COMPLETED", -n) for n in range(1, 4)]
+    for child in runs[:2]:
+        child["metadata"]["ownerReferences"] = [{"apiVersion": "flowpod.io/v1alpha1",
+                                                 "kind": "FlowRun", "name": "p",
+                                                 "uid": "uid-p"}]
+    # Its parent may still read it (or re-attach to it); it goes when the parent goes.
+    assert cleanup.beyond_history(runs, 0, 0) == {
+        ("ns", "child-3"): "beyond the Deployment's successfulRunsHistoryLimit of 0"}
+
+
 def test_history_limits_default_to_the_crds(k8s):
     assert cleanup.history_limits(None) == (10, 5)
     assert cleanup.history_limits({"spec": {"successfulRunsHistoryLimit": 0,

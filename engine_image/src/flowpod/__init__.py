@@ -30,6 +30,8 @@ Main names:
 - `flow`, `task` and the `Flow`, `Task` they make; `task.submit(...)` and
   `task.map(...)` start task runs concurrently and return a `TaskRunFuture` or a
   `FutureList`; `unmapped` and `allow_failure` adjust single arguments.
+- `run_deployment` / `arun_deployment`: start a run of a Deployment in its own pod and
+  wait for its final state (flowpod.deployment_runs).
 - `get_run_logger`, `pause_flow_run`, `suspend_flow_run`, `exponential_backoff`,
   `task_input_hash` (a ready-made `cache_key_fn`).
 - `State`, `StateType` and the state constructors (`Completed`, `Failed`, `Crashed`,
@@ -42,6 +44,8 @@ flowpod.results, flowpod.caching, flowpod.errors, and flowpod.contract (the name
 engine shares with the operator). `flowpod.__version__` is the installed version.
 `import flowpod` stays light: the engine and its dependencies load on the first run.
 """
+
+from typing import Any
 
 from flowpod._runtime.annotations import allow_failure, unmapped
 from flowpod._runtime.contexts import get_run_logger
@@ -92,6 +96,8 @@ __all__ = [
     "get_run_logger",
     "pause_flow_run",
     "suspend_flow_run",
+    "run_deployment",
+    "arun_deployment",
     "unmapped",
     "allow_failure",
     "exponential_backoff",
@@ -127,7 +133,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
+    # run_deployment loads the HTTP client on first use: most flows never start another run.
+    if name in ("run_deployment", "arun_deployment"):
+        from flowpod import deployment_runs
+
+        return getattr(deployment_runs, name)
     # __version__ is computed on first use: importlib.metadata costs more to import than
     # the rest of `import flowpod`.
     if name == "__version__":

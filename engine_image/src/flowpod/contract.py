@@ -15,6 +15,7 @@ Stdlib only and cheap to import: it is loaded by `import flowpod` and in every f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ __all__ = [
     "KIND_FLOW_RUN", "KIND_DEPLOYMENT",
     # labels and annotations on Jobs and Pods
     "LABEL_FLOW_RUN", "LABEL_DEPLOYMENT", "LABEL_SCHEDULE", "LABEL_ATTEMPT",
+    "LABEL_PARENT_FLOW_RUN",
     "ANNOTATION_FLOW_RUN", "ANNOTATION_FLOW_RUN_UID", "ANNOTATION_RETRIES",
     "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE", "ANNOTATION_LAST_APPLIED",
     "LABEL_RETRY_OF", "ANNOTATION_RETRY_OF",
@@ -51,7 +53,7 @@ __all__ = [
     # builders and formats
     "resource_path", "flowrun_path", "deployment_path",
     "format_time", "format_time_exact", "parse_time", "parse_time_or_none",
-    "truncate_message", "listed_run", "task_runs_wire", "resolve_parameters",
+    "label_value", "truncate_message", "listed_run", "task_runs_wire", "resolve_parameters",
     "parameters_size", "log_tail",
 ]
 
@@ -75,6 +77,10 @@ LABEL_SCHEDULE = "flowpod.io/schedule"
 # The attempt number rides on every Job and Pod, so an attempt is recognised even before
 # the FlowRun's status records it (e.g. the operator died between creating and recording).
 LABEL_ATTEMPT = "flowpod.io/attempt"
+# On FlowRuns a flow started with flowpod.run_deployment: the parent FlowRun's name (as
+# label_value gives it), so `kubectl get fr -l flowpod.io/parent-flow-run=NAME` lists a
+# run's children. Their ownerReference to the parent (with its uid) is what decides.
+LABEL_PARENT_FLOW_RUN = "flowpod.io/parent-flow-run"
 # Label values stop at 63 characters; FlowRun names may be longer, so the full name is kept
 # in an annotation too and is what maps a Job or Pod back to its FlowRun.
 ANNOTATION_FLOW_RUN = "flowpod.io/flow-run"
@@ -316,6 +322,19 @@ def parse_time_or_none(text: str | None) -> datetime | None:
         return parse_time(text)
     except ValueError:
         return None
+
+
+# -- label values --------------------------------------------------------------------------
+_MAX_LABEL_VALUE = 63
+
+
+def label_value(name: str) -> str:
+    """A valid label value for an object name: itself if short enough, else a truncated
+    prefix plus a hash of the whole name (stable, so it can be used in selectors)."""
+    if len(name) <= _MAX_LABEL_VALUE:
+        return name
+    head = name[: _MAX_LABEL_VALUE - 9].rstrip("-.")
+    return f"{head}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 # -- status strings and the task-run summary -----------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 from flowpod import deployments
 from flowpod.deployments import DeploymentError
 
-__all__ = ["to_deployment", "adeploy", "deploy", "CLI_EXTRA_HINT"]
+__all__ = ["to_deployment", "adeploy", "deploy", "CLI_EXTRA_HINT", "extra_missing"]
 
 CLI_EXTRA_HINT = "pip install 'flowpod[cli]'"
 # The modules flowpod_kube needs that only the `cli` extra installs.
@@ -93,16 +93,22 @@ def to_deployment(flow: Any, name: str, *, image: str, entrypoint: str | None = 
         concurrency_limit=concurrency_limit, collision_strategy=collision_strategy)
 
 
+def extra_missing(exc: ImportError, what: str) -> ImportError:
+    """The ImportError to raise when importing flowpod_kube failed: one that names the
+    extra to install, or `exc` itself when something else is broken."""
+    missing = getattr(exc, "name", None) or ""
+    if missing.split(".")[0] not in _EXTRA_MODULES:
+        return exc
+    return ImportError(f"{what} needs a Kubernetes client ('{missing}' is not "
+                       f"installed): {CLI_EXTRA_HINT}", name=missing)
+
+
 def _kube_apply() -> Any:
     """flowpod_kube.apply, or an ImportError that says which extra to install."""
     try:
         from flowpod_kube import apply
     except ImportError as exc:
-        missing = getattr(exc, "name", None) or ""
-        if missing.split(".")[0] not in _EXTRA_MODULES:
-            raise
-        raise ImportError(f"deploying needs a Kubernetes client ('{missing}' is not "
-                          f"installed): {CLI_EXTRA_HINT}", name=missing) from exc
+        raise extra_missing(exc, "deploying") from exc
     return apply
 
 

@@ -4,7 +4,8 @@ Role: resolve kubectl-style choices (`--kubeconfig`, `--context`, `--namespace`,
 $KUBECONFIG, ~/.kube/config, the in-cluster service account) into a `Connection`: a
 kubernetes-asyncio Configuration loaded by kubernetes_asyncio.config itself, the namespace
 to work in (the flag, else the context's, else "default") and a `source` that error
-messages name. `api_client` opens the one ApiClient both sides use. Failures are
+messages name. `api_client` opens the one ApiClient both sides use; `http_settings` gives the same
+connection to an httpx client (flowpod.run_deployment from a laptop). Failures are
 ConfigErrors that say what to fix. Callers: flowpod_operator._runtime.connecting (the
 operator: in-cluster first) and flowpod_operator.cli (kubectl's order).
 
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 from kubernetes_asyncio import client
@@ -32,7 +34,8 @@ from flowpod.contract import SERVICE_ACCOUNT_DIR
 
 from flowpod_kube.errors import ConfigError
 
-__all__ = ["Target", "Connection", "connect", "api_client", "SERVICE_ACCOUNT_DIR"]
+__all__ = ["Target", "Connection", "connect", "api_client", "http_settings",
+           "SERVICE_ACCOUNT_DIR"]
 
 _NO_CONFIG_HINT = ("pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config "
                    "(the local plane writes .cluster/kubeconfig: `make cluster-up`)")
@@ -86,6 +89,36 @@ def api_client(connection: Connection, *, user_agent: str) -> client.ApiClient:
     api = client.ApiClient(configuration=connection.configuration)
     api.user_agent = user_agent
     return api
+
+
+def http_settings(connection: Connection) -> tuple[str, Callable[[], str | None],
+                                                  ssl.SSLContext | bool]:
+    """(server URL, bearer token getter, TLS settings) of `connection`, for an httpx client.
+
+    The token getter runs a synchronous refresh hook (a rotated tokenFile) before each
+    request; an exec credential plugin's token is the one it gave when loaded.
+    """
+    config = connection.configuration
+
+    def token() -> str | None:
+        hook = config.refresh_api_key_hook
+        if hook is not None and not _is_async(hook):
+            hook(config)
+        value = config.api_key.get("BearerToken") or config.api_key.get("authorization")
+        return value.removeprefix("Bearer ").strip() if value else None
+
+    verify: ssl.SSLContext | bool = False
+    if config.verify_ssl:
+        verify = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
+        if config.cert_file:
+            verify.load_cert_chain(config.cert_file, config.key_file or None)
+    return config.host.rstrip("/"), token, verify
+
+
+def _is_async(hook: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(hook)
 
 
 def _kubeconfig_files(target: Target, env: Mapping[str, str], home: Path) -> list[Path]:

@@ -3,10 +3,12 @@
 Role: the transport half of the in-pod Kubernetes reporter. It knows how to reach the API
 server (in-cluster service-account config, or explicit settings for tests), how to GET the
 FlowRun (and its Deployment, for the default parameters), PATCH its status subresource and
-watch it for its next change (a paused run waits on that), and how to ride out a short API
-outage (retries with capped exponential backoff on connection errors, 429 and 5xx). It makes
-no decisions about states: flowpod.engine._kubereporter does. Callers: flowpod.engine._kubereporter,
-flowpod.engine._in_pod, tests (through an httpx transport, e.g. httpx.MockTransport).
+watch it for its next change (a paused run waits on that), how to create another FlowRun in
+its namespace and watch one (runs a flow starts, flowpod.deployment_runs), and how to ride
+out a short API outage (retries with capped exponential backoff on connection errors, 429
+and 5xx). It makes no decisions about states: flowpod.engine._kubereporter does. Callers:
+flowpod.engine._kubereporter, flowpod.engine._in_pod, flowpod.deployment_runs, tests
+(through an httpx transport, e.g. httpx.MockTransport).
 
 httpx only: the engine image must not depend on kubernetes clients, kopf or a kubeconfig
 loader (import-linter contracts in pyproject.toml).
@@ -21,7 +23,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import anyio
 import httpx
@@ -39,7 +41,7 @@ __all__ = [
     "FlowRunClient",
 ]
 
-_RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch on flowruns, patch on "
+_RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch/create on flowruns, patch on "
               "flowruns/status and get on deployments.flowpod.io in this namespace "
               "(examples/flow-run-rbac.yaml)")
 
@@ -127,6 +129,13 @@ def _error_message(response: httpx.Response) -> str:
     return str(body.get("message") or body)[:2000] if isinstance(body, dict) else str(body)
 
 
+# A watch holds one of the client's connections (httpx allows 100) for as long as it lasts.
+# At most this many at once, so the run's own status writes, creates and reads always find
+# a free connection however many runs a flow waits for; a run waiting for a watch slot is
+# seen once a slot frees (the watch then starts from the version it last saw).
+MAX_WATCHES = 64
+
+
 class FlowRunClient:
     """GET and status-PATCH of one FlowRun (namespace/name), with retries.
 
@@ -148,6 +157,7 @@ class FlowRunClient:
         self._log = log or (lambda message: None)
         self._client: httpx.AsyncClient | None = None
         self._client_loop: object | None = None
+        self._watch_slots: anyio.CapacityLimiter | None = None
         self.path = contract.flowrun_path(namespace, name)
 
     def _http(self) -> httpx.AsyncClient:
@@ -160,6 +170,7 @@ class FlowRunClient:
                 base_url=self.connection.base_url, verify=self.connection.verify,
                 transport=self._transport, timeout=self.retry.timeout)
             self._client_loop = loop
+            self._watch_slots = anyio.CapacityLimiter(MAX_WATCHES)
         return self._client
 
     async def aclose(self) -> None:
@@ -190,39 +201,67 @@ class FlowRunClient:
         return await self._request("PATCH", f"{self.path}/status", json=operations,
                                    headers={"Content-Type": contract.JSON_PATCH})
 
-    async def next_change(self, resource_version: str | None,
-                          timeout: float) -> dict[str, Any] | None:
-        """The FlowRun as changed after `resource_version`: one watch request that ends at
-        the first event, or None when `timeout` seconds (whole, at least 1) pass without
-        one. No retries: the caller re-reads and watches again. Raises KubeApiError (410
-        when the version is too old) and httpx.HTTPError."""
-        params = {"watch": "1", "fieldSelector": f"metadata.name={self.name}",
-                  "timeoutSeconds": str(max(int(timeout), 1)), "allowWatchBookmarks": "false"}
-        if resource_version:
-            params["resourceVersion"] = resource_version
+    async def create_flowrun(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a FlowRun into this namespace; Conflict (409) when its name is taken."""
+        name = (body.get("metadata") or {}).get("name") or "(generated name)"
+        return await self._request("POST", contract.flowrun_path(self.namespace),
+                                   json=dict(body), where=f"FlowRun {self.namespace}/{name}")
+
+    async def get_flowrun(self, name: str) -> dict[str, Any]:
+        """Another FlowRun of this namespace; NotFound when it does not exist."""
+        return await self._request("GET", contract.flowrun_path(self.namespace, name),
+                                   where=f"FlowRun {self.namespace}/{name}")
+
+    async def watch_flowrun(self, name: str, resource_version: str,
+                            timeout_seconds: int) -> AsyncIterator[dict[str, Any]]:
+        """The watch events ({type, object}) of one FlowRun after `resource_version`, until
+        the server ends the watch (at the latest after `timeout_seconds`). An expired
+        resourceVersion arrives as an ERROR event (code 410), as the API server sends it."""
+        params = {"watch": "1", "fieldSelector": f"metadata.name={name}",
+                  "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(timeout_seconds)}
         headers = {"Accept": "application/json"}
         token = self.connection.token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        # The server ends the watch at timeoutSeconds; the read timeout only guards a dead
-        # connection.
-        limit = httpx.Timeout(self.retry.timeout, read=max(int(timeout), 1) + self.retry.timeout)
-        path = contract.flowrun_path(self.namespace)
-        async with self._http().stream("GET", path, params=params, headers=headers,
-                                       timeout=limit) as response:
-            if not response.is_success:
-                await response.aread()
-                raise self._error(response)
-            async for line in response.aiter_lines():
-                event = json.loads(line) if line.strip() else None
-                if event is None:
-                    continue
+        # The server holds the watch open for timeout_seconds; a read that waits longer
+        # than that (plus slack) means the connection is gone.
+        timeout = httpx.Timeout(self.retry.timeout, read=timeout_seconds + self.retry.timeout)
+        http = self._http()
+        slots, borrower = self._watch_slots, object()
+        assert slots is not None  # made with the client
+        # On behalf of a token, not the task: a generator may be closed from another task.
+        await slots.acquire_on_behalf_of(borrower)
+        try:
+            async with http.stream("GET", contract.flowrun_path(self.namespace),
+                                   params=params, headers=headers,
+                                   timeout=timeout) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise self._error(response, f"FlowRun {self.namespace}/{name}")
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            slots.release_on_behalf_of(borrower)
+
+    async def next_change(self, resource_version: str | None,
+                          timeout: float) -> dict[str, Any] | None:
+        """This run's FlowRun as changed after `resource_version`: one watch that ends at the
+        first event, or None when `timeout` seconds (whole, at least 1) pass without one. No
+        retries: the caller re-reads and watches again. Raises KubeApiError (410 when the
+        version is too old) and httpx.HTTPError."""
+        events = self.watch_flowrun(self.name, resource_version or "", max(int(timeout), 1))
+        try:
+            async for event in events:
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
                     raise KubeApiError(int(status.get("code") or 500),
                                        str(status.get("message") or status))
                 if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
                     return event.get("object")
+        finally:
+            await events.aclose()
         return None
 
     async def _request(self, method: str, path: str, *, deadline: float | None = None,

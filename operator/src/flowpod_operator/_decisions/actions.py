@@ -25,6 +25,7 @@ __all__ = [
     "DeleteJob",
     "DeletePod",
     "DeleteFlowRun",
+    "CancelFlowRun",
     "WriteStatus",
     "LabelFlowRun",
     "Refresh",
@@ -57,6 +58,15 @@ class DeleteFlowRun:
     the object with `uid`, never a new run that took its name. `reason` is for the log."""
 
     uid: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class CancelFlowRun:
+    """Set spec.cancel on another FlowRun of the namespace (a child of this run that is
+    still going); one already ended or gone is left as it is. `reason` is for the log."""
+
+    name: str
     reason: str
 
 
@@ -115,8 +125,8 @@ class Requeue:
     after: float
 
 
-Action = (CreateJob | DeleteJob | DeletePod | DeleteFlowRun | WriteStatus | LabelFlowRun
-          | Refresh | Requeue)
+Action = (CreateJob | DeleteJob | DeletePod | DeleteFlowRun | CancelFlowRun | WriteStatus
+          | LabelFlowRun | Refresh | Requeue)
 
 
 def _merged(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

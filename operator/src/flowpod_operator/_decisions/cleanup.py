@@ -5,7 +5,9 @@ Role: pure selection for the two clean-up rules. `expires_at` reads a final run'
 default) and says when it may be deleted. `beyond_history` ranks the final runs of one
 Deployment newest first and names those past `successfulRunsHistoryLimit` (Completed runs)
 or `failedRunsHistoryLimit` (Failed, Crashed and Cancelled runs). Only final runs are ever
-selected: a run that has not ended is never a candidate. Callers:
+selected: a run that has not ended is never a candidate, nor is a run another run started
+(flowpod.run_deployment: an ownerReference to a FlowRun), which its parent may still read
+and which the garbage collector deletes with that parent. Callers:
 flowpod_operator._decisions.deciding (a final run deletes itself when a rule says so) and
 flowpod_operator._runtime.loop (feeds the Deployment's final runs from the Index).
 """
@@ -17,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from flowpod import contract
 
-from flowpod_operator._decisions.views import FlowRunView, Key
+from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 
 __all__ = ["expires_at", "beyond_history", "history_limits", "SUCCESSFUL", "FAILED",
            "DEFAULT_SUCCESSFUL_HISTORY", "DEFAULT_FAILED_HISTORY"]
@@ -71,6 +73,11 @@ def _newest_first(body: Mapping[str, Any]) -> tuple[str, str, str]:
             str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
 
 
+def _has_parent_run(body: Mapping[str, Any]) -> bool:
+    return any(ref.get("kind") == contract.KIND_FLOW_RUN
+               for ref in Meta(body).owner_references)
+
+
 def beyond_history(runs: Iterable[Mapping[str, Any]], successful: int, failed: int
                    ) -> dict[Key, str]:
     """The final runs (of one Deployment) past its history limits, each with the reason."""
@@ -79,8 +86,8 @@ def beyond_history(runs: Iterable[Mapping[str, Any]], successful: int, failed: i
     for body in sorted(runs, key=_newest_first, reverse=True):
         state = FlowRunView(body).state_type
         kind = "ok" if state in SUCCESSFUL else "bad" if state in FAILED else None
-        if kind is None:
-            continue  # not final: never a candidate
+        if kind is None or _has_parent_run(body):
+            continue  # not final, or its parent's to keep: never a candidate
         if kept[kind] > 0:
             kept[kind] -= 1
             continue

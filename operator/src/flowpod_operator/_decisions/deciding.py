@@ -25,6 +25,7 @@ from flowpod_operator._decisions import kill_hooks
 from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
 from flowpod_operator._decisions import resuming
+from flowpod_operator._decisions import owned
 from flowpod_operator._decisions.runs import Policy, Run, group_attempts
 from flowpod_operator._decisions import validating
 from flowpod_operator._decisions import waiting as wait
@@ -39,7 +40,8 @@ def decide(observation: obs.Observation, now: datetime,
            policy: Policy = Policy()) -> list[act.Action]:
     """The actions that move this FlowRun on, given what is observed at `now` (aware UTC).
     An empty list means nothing to do until something changes."""
-    actions = _decide(observation, now, policy)
+    # Children first: the run's own WriteStatus must stay last (see actions).
+    actions = owned.cancellations(observation) + _decide(observation, now, policy)
     labels = manifests.missing_flowrun_labels(observation.flowrun)
     return actions + [act.LabelFlowRun(labels)] if labels else actions
 

@@ -39,13 +39,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def label_value(name: str) -> str:
-    """A valid label value for an object name: itself if short enough, else a truncated
-    prefix plus a hash of the whole name (stable, so it can be used in selectors)."""
-    if len(name) <= _MAX_LABEL:
-        return name
-    head = name[: _MAX_LABEL - 9].rstrip("-.")
-    return f"{head}-{_digest(name)}"
+label_value = contract.label_value
 
 
 def job_name(flowrun_name: str, attempt: int) -> str:

@@ -73,7 +73,8 @@ class Observation:
     not read), to say why that Job makes no pod. `slot` is the concurrency verdict of a run
     not started yet (flowpod_operator._decisions.limits); None when no limit applies.
     `beyond_history` says why a final run is past its Deployment's history limits (None:
-    it is kept).
+    it is kept). `owned_runs` are the FlowRuns this run started (flowpod.run_deployment:
+    their ownerReference names it), gathered only while the run is being cancelled.
     """
 
     flowrun: Mapping[str, Any]
@@ -87,6 +88,7 @@ class Observation:
     job_events: Sequence[Mapping[str, Any]] | None = None
     slot: Any = None  # a limits.Verdict; typed loosely so observations imports no sibling
     beyond_history: str | None = None
+    owned_runs: Sequence[Mapping[str, Any]] = ()
 
     @property
     def name(self) -> str:

@@ -111,6 +111,10 @@ class Actuator:
                     self.intake.forget(key)
                 _log.info("deleted FlowRun", extra=_fields(key, reason=reason))
                 return Step.STOP
+            case act.CancelFlowRun(name=name, reason=reason):
+                await self.api.cancel_flowrun(key[0], name)
+                _log.info("cancelled FlowRun", extra=_fields(key, child=name, reason=reason))
+                return Step.DONE
             case act.WriteStatus():
                 return await self._write_status(key, flowrun, action, now)
             case act.LabelFlowRun(labels=labels):

@@ -16,6 +16,7 @@ from flowpod import contract, states
 
 from flowpod_operator._decisions import diagnosing
 from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions import owned
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 
 __all__ = ["Key", "Index", "key_of_flowrun", "key_of_child"]
@@ -200,7 +201,15 @@ class Index:
             deployment_fresh=deployment_fresh, jobs=tuple(jobs), pods=tuple(pods),
             gone_pods=tuple(self._gone.get(key, {}).values()),
             fresh=children is not None, job_error=job_error, job_events=job_events,
-            slot=slot, beyond_history=beyond_history)
+            slot=slot, beyond_history=beyond_history, owned_runs=self._owned_runs(flowrun))
+
+    def _owned_runs(self, flowrun: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+        # A scan, but only of a run being cancelled: rare, and no index to keep in step.
+        if not owned.cancels_children(flowrun):
+            return ()
+        namespace = Meta(flowrun).namespace
+        return tuple(body for (ns, _), body in self._flowruns.items()
+                     if ns == namespace and owned.owned_by(body, flowrun))
 
     def sizes(self) -> dict[str, int]:
         return {"flowruns": len(self._flowruns), "deployments": len(self._deployments),

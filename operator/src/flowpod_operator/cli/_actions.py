@@ -208,11 +208,25 @@ async def show_runs(kube: Kube, deps: Deps, ns: str, run: str | None, *,
         if output:
             dump(deps, without_managed_fields(obj), output)
         else:
-            deps.out.print(_render.run_detail(obj, deps.clock()))
+            children = await _child_runs(kube, ns, obj)
+            deps.out.print(_render.run_detail(obj, deps.clock(), children=children))
         return 0
     listed = await kube.list_flowruns(None if all_namespaces else ns)
     return _show_list(deps, listed, "FlowRuns", _render.runs_rows, ns=ns,
                       all_namespaces=all_namespaces, output=output)
+
+
+async def _child_runs(kube: Kube, ns: str, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs `run` started (flowpod.run_deployment), oldest first: labelled with its
+    name, and owned by it (not by an earlier run of the same name)."""
+    meta = run["metadata"]
+    selector = f"{contract.LABEL_PARENT_FLOW_RUN}={label_value(meta['name'])}"
+    listed = await kube.list_flowruns(ns, label_selector=selector)
+    owned = [child for child in listed.get("items", [])
+             if any(ref.get("uid") == meta.get("uid")
+                    for ref in child["metadata"].get("ownerReferences") or ())]
+    return sorted(owned, key=lambda c: (c["metadata"].get("creationTimestamp", ""),
+                                        c["metadata"]["name"]))
 
 
 async def show_deployments(kube: Kube, deps: Deps, ns: str, name: str | None, *,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from rich.table import Table
 from rich.text import Text
@@ -183,8 +183,31 @@ def _exit_rows(run: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return []
 
 
-def run_detail(run: Mapping[str, Any], now: datetime) -> Table:
-    """`flowpod get RUN`: the fields a user debugging one run wants, in reading order."""
+_MAX_CHILDREN_SHOWN = 50
+
+
+def _children_rows(children: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """One row per child run (name and state), after a line with the counts by state."""
+    if not children:
+        return []
+    counts: dict[str, int] = {}
+    for child in children:
+        state = _state(child)
+        name = state.name if state is not None else "no state yet"
+        counts[name] = counts.get(name, 0) + 1
+    rows: list[tuple[str, Any]] = [("Child runs", f"{len(children)} (" + ", ".join(
+        f"{k} {v}" for k, v in counts.items()) + ")")]
+    for child in children[:_MAX_CHILDREN_SHOWN]:
+        rows.append(("", Text(f"{child['metadata']['name']}  ") + state_text(child)))
+    if len(children) > _MAX_CHILDREN_SHOWN:
+        rows.append(("", f"... and {len(children) - _MAX_CHILDREN_SHOWN} more"))
+    return rows
+
+
+def run_detail(run: Mapping[str, Any], now: datetime, *,
+               children: Sequence[Mapping[str, Any]] = ()) -> Table:
+    """`flowpod get RUN`: the fields a user debugging one run wants, in reading order, and
+    the runs it started (flowpod.run_deployment) with their states."""
     meta, spec, status = run.get("metadata", {}), run.get("spec") or {}, run.get("status") or {}
     state = status.get("state") or {}
     table = Table.grid(padding=(0, 2))
@@ -212,6 +235,7 @@ def run_detail(run: Mapping[str, Any], now: datetime) -> Table:
         rows.append(("Result", result["notKept"]))
     elif result:
         rows.append(("Result", result.get("reference") or as_json(result.get("value"))))
+    rows.extend(_children_rows(children))
     if status.get("logTail"):
         rows.append(("Last log lines", f"{len(status['logTail'])} kept in the status "
                                        f"(`flowpod logs {meta.get('name')}`)"))

@@ -43,10 +43,11 @@ def runs(api, flow_namespace, operator_proc, volume) -> str:
         "volumes": [{"name": "data", "hostPath": {"path": str(volume),
                                                    "type": "DirectoryOrCreate"}}],
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-        "env": [{"name": contract.ENV_RESULT_DIR, "value": "/data/results"},
-                {"name": "PAUSE_COUNTER_DIR", "value": "/data/counters"}]}
+        "env": [{"name": "PAUSE_COUNTER_DIR", "value": "/data/counters"}]}
+    # Every attempt reads the results the suspended one persisted, from the shared volume.
+    (volume / "results").mkdir(exist_ok=True)
     api.create_deployment(ns, "suspends", entrypoint=f"{CASES}:suspends_for_approval",
-                          podTemplate=template)
+                          podTemplate=template, resultStorage="file:///data/results")
     api.create_flowrun(ns, "suspended", deploymentName="suspends",
                        parameters={"tag": "suspended"})
     api.create_flowrun(ns, "suspend-expires", deploymentName="suspends",

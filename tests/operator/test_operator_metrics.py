@@ -1,7 +1,7 @@
 """/metrics on the real plane, the engine really running in pods: while runs complete, fail
 and crash (OOM), the scrape's numbers move as they should: runs by state, transitions,
 crashes by cause, submission latency, run durations. The output passes `promtool check
-metrics` when the cached promtool exists (flowpod_devcluster builds it with the others)."""
+metrics` (flowpod_devcluster builds promtool with the plane's binaries)."""
 
 from __future__ import annotations
 
@@ -62,8 +62,6 @@ def test_metrics_move_as_runs_complete_fail_and_crash(operators, api, flow_names
                  state="COMPLETED") == 2
     assert moved("flowpod_reconcile_duration_seconds_count") > 0
     assert "flowpod_api_errors" in text and "ok-1" not in text  # no run names as labels
-    promtool = cluster.bin_dir / "promtool"
-    if promtool.exists():
-        check = subprocess.run([str(promtool), "check", "metrics"], input=text, text=True,
-                               capture_output=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+    check = subprocess.run([str(cluster.bin_dir / "promtool"), "check", "metrics"],
+                           input=text, text=True, capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl), etcd and helm from the Go module proxy into a cache outside the
-# repo. Called by the Makefile and by plane.py next to it; a warm cache returns at once.
+# kube-scheduler, kubectl), etcd, helm and promtool (which checks the operator's /metrics)
+# from the Go module proxy into a cache outside the repo. Called by the Makefile and by plane.py next to it; a warm cache returns at once.
 #
 # Why a go.mod of our own: k8s.io/kubernetes carries replace directives to ./staging, so
 # `go install ...@version` is refused. Requiring it from our module and replacing each staging
@@ -15,6 +15,8 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# Prometheus' Go module numbers its releases v0.<minor>.<patch>.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 CACHE="${FLOWPOD_CACHE:-$HOME/.cache/flowpod}/k8s-${K8S_VERSION}"
 BIN="$CACHE/bin"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
@@ -28,7 +30,7 @@ staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-g
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
 
 have_all() {
-  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm; do
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm promtool; do
     [ -x "$BIN/$b" ] || return 1
   done
 }
@@ -94,6 +96,19 @@ build_helm() {
   mv "$BIN/helm.tmp" "$BIN/helm"
 }
 
+build_promtool() {
+  [ -x "$BIN/promtool" ] && return 0
+  local src="$CACHE/src/promtool"
+  mkdir -p "$src"
+  printf 'module flowpod.local/promtoolbuild\n\ngo 1.26\n\nrequire github.com/prometheus/prometheus %s\n' \
+    "$PROMETHEUS_VERSION" > "$src/go.mod"
+  echo 'package promtoolbuild' > "$src/doc.go"
+  log "building promtool $PROMETHEUS_VERSION (its service-discovery dependencies make it the slowest)"
+  (cd "$src" && go build -ldflags "-s -w" -o "$BIN/promtool.tmp" \
+    github.com/prometheus/prometheus/cmd/promtool)
+  mv "$BIN/promtool.tmp" "$BIN/promtool"
+}
+
 mkdir -p "$BIN"
 if have_all; then echo "$BIN"; exit 0; fi
 # Held on fd 9 until this script (and the go builds it runs) exit; the kernel drops it even
@@ -109,5 +124,6 @@ start=$(date +%s)
 build_etcd
 build_kubernetes
 build_helm
+build_promtool
 log "built in $(( $(date +%s) - start ))s into $BIN"
 echo "$BIN"

@@ -61,6 +61,8 @@ def test_index_groups_runs_by_deployment_through_updates_and_removal(k8s):
     assert index.put_flowrun(newer)  # an update neither duplicates nor drops it
     assert [Meta(r).name for r in index.scheduled_runs("ns", "a")] == ["a-1", "a-2"]
     assert index.waiting_for_deployment("ns", "a") == [("ns", "a-1"), ("ns", "a-2")]
+    assert [key for key, _ in index.runs_of("ns", "a")] == [
+        ("ns", "a-1"), ("ns", "a-2"), ("ns", "a-manual")]
     index.remove_flowrun(("ns", "a-1"))
     assert [Meta(r).name for r in index.scheduled_runs("ns", "a")] == ["a-2"]
     assert [Meta(r).name for r in index.scheduled_runs("ns", "b")] == ["b-1"]

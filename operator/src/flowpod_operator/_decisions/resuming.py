@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
-import jsonschema
 from jsonschema import exceptions as schema_errors
 
 from flowpod import contract, states
@@ -26,6 +25,7 @@ from flowpod import contract, states
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions.runs import Run
+from flowpod_operator._decisions.validating import schema_violations
 from flowpod_operator._decisions.views import Meta
 
 __all__ = ["Answer", "answer", "input_problem", "deadline", "decide"]
@@ -57,14 +57,10 @@ def input_problem(schema: Mapping[str, Any] | None, value: Any) -> str | None:
     naming each field (at most three problems)."""
     if not schema:
         return None
-    validator_class = jsonschema.validators.validator_for(
-        schema, default=jsonschema.Draft202012Validator)
     try:
-        validator_class.check_schema(schema)
+        errors = schema_violations(schema, value)
     except schema_errors.SchemaError as exc:
         return f"the input schema the flow published is not valid ({exc.message})"
-    errors = sorted(validator_class(schema).iter_errors(value),
-                    key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     if not errors:
         return None
     problems = [f"{_path(e)}: {e.message}" for e in errors[:_MAX_PROBLEMS]]

@@ -18,7 +18,8 @@ from jsonschema import exceptions as schema_errors
 from flowpod import contract
 from flowpod_operator._decisions.storage import storage_problem
 
-__all__ = ["start_problems", "parameter_problems", "dropped_nulls", "size_problem"]
+__all__ = ["start_problems", "parameter_problems", "dropped_nulls", "size_problem",
+           "schema_violations"]
 
 # Same opening as the engine's message, so users see one wording wherever it is caught.
 _PREFIX = "Validation of the flow parameters failed"
@@ -42,20 +43,28 @@ def _describe(error: schema_errors.ValidationError) -> str:
     return f"parameter '{path}': {error.message}; fix spec.parameters.{path}"
 
 
+def schema_violations(schema: Mapping[str, Any], value: Any
+                      ) -> list[schema_errors.ValidationError]:
+    """Where `value` breaks the JSON `schema` (its own draft, else 2020-12), ordered by
+    path; raises jsonschema's SchemaError when the schema itself is not valid. Also used
+    for a resume's input (flowpod_operator._decisions.resuming)."""
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft202012Validator)
+    validator_class.check_schema(schema)
+    return sorted(validator_class(schema).iter_errors(value),
+                  key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+
+
 def parameter_problems(schema: Mapping[str, Any] | None,
                        parameters: Mapping[str, Any]) -> str | None:
     """None when `parameters` satisfy `schema` (or there is no schema), else the message."""
     if not schema:
         return None
-    validator_class = jsonschema.validators.validator_for(
-        schema, default=jsonschema.Draft202012Validator)
     try:
-        validator_class.check_schema(schema)
+        errors = schema_violations(schema, dict(parameters))
     except schema_errors.SchemaError as exc:
         return (f"{_PREFIX}: the Deployment's spec.parameterSchema is not a valid JSON "
                 f"schema ({exc.message}); regenerate it with `flowpod deploy`")
-    errors = sorted(validator_class(schema).iter_errors(dict(parameters)),
-                    key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     if not errors:
         return None
     problems = [_describe(e) for e in errors[:_MAX_PROBLEMS]]

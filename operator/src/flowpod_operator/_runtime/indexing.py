@@ -114,6 +114,11 @@ class Index:
                  for key in self._by_deployment.get((namespace, name), ()))
         return sorted(run.key for run in views if not run.attempt)
 
+    def runs_of(self, namespace: str, deployment: str) -> list[tuple[Key, Mapping[str, Any]]]:
+        """The FlowRuns of one Deployment, by key (without scanning the others)."""
+        return [(key, self._flowruns[key])
+                for key in sorted(self._by_deployment.get((namespace, deployment), ()))]
+
     def scheduled_runs(self, namespace: str, deployment: str) -> list[Mapping[str, Any]]:
         """The FlowRuns a Deployment's schedules started (they carry the schedule label)."""
         bodies = (self._flowruns[key]

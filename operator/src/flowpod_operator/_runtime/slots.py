@@ -38,9 +38,8 @@ class Slots:
 
     def _peers(self, group: tuple[str, str] | None, now: datetime) -> Iterator[limits.Peer]:
         """The unfinished runs of one Deployment (`group`), or of all when None."""
-        for key, body in self.index.flowrun_items():
-            if group is not None and (key[0], FlowRunView(body).deployment_name) != group:
-                continue
+        items = self.index.flowrun_items() if group is None else self.index.runs_of(*group)
+        for key, body in items:
             peer = limits.peer_of(body, now, starting=key in self.starting
                                   or self.index.has_jobs(key))
             if peer is not None:

@@ -115,14 +115,8 @@ def as_cli_error() -> Iterator[None]:
 def parse_parameters(pairs: list[str] | None) -> dict[str, Any]:
     """`-p k=v` pairs: v is JSON when it parses strictly (numbers, true, lists, objects), else
     a string; NaN/Infinity never become floats (they are not JSON)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise _errors.CliError(f"parameter '{pair}' is not KEY=VALUE",
-                                   "write e.g. -p name=world or -p count=3 or -p 'xs=[1,2]'")
-        out[key] = _wirejson.parse_value(key, raw)
-    return out
+    return _wirejson.parse_pairs(pairs, "parameter",
+                                 "write e.g. -p name=world or -p count=3 or -p 'xs=[1,2]'")
 
 
 def check_parameters(flow: Any, parameters: dict[str, Any]) -> None:

@@ -75,14 +75,8 @@ def parse_input(input_json: str | None, fields: list[str] | None) -> Any:
                                    "'\"yes\"'") from None
     if not fields:
         return None
-    out: dict[str, Any] = {}
-    for pair in fields:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise _errors.CliError(f"input field '{pair}' is not KEY=VALUE",
-                                   "write e.g. -i approved=true -i approver=ada")
-        out[key] = _wirejson.parse_value(key, raw)
-    return out
+    return _wirejson.parse_pairs(fields, "input field",
+                                 "write e.g. -i approved=true -i approver=ada")
 
 
 def _no_constant(name: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 from flowpod_operator.cli._errors import CliError
 
-__all__ = ["check", "dumps", "parse_value"]
+__all__ = ["check", "dumps", "parse_value", "parse_pairs"]
 
 _NON_JSON_CONSTANTS = ("NaN", "Infinity", "-Infinity")
 
@@ -69,3 +69,15 @@ def parse_value(key: str, raw: str) -> Any:
         raise CliError(f"parameter '{key}': {exc} is not JSON (got {raw!r})",
                        f"JSON has no NaN or Infinity: use null, a finite number or the "
                        f"string \"{exc}\" (quoted) inside the value") from None
+
+
+def parse_pairs(pairs: list[str] | None, what: str, example: str) -> dict[str, Any]:
+    """KEY=VALUE options (`-p`, `-i`) as a dict, each value read by `parse_value`; a pair
+    without `=` is refused naming `what` and showing `example`."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} '{pair}' is not KEY=VALUE", example)
+        out[key] = parse_value(key, raw)
+    return out

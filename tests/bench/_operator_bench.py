@@ -78,21 +78,34 @@ async def watch(client: httpx.AsyncClient, path: str, seen: dict[str, float],
                 changed: asyncio.Event, *, key: str = "name",
                 ready: Any = None) -> None:
     """Record the arrival time of each object (by `key` = name or flow-run label) whose
-    watch event satisfies `ready(object)` (default: any), until cancelled."""
-    listing = (await client.get(path)).json()
-    version = listing["metadata"]["resourceVersion"]
-    params = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "false"}
-    async with client.stream("GET", path, params=params, timeout=None) as response:
-        async for line in response.aiter_lines():
-            if not line:
-                continue
-            obj = json.loads(line)["object"]
-            meta = obj.get("metadata") or {}
-            name = (meta.get("labels") or {}).get(contract.LABEL_FLOW_RUN) \
-                if key == "label" else meta.get("name")
-            if name and name not in seen and (ready is None or ready(obj)):
-                seen[name] = time.perf_counter()
-                changed.set()
+    watch event satisfies `ready(object)` (default: any), until cancelled. The API server
+    ends a watch after its request timeout, and a connection can break: then list again
+    (what the listing shows counts as arrived then) and watch on from there."""
+
+    def note(obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        name = (meta.get("labels") or {}).get(contract.LABEL_FLOW_RUN) \
+            if key == "label" else meta.get("name")
+        if name and name not in seen and (ready is None or ready(obj)):
+            seen[name] = time.perf_counter()
+            changed.set()
+
+    while True:
+        listing = (await client.get(path)).json()
+        for obj in listing.get("items", []):
+            note(obj)
+        params = {"watch": "1", "resourceVersion": listing["metadata"]["resourceVersion"],
+                  "allowWatchBookmarks": "false"}
+        try:
+            async with client.stream("GET", path, params=params, timeout=None) as response:
+                async for line in response.aiter_lines():
+                    event = json.loads(line) if line else {}
+                    if event.get("type") == "ERROR":
+                        break  # e.g. 410 Gone: list again
+                    if event.get("object"):
+                        note(event["object"])
+        except httpx.HTTPError:
+            pass  # the watch broke off: list and watch again
 
 
 def flowrun_body(name: str, deployment: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ of its attempts, and returns the actions that move it on (create a Job, write a 
 delete a pod, check again later). It keeps no memory between calls, so the same function
 serves a fresh event, a periodic resync, and an operator that restarted mid-run. Callers:
 flowpod_operator._runtime.loop (for real) and tests/operator/test_deciding_*.py (with dicts).
+A cancellation's branch lives in flowpod_operator._decisions.cancelling, a resume's in
+.resuming, a killed run's hooks in .kill_hooks.
 
 Who writes what (ARCHITECTURE.md, "Who writes which state"): the operator writes Scheduled/Late, Pending, AwaitingRetry (an
 infrastructure retry), Crashed, Cancelling, and Cancelled when the engine did not; the
@@ -13,12 +15,13 @@ engine writes everything else. A terminal state is never left (the API server en
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Mapping
 
 from flowpod import contract, flowruns, states
 
 from flowpod_operator._decisions import actions as act
+from flowpod_operator._decisions import cancelling
 from flowpod_operator._decisions import cleanup
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import kill_hooks
@@ -26,7 +29,8 @@ from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
 from flowpod_operator._decisions import resuming
 from flowpod_operator._decisions import owned
-from flowpod_operator._decisions.runs import Policy, Run, group_attempts
+from flowpod_operator._decisions.runs import (Policy, Run, group_attempts, log_source,
+                                              outcome_fields, until)
 from flowpod_operator._decisions import validating
 from flowpod_operator._decisions import waiting as wait
 from flowpod_operator._decisions.views import Meta
@@ -54,7 +58,7 @@ def _decide(o: obs.Observation, now: datetime, policy: Policy) -> list[act.Actio
     if state is not None and state.is_final():
         return _after_final(run)
     if o.spec.get("cancel") or (state is not None and state.type is _T.CANCELLING):
-        return _cancel(run)
+        return cancelling.cancel(run)
     if state is not None and state.type is _T.PAUSED and run.current:
         paused = _paused(run, state.name == states.names.SUSPENDED)
         if paused is not None:
@@ -186,16 +190,6 @@ def _paused(run: Run, suspended: bool) -> list[act.Action] | None:
 
 # --- following a started attempt -----------------------------------------------------------
 
-def _until(when: datetime, now: datetime) -> float:
-    return max((when - now).total_seconds(), 0.0)
-
-
-def _outcome_fields(d: diag.Diagnosis, status: Mapping[str, Any]) -> dict[str, Any]:
-    fields = {"exitCode": d.exit_code, "reason": d.reason or None,
-              "podName": d.pod_name or status.get("podName")}
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 def _cleanup(run: Run, d: diag.Diagnosis) -> list[act.Action]:
     """Stop what a crashed attempt leaves behind, so nothing of it can start later."""
     grace = run.settings().cancellation_grace_period_seconds
@@ -225,16 +219,10 @@ def _follow(run: Run) -> list[act.Action]:
     return _after_end(run, d)
 
 
-def _log_source(run: Run, d: diag.Diagnosis) -> str | None:
-    """The attempt's pod, while it still exists: its log tail is kept with the final state."""
-    names = [Meta(p).name for p in run.attempt().pods]
-    if d.pod_name in names:
-        return d.pod_name
-    return names[-1] if names else None
 def _meanwhile(run: Run, d: diag.Diagnosis) -> list[act.Action]:
     """An attempt not over yet: look again when time alone may change it, and record its
     pod's name and, while it waits to start, why (written when that changes)."""
-    actions: list[act.Action] = [act.Requeue(_until(d.recheck_at, run.now))] \
+    actions: list[act.Action] = [act.Requeue(until(d.recheck_at, run.now))] \
         if d.recheck_at is not None else []
     fields = {"podName": d.pod_name} if d.pod_name and d.pod_name != run.o.status.get(
         "podName") else {}
@@ -253,91 +241,20 @@ def _awaiting_retry(state: states.State | None) -> bool:
 def _after_end(run: Run, d: diag.Diagnosis) -> list[act.Action]:
     """The current attempt ended without a final state: retry it, or the run Crashed."""
     settings = run.settings()
-    fields = _outcome_fields(d, run.o.status)
+    fields = outcome_fields(d, run.o.status)
     cleanup = _cleanup(run, d)
     if not (d.retryable and run.current < settings.max_attempts):
         return cleanup + [act.WriteStatus((states.Crashed(d.message, timestamp=run.now),),
-                                          fields, log_tail_of=_log_source(run, d))]
+                                          fields, log_tail_of=log_source(run, d))]
     if not _awaiting_retry(run.state):
         text = f"{d.message}; retrying as attempt {run.current + 1} of {settings.max_attempts}"
         return cleanup + [act.WriteStatus((states.AwaitingRetry(text, timestamp=run.now),),
                                           fields)]
     if not d.settled:
         # Never two pods at once: the next attempt waits until this one's pod is gone.
-        wait = [act.Requeue(_until(d.recheck_at, run.now))] if d.recheck_at else []
+        wait = [act.Requeue(until(d.recheck_at, run.now))] if d.recheck_at else []
         return cleanup + wait
     return _new_attempt(run, run.current + 1, settings, [])
-
-
-# --- cancelling ----------------------------------------------------------------------------
-
-def _active_jobs(run: Run) -> list[str]:
-    """Jobs that may still start a pod: unfinished, and no pod of theirs seen yet (with
-    backoffLimit 0, a Job whose pod ended can never start another)."""
-    names = []
-    for att in run.attempts.values():
-        job = att.job
-        if job is None or att.pods or att.gone or Meta(job).deletion_timestamp:
-            continue
-        conditions = (job.get("status") or {}).get("conditions") or []
-        if not any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                   for c in conditions):
-            names.append(Meta(job).name or "")
-    return names
-
-
-def _cancelled(run: Run) -> list[act.Action]:
-    """No pod of the run is alive: the run is Cancelled (and its Jobs can start no pod)."""
-    jobs = _active_jobs(run)
-    if jobs and not run.o.fresh:
-        return [act.Refresh(children=True)]  # a pod may exist that the cache has not shown
-    att = run.attempt()
-    fields: dict[str, Any] = {}
-    text = "Cancelled by request (spec.cancel) before the run started"
-    source = None
-    if run.state is not None and run.state.type is _T.SCHEDULED and run.current:
-        text = "Cancelled by request (spec.cancel) while awaiting a retry"
-    elif att.pods or att.gone:
-        d = run.diagnose()
-        fields = _outcome_fields(d, run.o.status)
-        code = f" (exit code {d.exit_code})" if d.exit_code is not None else ""
-        text = f"Cancelled by request (spec.cancel); pod {d.pod_name} stopped{code}"
-        source = _log_source(run, d)
-    actions: list[act.Action] = [act.DeleteJob(name) for name in jobs]
-    return actions + [act.WriteStatus((states.Cancelled(text, timestamp=run.now),), fields,
-                                      log_tail_of=source)]
-
-
-def _cancel(run: Run) -> list[act.Action]:
-    live = run.live_pods()
-    if not live:
-        return _cancelled(run)
-    grace = run.settings().cancellation_grace_period_seconds
-    names = ", ".join(Meta(p).name or "" for p in live)
-    if run.state is None or run.state.type is not _T.CANCELLING:
-        text = (f"Cancellation requested (spec.cancel): stopping pod {names} with a "
-                f"{grace}s grace period")
-        return [act.WriteStatus((states.Cancelling(text, timestamp=run.now),))]
-    actions: list[act.Action] = []
-    stuck: list[str] = []
-    recheck: datetime | None = None
-    for pod in live:
-        meta = Meta(pod)
-        name, deleting = meta.name or "", obs.parse_time(meta.deletion_timestamp)
-        if deleting is None:
-            actions.append(act.DeletePod(name, grace))
-            deleting = run.now + timedelta(seconds=grace)
-        if run.now >= deleting + diag.STUCK_AFTER:
-            stuck.append(name)
-        else:
-            until = deleting + diag.STUCK_AFTER
-            recheck = until if recheck is None else min(recheck, until)
-    actions += [act.DeletePod(name, 0) for name in stuck]
-    if len(stuck) == len(live):
-        text = (f"Cancelled by request (spec.cancel); pod {names} did not stop within its "
-                f"{grace}s grace period and was force-deleted")
-        return actions + [act.WriteStatus((states.Cancelled(text, timestamp=run.now),))]
-    return [act.Requeue(_until(recheck, run.now))] + actions if recheck else actions
 
 
 # --- after the end -------------------------------------------------------------------------
@@ -366,7 +283,7 @@ def _clean_up(run: Run) -> list[act.Action]:
     when, ttl = expiry
     if run.now >= when:
         return [act.DeleteFlowRun(uid, f"ttlSecondsAfterFinished of {ttl} expired")]
-    return [act.Requeue(_until(when, run.now))] + _settle(run)
+    return [act.Requeue(until(when, run.now))] + _settle(run)
 
 
 def _settle(run: Run) -> list[act.Action]:
@@ -382,18 +299,18 @@ def _settle(run: Run) -> list[act.Action]:
             # Stuck terminating (its node gone, say): force it once its grace is long over.
             stuck_at = deleting + diag.STUCK_AFTER
             actions.append(act.DeletePod(meta.name or "", 0) if run.now >= stuck_at
-                           else act.Requeue(_until(stuck_at, run.now)))
+                           else act.Requeue(until(stuck_at, run.now)))
             continue
         if not diag.is_started(pod) or run.now >= linger_until:
             actions.append(act.DeletePod(meta.name or "", grace))
         else:
-            actions.append(act.Requeue(_until(linger_until, run.now)))
+            actions.append(act.Requeue(until(linger_until, run.now)))
     att = run.attempt()
     if att.pods or att.gone:
         d = run.diagnose()
         if d.phase is diag.Phase.ENDED:
             status = run.o.status
-            fields = {k: v for k, v in _outcome_fields(d, status).items()
+            fields = {k: v for k, v in outcome_fields(d, status).items()
                       if status.get(k) is None}
             # A deadline is the real cause even when the engine, stopped by it, wrote first.
             if d.reason == "DeadlineExceeded" and status.get("reason") != d.reason:

@@ -17,8 +17,10 @@ from flowpod import states
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import manifests
 from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions.views import Meta
 
-__all__ = ["Policy", "Attempt", "Run", "group_attempts"]
+__all__ = ["Policy", "Attempt", "Run", "group_attempts", "until", "outcome_fields",
+           "log_source"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,21 @@ def group_attempts(o: obs.Observation) -> dict[int, Attempt]:
     for number, pod in ours(o.gone_pods):
         attempts.setdefault(number, Attempt()).gone.append(pod)
     return attempts
+
+
+def until(when: datetime, now: datetime) -> float:
+    return max((when - now).total_seconds(), 0.0)
+
+
+def outcome_fields(d: diag.Diagnosis, status: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {"exitCode": d.exit_code, "reason": d.reason or None,
+              "podName": d.pod_name or status.get("podName")}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def log_source(run: Run, d: diag.Diagnosis) -> str | None:
+    """The attempt's pod, while it still exists: its log tail is kept with the final state."""
+    names = [Meta(p).name for p in run.attempt().pods]
+    if d.pod_name in names:
+        return d.pod_name
+    return names[-1] if names else None

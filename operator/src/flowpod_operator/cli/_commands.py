@@ -10,7 +10,6 @@ every command that talks to a cluster, as in kubectl. Callers: flowpod_operator.
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Optional
 
@@ -22,34 +21,13 @@ from flowpod_kube.errors import KubeError
 from flowpod_operator.cli import (_actions, _deploying, _errors, _flows, _output, _retry,
                                   _runs, _schedules)
 from flowpod_operator.cli._actions import Deps
+from flowpod_operator.cli._options import (Context, Kubeconfig, Namespace, Output, Params,
+                                           Strategy)
 
 if TYPE_CHECKING:
     from flowpod_operator.cli._client import Kube
 
 __all__ = ["build_app", "main"]
-
-Kubeconfig = Annotated[Optional[Path], typer.Option(
-    "--kubeconfig", help="Path to a kubeconfig (default: $KUBECONFIG, then ~/.kube/config, "
-                         "then the in-cluster service account).", show_default=False)]
-Context = Annotated[Optional[str], typer.Option(
-    "--context", help="Kubeconfig context (default: current-context).", show_default=False)]
-Namespace = Annotated[Optional[str], typer.Option(
-    "--namespace", "-n", help="Namespace (default: the context's, else 'default').",
-    show_default=False)]
-Params = Annotated[Optional[list[str]], typer.Option(
-    "--param", "-p", help="Flow parameter KEY=VALUE; VALUE is read as JSON when it parses "
-                          "(3, true, [1,2]) and as a string otherwise. Repeatable.",
-    show_default=False)]
-Output = Annotated[Optional[str], typer.Option(
-    "--output", "-o", help="Print the object(s) as yaml or json.", show_default=False)]
-
-
-
-class Strategy(str, enum.Enum):
-    """spec.collisionStrategy of a Deployment."""
-
-    ENQUEUE = "Enqueue"
-    CANCEL_NEW = "CancelNew"
 
 
 def _fail(deps: Deps, error: KubeError) -> typer.Exit:

@@ -6,6 +6,7 @@ write per run event; progress no run records is written at once."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
@@ -129,6 +130,9 @@ def test_progress_a_created_run_records_is_written_between_due_times() -> None:
     # With every Deployment due in the same second, the creates come first; the status
     # write falls about half-way to the next due time (the run itself records the progress).
     async def scenario() -> tuple[list[str], list[Any], FakeApi]:
+        # Intervals count from 2020-01-01 (whole multiples of 4 s since the epoch): start just
+        # after a due time, so the next one is ~4 s away and half-way is ~2 s, not a moment.
+        await asyncio.sleep((4.2 - time.time() % 4) % 4)
         api = FakeApi()
         index = Index()
         bare = _deployment("etl", _now() - timedelta(seconds=30), interval=4)

@@ -28,10 +28,10 @@ k() { "$KUBECTL" --kubeconfig "$STATE/kubeconfig" "$@"; }
 
 step "Installing the flowpod CRDs (crds/)"
 k apply -f crds/
-k wait --for=condition=Established --timeout=60s \
-  crd/flowruns.flowpod.io crd/deployments.flowpod.io
-# Established comes a moment before the new kinds can be listed ("storage is initializing").
-for _ in $(seq 100); do k get flowruns,fdeploy -A >/dev/null 2>&1 && break; sleep 0.1; done
+# Established comes a moment before the new kinds can be listed ("storage is initializing"),
+# and `kubectl wait` fails outright on a CRD too new to have conditions: so wait by listing.
+for _ in $(seq 300); do k get flowruns,fdeploy -A >/dev/null 2>&1 && break; sleep 0.2; done
+k get flowruns,fdeploy -A >/dev/null
 
 step "Letting flow-run pods report to their FlowRun in namespace '$NS' (examples/flow-run-rbac.yaml)"
 k apply -n "$NS" -f examples/flow-run-rbac.yaml

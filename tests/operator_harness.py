@@ -42,22 +42,33 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def apply_crds(cluster: plane.Cluster, timeout: float = 60) -> None:
-    """Apply crds/ and wait until both kinds can really be listed: right after a CRD is
-    Established its storage may still answer 429 "storage is (re)initializing"."""
+    """Apply crds/ and wait until both kinds are Established and can really be listed.
+
+    The wait reads the CRDs' conditions itself: `kubectl wait --for=condition=Established`
+    errors out (rather than waiting) on a CRD so new that it has no conditions yet. And right
+    after a CRD is Established its storage may still answer 429 "storage is (re)initializing".
+    """
     cluster.kubectl("apply", "-f", str(CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s",
-                    "crd/flowruns.flowpod.io", "crd/deployments.flowpod.io")
     api = Api(cluster)
     try:
         deadline = time.monotonic() + timeout
         for plural in (contract.FLOWRUNS, contract.DEPLOYMENTS):
+            crd = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{contract.GROUP}"
             path = contract.resource_path(plural)
-            while api.request("GET", path, limit=1).status_code != 200:
+            while not (_established(api.request("GET", crd))
+                       and api.request("GET", path, limit=1).status_code == 200):
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{plural} could not be listed within {timeout}s")
                 time.sleep(0.1)
     finally:
         api.close()
+
+
+def _established(response: httpx.Response) -> bool:
+    if response.status_code != 200:
+        return False
+    conditions = (response.json().get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def prepare_namespace(cluster: plane.Cluster, namespace: str) -> None:

@@ -12,24 +12,22 @@ import ssl
 import subprocess
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 import pytest
 
+import operator_harness as harness
+
 from flowpod import contract, flowruns, states
 
-CRDS = Path(__file__).resolve().parents[2] / "crds"
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="module")
 def api(cluster) -> Iterator[httpx.Client]:
     """An admin HTTP client, with the CRDs applied and established."""
-    cluster.kubectl("apply", "-f", str(CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/flowruns.flowpod.io", "crd/deployments.flowpod.io")
+    harness.apply_crds(cluster)
     context = ssl.create_default_context(cafile=str(cluster.pki["ca.crt"]))
     context.load_cert_chain(str(cluster.pki["admin.crt"]), str(cluster.pki["admin.key"]))
     with httpx.Client(base_url=cluster.api_url, verify=context, timeout=30) as client:

@@ -342,3 +342,30 @@ def test_hook_outcomes_are_announced_once(k8s):
         recorder.observe(later)
     assert seen == [("Normal", "HookJobCreated", "hook Job run-hooks runs the on_crashed hooks"),
                     ("Warning", "HooksFailed", "on_crashed hook x raised")]
+
+
+def test_a_run_found_deleted_by_a_write_frees_its_slot_at_once(setup, k8s, loop):
+    """A status write that finds the run gone (404) releases its slot as its DELETED event
+    would: the run waiting for that slot is queued now, not at the next resync. (The DELETED
+    event that comes later finds nothing left to release.)"""
+    holder = k8s.flowrun("holder", state=k8s.state("PENDING"), attempt=1, jobName="holder-1")
+    api, index, reconciler = setup(holder)
+    index.put_deployment({**k8s.deployment(), "spec": {
+        **k8s.deployment()["spec"], "concurrencyLimit": 1}})
+    waiting = k8s.flowrun("waiting")
+    reconciler.intake.on_flowrun("ADDED", copy.deepcopy(waiting))
+    index.put_job(k8s.job(holder))
+    index.put_pod(k8s.pod(holder, name="holder-1-abcde"))  # news: a podName to record
+    assert reconciler.slots.verdict(waiting).start is False
+    while reconciler.queue.stats()["queued"]:  # what the ADDED events queued
+        loop(_next(reconciler))
+    api.remove("flowruns", "ns", "holder")  # deleted; its DELETED event not yet seen
+    loop(reconciler.reconcile(("ns", "holder")))
+    assert index.flowrun(("ns", "holder")) is None
+    assert loop(_next(reconciler)) == ("ns", "waiting")
+
+
+async def _next(reconciler: Reconciler) -> Any:
+    key = await asyncio.wait_for(reconciler.queue.get(), 1)
+    reconciler.queue.done(key)
+    return key

@@ -200,7 +200,7 @@ class Actuator:
             self.intake.remember(reply.body)
             return Step.DONE
         if reply.status == 404:
-            self.index.remove_flowrun(key)
+            self.intake.forget(key)  # gone: release its slot as its DELETED event would
             return Step.STOP
         if reply.status == 403:
             self._labels_forbidden = True
@@ -231,7 +231,7 @@ class Actuator:
                 fields=sorted(action.fields)))
             return Step.DONE
         if reply.status == 404:
-            self.index.remove_flowrun(key)
+            self.intake.forget(key)  # gone: release its slot as its DELETED event would
             return Step.STOP
         if reply.status not in (409, 422):
             raise self.api.failure("PATCH status of", Ref("FlowRun", key[1], key[0]), reply)
@@ -243,7 +243,7 @@ class Actuator:
             error=reply.message))
         fresh = await self.api.get_flowrun(key[0], key[1])
         if fresh is None:
-            self.index.remove_flowrun(key)
+            self.intake.forget(key)  # gone: release its slot as its DELETED event would
             return Step.STOP
         if reply.status == 422 and Meta(fresh).resource_version == run.meta.resource_version:
             raise self.api.failure("PATCH status (refused on an up-to-date FlowRun) of",

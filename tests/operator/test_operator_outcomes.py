@@ -25,7 +25,7 @@ def _deployments(api: harness.Api, ns: str) -> None:
     api.create_deployment(ns, "hog", entrypoint=f"{CASES}:hog_memory",
                           podTemplate={"resources": {"limits": {"memory": "64Mi"}}})
     api.create_deployment(ns, "no-image", entrypoint=f"{CASES}:hello",
-                          image="registry.invalid/flowpod/nope:1", pendingTimeoutSeconds=5)
+                          image="registry.invalid/flowpod/nope:1", pendingTimeoutSeconds=10)
     api.create_deployment(ns, "slow", entrypoint=f"{CASES}:sleeps", timeoutSeconds=2,
                           cancellationGracePeriodSeconds=2)
     api.create_deployment(ns, "flaky", entrypoint=f"{CASES}:hard_exit3", retries=1)
@@ -179,7 +179,7 @@ def test_an_unknown_image_crashes_after_the_pending_timeout(final, api, flow_nam
     state = _state(flowrun)
     assert state["type"] == "CRASHED", state
     assert flowrun["status"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
-    assert "could not start for 5s (pendingTimeoutSeconds)" in state["message"]
+    assert "could not start for 10s (pendingTimeoutSeconds)" in state["message"]
     # Its pod never started and is removed, so it cannot start later.
     deadline = time.monotonic() + 15
     while api.pods(flow_namespace, f"{contract.LABEL_FLOW_RUN}=unknown-image"):

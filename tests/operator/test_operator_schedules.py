@@ -145,7 +145,7 @@ def _ran(run: dict) -> bool:
 
 def test_replace_cancels_the_live_run_and_starts_the_new_one(operators, api, flow_namespace):
     ns = flow_namespace
-    interval = 8
+    interval = 15  # the first run must reach Running before the next due time, under load too
     proc = operators()
     api.create_deployment(ns, "replace", entrypoint=f"{CASES}:sleeps",
                           parameters={"seconds": 300}, concurrencyPolicy="Replace",

@@ -173,6 +173,11 @@ def test_a_job_name_shortened_with_a_hash_is_matched_once_recorded(
     assert _patch(api, ns, HASHED, _pod_of(hooks)).status_code == 200
     assert _patch(api, ns, HASHED, _pod_of(manifests.job_name(HASHED + "x", 1))
                   ).status_code == 403
+    # Once the operator has recorded the pod, only that very pod writes for the attempt.
+    _record(api, ns, HASHED, podName=_pod_of(job))
+    assert _patch(api, ns, HASHED, _pod_of(job)).status_code == 200
+    assert _patch(api, ns, HASHED, _pod_of(job)[:-5] + "q9r8s").status_code == 403
+    assert _patch(api, ns, HASHED, _pod_of(hooks)).status_code == 200
 
 
 def test_a_pod_creates_runs_only_as_children_of_its_own_run(api, flow_namespace, runs) -> None:

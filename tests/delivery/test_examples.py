@@ -126,6 +126,9 @@ def test_flow_run_identity_policy_equals_the_charts() -> None:
                                             ":runner')")
     assert json.loads(spec) == chart["spec"]
     assert spec != json.dumps(ours["spec"])
+    # The wire names it checks are the contract's (YAML cannot import them).
+    assert f"'{contract.LABEL_PARENT_FLOW_RUN}'" in spec
+    assert f"'{contract.API_VERSION.split('/')[0]}/'" in spec
     off = _helm.template("flowRuns.identityPolicy=false")
     assert not off.of_kind("ValidatingAdmissionPolicy")
     assert not off.of_kind("ValidatingAdmissionPolicyBinding")

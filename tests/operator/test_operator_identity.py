@@ -217,9 +217,16 @@ def test_a_flow_cannot_touch_another_run_and_both_runs_end_well(
                                    "victim_uid": victim["metadata"]["uid"]})
     final = api.wait_final(ns, "intruder", timeout=120, explain=explain)
     assert final["status"]["state"]["type"] == "COMPLETED", final["status"]
-    (pod,) = [p["metadata"]["name"]
-              for p in api.pods(ns, f"{contract.LABEL_FLOW_RUN}=intruder")]
+    ((pod, uid),) = [(p["metadata"]["name"], p["metadata"]["uid"])
+                     for p in api.pods(ns, f"{contract.LABEL_FLOW_RUN}=intruder")]
     answers = final["status"]["result"]["value"]
+    # The test node mounts a token bound to the pod, as a kubelet does: the API server
+    # names the pod in the user info, which is what the policy reads.
+    extra = answers["user"]["extra"]
+    assert extra[POD_NAME_EXTRA] == [pod]
+    assert extra["authentication.kubernetes.io/pod-uid"] == [uid]
+    assert answers["user"]["username"] == (
+        f"system:serviceaccount:{ns}:{contract.DEFAULT_SERVICE_ACCOUNT}")
     assert answers["status"]["code"] == 403, answers
     assert f"pod {pod} {REFUSED} victim (flowruns/status)" in answers["status"]["message"]
     assert answers["child"]["code"] == 403, answers

@@ -25,11 +25,14 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
 
 @flow
 def trespass(namespace: str, victim: str, victim_uid: str) -> dict[str, Any]:
-    """Write the victim's status, then create a FlowRun owned by the victim."""
+    """Write the victim's status, then create a FlowRun owned by the victim; also say who
+    the API server takes this pod's token for."""
     connection = _kubeapi.Connection.in_cluster()
     headers = {"Authorization": f"Bearer {connection.token()}"}
     with httpx.Client(base_url=connection.base_url, verify=connection.verify,
                       headers=headers, timeout=30) as http:
+        whoami = http.post("/apis/authentication.k8s.io/v1/selfsubjectreviews", json={
+            "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
         status = http.patch(f"{contract.flowrun_path(namespace, victim)}/status",
                             json={"status": {"flowRunName": "hijacked"}},
                             headers={"Content-Type": contract.MERGE_PATCH})
@@ -41,4 +44,5 @@ def trespass(namespace: str, victim: str, victim_uid: str) -> dict[str, Any]:
                          "labels": {contract.LABEL_PARENT_FLOW_RUN: victim}},
             "spec": {"entrypoint": "tests/operator/flows/identity_cases.py:waits_for_word",
                      "image": "flowpod/engine:dev"}})
-    return {"status": _answer(status), "child": _answer(child)}
+    return {"status": _answer(status), "child": _answer(child),
+            "user": whoami.json()["status"]["userInfo"]}

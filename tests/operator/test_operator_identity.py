@@ -199,6 +199,12 @@ def test_a_pod_creates_runs_only_as_children_of_its_own_run(api, flow_namespace,
         assert refused.status_code == 403, (name, refused.text)
         message = refused.json()["message"]
         assert f"pod a-1-x2z4q {NOT_A_CHILD}" in message and f"FlowRun {name} {says}" in message
+    # A cut pod name still has to begin with its run's name.
+    long_pod = _pod_of(manifests.job_name(LONG, 1))
+    made = _create_child(api, ns, long_pod, "long-child", [owner(LONG)], None)
+    assert made.status_code == 201, made.text
+    refused = _create_child(api, ns, long_pod, "long-not-mine", [owner("a")], "a")
+    assert refused.status_code == 403, refused.text
 
 
 def test_a_flow_cannot_touch_another_run_and_both_runs_end_well(

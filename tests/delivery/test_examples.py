@@ -13,6 +13,7 @@ first with input the operator refuses.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -107,6 +108,30 @@ def test_flow_run_rbac_equals_the_charts_flow_run_role() -> None:
     assert docs["Role"]["rules"] == chart_role["rules"]
     assert docs["ServiceAccount"]["metadata"]["name"] == contract.DEFAULT_SERVICE_ACCOUNT
     assert docs["RoleBinding"]["subjects"][0]["name"] == contract.DEFAULT_SERVICE_ACCOUNT
+
+
+def test_flow_run_identity_policy_equals_the_charts() -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all((EXAMPLES / "flow-run-rbac.yaml")
+                                                    .read_text()) if d}
+    ours, binding = docs["ValidatingAdmissionPolicy"], docs["ValidatingAdmissionPolicyBinding"]
+    assert binding["spec"] == {"policyName": ours["metadata"]["name"],
+                               "validationActions": ["Deny"]}
+    rendered = _helm.template("flowRuns.serviceAccountName=runner")
+    (chart,) = rendered.of_kind("ValidatingAdmissionPolicy")
+    (chart_binding,) = rendered.of_kind("ValidatingAdmissionPolicyBinding")
+    assert chart_binding["spec"] == {"policyName": chart["metadata"]["name"],
+                                     "validationActions": ["Deny"]}
+    # The chart scopes the policy to its configured flow-run account; all else is equal.
+    spec = json.dumps(ours["spec"]).replace(f":{contract.DEFAULT_SERVICE_ACCOUNT}')",
+                                            ":runner')")
+    assert json.loads(spec) == chart["spec"]
+    assert spec != json.dumps(ours["spec"])
+    # The wire names it checks are the contract's (YAML cannot import them).
+    assert f"'{contract.LABEL_PARENT_FLOW_RUN}'" in spec
+    assert f"'{contract.API_VERSION.split('/')[0]}/'" in spec
+    off = _helm.template("flowRuns.identityPolicy=false")
+    assert not off.of_kind("ValidatingAdmissionPolicy")
+    assert not off.of_kind("ValidatingAdmissionPolicyBinding")
 
 
 def _check_result(name: str, run: dict) -> None:

@@ -160,6 +160,19 @@ def test_forbidden_names_the_missing_permissions() -> None:
         _run(lambda: _reporter(api).read_state())
 
 
+def test_a_policy_refusal_is_told_as_is_without_the_permissions_hint() -> None:
+    api = FakeApi()
+    why = ("flowruns.flowpod.io \"b\" is forbidden: ValidatingAdmissionPolicy "
+           "'flowpod-flow-run-identity' with binding 'flowpod-flow-run-identity' denied "
+           "request: pod a-1-x2z4q may write only its own FlowRun, not FlowRun b")
+    api.failures.append(lambda r: httpx.Response(403, json={"message": why}))
+    with pytest.raises(_kubeapi.KubeApiError) as refused:
+        _run(lambda: _reporter(api).read_state())
+    assert refused.value.status == 403
+    assert str(refused.value.message).endswith(f": refused ({why})")
+    assert "patch on flowruns/status" not in str(refused.value)
+
+
 def test_a_deleted_flowrun_aborts_the_run() -> None:
     api = FakeApi()
     api.failures.append(lambda r: httpx.Response(404, json={"message": "not found"}))

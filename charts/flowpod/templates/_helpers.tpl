@@ -34,6 +34,11 @@ carry it too, so two releases in different namespaces never collide.
 {{- printf "%s-flow-run" (include "flowpod.fullname" .) -}}
 {{- end -}}
 
+{{/* The flow-run identity policy and its binding (cluster-scoped, so per release). */}}
+{{- define "flowpod.flowRunIdentityName" -}}
+{{- printf "%s-flow-run-identity" (include "flowpod.fullname" .) -}}
+{{- end -}}
+
 {{- define "flowpod.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

@@ -45,6 +45,9 @@ _RBAC_HINT = ("the pod's ServiceAccount needs get/watch/patch/create on flowruns
               "flowruns/status and get on deployments.flowpod.io in this namespace "
               "(examples/flow-run-rbac.yaml)")
 
+# Named in the API server's message when an admission policy (not RBAC) denied a request.
+_ADMISSION_POLICY = "ValidatingAdmissionPolicy"
+
 
 class KubeApiError(Exception):
     """The API server answered with an error we do not retry."""
@@ -302,6 +305,10 @@ class FlowRunClient:
             return Conflict(status, message)
         if status == 404:
             return NotFound(status, f"{where} not found: {message}")
+        if status == 403 and _ADMISSION_POLICY in message:
+            # Allowed by RBAC, refused by a rule on the request (per-run identity): the
+            # policy's own message says why; more permissions would not help.
+            return KubeApiError(status, f"{where}: refused ({message})")
         if status in (401, 403):
             return KubeApiError(status, f"{where}: access denied ({message}); {_RBAC_HINT}")
         return KubeApiError(status, f"{where}: {message}")

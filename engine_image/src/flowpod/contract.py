@@ -166,7 +166,7 @@ MAX_INLINE_RESULT_BYTES = 4096
 MAX_PARAMETERS_BYTES = 256 * 1024
 # The last lines of the flow's output kept in status.logTail when a run ends Failed, Crashed
 # or Cancelled, so they outlive the pod. Both bounds apply (the newest lines are kept).
-MAX_LOG_TAIL_LINES = 50
+MAX_LOG_TAIL_LINES = 20
 MAX_LOG_TAIL_BYTES = 8192
 MAX_LOG_LINE_LENGTH = 1024
 

@@ -6,7 +6,8 @@ delete a pod, check again later). It keeps no memory between calls, so the same 
 serves a fresh event, a periodic resync, and an operator that restarted mid-run. Callers:
 flowpod_operator._runtime.loop (for real) and tests/operator/test_deciding_*.py (with dicts).
 A cancellation's branch lives in flowpod_operator._decisions.cancelling, a resume's in
-.resuming, a killed run's hooks in .kill_hooks.
+.resuming, a killed run's hooks in .kill_hooks, the memory of an attempt after an OOMKilled
+one in .memory.
 
 Who writes what (ARCHITECTURE.md, "Who writes which state"): the operator writes Scheduled/Late, Pending, AwaitingRetry (an
 infrastructure retry), Crashed, Cancelling, and Cancelled when the engine did not; the

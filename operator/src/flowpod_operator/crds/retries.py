@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -69,6 +68,9 @@ class RetryPolicy(_Model):
     def check_max_memory(cls, value: str | None) -> str | None:
         if value is None:
             return value
+        # Imported here: the CLI reads these models too, and the kubernetes package takes
+        # a second to import, worth it only for a Deployment that sets a retryPolicy.
+        from kubernetes.utils.quantity import parse_quantity
         try:
             positive = parse_quantity(value) > 0
         except ValueError:

@@ -223,3 +223,13 @@ def test_memory_history_replaces_an_attempts_entry():
     status = {"memory": [{"attempt": 1, "limit": "1Gi"}, {"attempt": 2, "limit": "1Mi"}]}
     assert memory.history(status, {"attempt": 2, "limit": "2Gi"}) == [
         {"attempt": 1, "limit": "1Gi"}, {"attempt": 2, "limit": "2Gi"}]
+
+
+def test_an_oom_kill_between_flow_retries_raises_the_memory_too(k8s):
+    # The engine wrote AwaitingRetry (a flow retry) and the pod was then OOMKilled: nothing
+    # recorded the reason yet, the pod says it.
+    deployment = _deployment(k8s)
+    run = k8s.flowrun(state=k8s.state("SCHEDULED", "AwaitingRetry"), attempt=1)
+    job = _job(k8s, run, deployment)
+    create, _ = _decide(k8s, run, deployment, jobs=[job], gone=[_oom_pod(k8s, run, job)])
+    assert _memory_of(create.manifest)["limits"]["memory"] == "200Mi"

@@ -259,8 +259,8 @@ def _after_end(run: Run, d: diag.Diagnosis) -> list[act.Action]:
     fields = outcome_fields(d, run.o.status)
     cleanup = _cleanup(run, d)
     # Once AwaitingRetry is written, the recorded reason is the attempt's (its pod may go).
-    reason = run.o.status.get("reason") if _awaiting_retry(run.state) else d.reason
-    oom_killed = reason == memory.OOM_KILLED
+    recorded = run.o.status.get("reason") if _awaiting_retry(run.state) else None
+    oom_killed = (recorded or d.reason) == memory.OOM_KILLED
     more = memory.plan(run.attempt().job, settings, oom_killed=oom_killed)
     if not (d.retryable and run.current < settings.max_attempts) or more.at_cap:
         text = f"{d.message}; {more.note}" if more.at_cap else d.message

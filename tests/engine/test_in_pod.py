@@ -230,13 +230,15 @@ def test_a_failed_run_keeps_its_last_output_lines_in_the_status(flow_file, tmp_p
 def test_what_a_failure_hook_prints_is_kept_with_the_final_state(tmp_path) -> None:
     hooked = tmp_path / "hooked.py"
     hooked.write_text(
-        "from flowpod import flow, get_run_logger\n\n"
+        "from flowpod import flow, get_run_logger, states\n\n"
         "def cleanup(flow_obj, run, state):\n"
         "    print(f'cleanup after {state.name}', flush=True)\n\n"
         "@flow(on_failure=[cleanup])\n"
-        "def doomed() -> None:\n"
+        "def doomed() -> states.State:\n"
         "    get_run_logger().warning('about to fail')\n"
-        "    raise ValueError('doomed')\n")
+        # A returned Failed state, not a raise: a traceback would fill the MAX_LOG_TAIL_LINES
+        # kept between the two lines this test looks for.
+        "    return states.Failed('doomed')\n")
     api = FakeApi()
     with _logtail.LogTail().installed() as tail:
         console = logging.StreamHandler()  # made under the tee, as the pod's console handler

@@ -4,7 +4,7 @@ Parameters travel through the API (not the pod's env, which one variable caps at
 and are bounded at MAX_PARAMETERS_BYTES; a closed parameterSchema fails a misspelt name
 before any Job; `name: null` reaches the flow; a result that does not fit the status says
 it was not kept; a run that ends Cancelled or Crashed keeps its last log lines in the status,
-and `flowpod logs` shows them once the pod is gone.
+and `flowpod logs` shows them once the pod is gone; a Crashed run's Event ends with them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 
 import operator_harness as harness
 from flowpod import contract, engine
+from flowpod_devcluster import waiting
 from flowpod_operator.cli import _flows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ def _schema(function: str) -> dict:
 def runs(api, flow_namespace, operator_proc) -> None:
     ns = flow_namespace
     for function in ("measure", "greet", "strict_greet", "returns_a_set", "waits_for_cancel",
-                     "last_words"):
+                     "last_words", "thirty_lines_then_sigkill"):
         api.create_deployment(ns, function.replace("_", "-"), entrypoint=f"{CASES}:{function}",
                               parameterSchema=_schema(function))
     big = "x" * (200 * 1024)
@@ -50,6 +51,7 @@ def runs(api, flow_namespace, operator_proc) -> None:
     api.create_flowrun(ns, "not-kept", deploymentName="returns-a-set")
     api.create_flowrun(ns, "cancelled", deploymentName="waits-for-cancel")
     api.create_flowrun(ns, "crashed", deploymentName="last-words")
+    api.create_flowrun(ns, "killed", deploymentName="thirty-lines-then-sigkill")
 
 
 @pytest.fixture
@@ -164,3 +166,18 @@ def test_a_crash_written_by_the_operator_keeps_the_pods_last_lines(final) -> Non
     status = final("crashed")["status"]
     assert status["state"]["type"] == "CRASHED", status["state"]
     assert status["logTail"][-1] == "last words before the crash", status["logTail"]
+
+
+def test_a_crash_keeps_exactly_the_last_20_lines_and_its_event_ends_with_them(
+        final, api, flow_namespace) -> None:
+    status = final("killed")["status"]
+    assert status["state"]["type"] == "CRASHED", status["state"]
+    assert status["state"]["message"].startswith("exited with code 137 (SIGKILL")
+    lines = [f"numbered line {n}" for n in range(11, 31)]
+    assert status["logTail"] == lines
+    (event,) = waiting.wait_for(
+        "the Crashed Event", lambda: [e for e in api.events(flow_namespace, "killed")
+                                      if e["reason"] == "Crashed"], bool, timeout=30)
+    assert event["type"] == "Warning"
+    assert event["message"] == (status["state"]["message"] + "\n(last 20 lines of output)\n"
+                                + "\n".join(lines))

@@ -194,10 +194,10 @@ def test_a_crash_keeps_the_pods_last_log_lines_in_the_same_patch(setup, k8s, loo
     loop(reconciler.reconcile(("ns", "run")))
     (patch,) = [p for p in api.patches if "state" in p]
     assert patch["state"]["type"] == "CRASHED"
-    assert patch["logTail"] == [f"line {i}" for i in range(30, 80)]
+    assert patch["logTail"] == [f"line {i}" for i in range(60, 80)]
     log_reads = [r for r in api.requests if r.url.path.endswith("/log")]
     assert [dict(r.url.params) for r in log_reads] == [
-        {"container": "flow", "tailLines": "50", "limitBytes": "51200"}]
+        {"container": "flow", "tailLines": "20", "limitBytes": "20480"}]
 
 
 def test_a_crash_is_written_without_a_log_tail_when_the_log_cannot_be_read(setup, k8s, loop):

@@ -32,6 +32,7 @@ __all__ = [
     "LABEL_PARENT_FLOW_RUN",
     "ANNOTATION_FLOW_RUN", "ANNOTATION_FLOW_RUN_UID", "ANNOTATION_RETRIES",
     "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE", "ANNOTATION_LAST_APPLIED",
+    "ANNOTATION_MEMORY_MULTIPLIER", "ANNOTATION_MAX_MEMORY",
     "LABEL_RETRY_OF", "ANNOTATION_RETRY_OF",
     # the flow-run pod
     "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
@@ -92,6 +93,9 @@ ANNOTATION_FLOW_RUN_UID = "flowpod.io/flow-run-uid"
 ANNOTATION_RETRIES = "flowpod.io/retries"
 ANNOTATION_PENDING_TIMEOUT = "flowpod.io/pending-timeout-seconds"
 ANNOTATION_GRACE = "flowpod.io/cancellation-grace-period-seconds"
+# spec.retryPolicy: the memory raise after an OOMKilled attempt, and its cap.
+ANNOTATION_MEMORY_MULTIPLIER = "flowpod.io/memory-multiplier"
+ANNOTATION_MAX_MEMORY = "flowpod.io/max-memory"
 # On a FlowRun `flowpod retry` created: the run it retries (a final run is never left, so
 # a retry is a new run). The label (cut to 63 characters) selects a run's retries; the
 # annotation keeps the full name.
@@ -166,7 +170,7 @@ MAX_INLINE_RESULT_BYTES = 4096
 MAX_PARAMETERS_BYTES = 256 * 1024
 # The last lines of the flow's output kept in status.logTail when a run ends Failed, Crashed
 # or Cancelled, so they outlive the pod. Both bounds apply (the newest lines are kept).
-MAX_LOG_TAIL_LINES = 50
+MAX_LOG_TAIL_LINES = 20
 MAX_LOG_TAIL_BYTES = 8192
 MAX_LOG_LINE_LENGTH = 1024
 

@@ -5,6 +5,7 @@ Each runs inside a pod on the test node."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from flowpod import flow
@@ -44,3 +45,11 @@ def waits_for_cancel(seconds: float = 120.0) -> None:
 def last_words() -> None:
     print("last words before the crash", flush=True)
     os._exit(3)  # no engine code runs: the operator writes Crashed from the pod's exit
+
+
+@flow
+def thirty_lines_then_sigkill() -> None:
+    for number in range(1, 31):
+        print(f"numbered line {number}", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed outright: the operator writes Crashed
+    time.sleep(30)

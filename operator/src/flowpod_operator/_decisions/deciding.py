@@ -6,7 +6,8 @@ delete a pod, check again later). It keeps no memory between calls, so the same 
 serves a fresh event, a periodic resync, and an operator that restarted mid-run. Callers:
 flowpod_operator._runtime.loop (for real) and tests/operator/test_deciding_*.py (with dicts).
 A cancellation's branch lives in flowpod_operator._decisions.cancelling, a resume's in
-.resuming, a killed run's hooks in .kill_hooks.
+.resuming, a killed run's hooks in .kill_hooks, the memory of an attempt after an OOMKilled
+one in .memory.
 
 Who writes what (ARCHITECTURE.md, "Who writes which state"): the operator writes Scheduled/Late, Pending, AwaitingRetry (an
 infrastructure retry), Crashed, Cancelling, and Cancelled when the engine did not; the
@@ -26,6 +27,7 @@ from flowpod_operator._decisions import cleanup
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import kill_hooks
 from flowpod_operator._decisions import manifests
+from flowpod_operator._decisions import memory
 from flowpod_operator._decisions import observations as obs
 from flowpod_operator._decisions import resuming
 from flowpod_operator._decisions import owned
@@ -101,8 +103,10 @@ def _resolve(run: Run) -> list[act.Action] | tuple[Mapping[str, Any] | None, dic
 
 def _new_attempt(run: Run, number: int, settings: obs.RunSettings | None,
                  steps: list[states.State], why: str | None = None,
-                 extra: Mapping[str, Any] | None = None) -> list[act.Action]:
-    """Create the Job of attempt `number` and record it with the states in `steps`."""
+                 extra: Mapping[str, Any] | None = None,
+                 oom_killed: bool = False) -> list[act.Action]:
+    """Create the Job of attempt `number` and record it with the states in `steps`
+    (`oom_killed`: the attempt before it was, so it may get more memory)."""
     resolved = _resolve(run)
     if isinstance(resolved, list):
         return resolved
@@ -112,14 +116,24 @@ def _new_attempt(run: Run, number: int, settings: obs.RunSettings | None,
         return _failed(run, f"Job {name} could not be created: {run.o.job_error}; fix the "
                             "Deployment's podTemplate or image")
     settings = settings or obs.settings_from_deployment(deployment)
+    more = memory.plan(run.attempt(number - 1).job, settings, oom_killed=oom_killed)
     job = manifests.build_job(run.o.flowrun, deployment, number, settings=settings,
-                              service_account=run.policy.service_account)
-    why = why or f"attempt {number} of {settings.max_attempts}"
+                              service_account=run.policy.service_account,
+                              resources=more.resources)
+    why = why or f"attempt {number} of {settings.max_attempts}" + (
+        f", which gets {more.note}" if more.note else "")
     steps.append(states.Pending(f"Job {name} created ({why})", timestamp=run.now))
-    fields: dict[str, Any] = {"attempt": number, "jobName": name, **(extra or {})}
+    fields: dict[str, Any] = {"attempt": number, "jobName": name, **(extra or {}),
+                              **_memory_record(run, job, number)}
     if number > 1:
         fields.update(podName=None, exitCode=None, reason=None)
     return [act.CreateJob(job), act.WriteStatus(tuple(steps), fields)]
+
+
+def _memory_record(run: Run, job: Mapping[str, Any] | None, number: int) -> dict[str, Any]:
+    """status.memory with the memory of attempt `number` (made with `job`), if it sets any."""
+    entry = memory.record(job, number) if job is not None else None
+    return {"memory": memory.history(run.o.status, entry)} if entry else {}
 
 
 def _start(run: Run) -> list[act.Action]:
@@ -163,7 +177,8 @@ def _hold(run: Run, message: str, cancel: bool) -> list[act.Action]:
 def _record_attempt(run: Run) -> list[act.Action]:
     """A Job exists that the status does not record (the operator stopped in between)."""
     name = manifests.job_name(run.o.name, run.current)
-    fields: dict[str, Any] = {"attempt": run.current, "jobName": name}
+    fields: dict[str, Any] = {"attempt": run.current, "jobName": name,
+                              **_memory_record(run, run.attempt().job, run.current)}
     state = run.state
     if state is not None and state.type is not _T.SCHEDULED:
         return [act.WriteStatus((), fields)]
@@ -243,18 +258,24 @@ def _after_end(run: Run, d: diag.Diagnosis) -> list[act.Action]:
     settings = run.settings()
     fields = outcome_fields(d, run.o.status)
     cleanup = _cleanup(run, d)
-    if not (d.retryable and run.current < settings.max_attempts):
-        return cleanup + [act.WriteStatus((states.Crashed(d.message, timestamp=run.now),),
+    # Once AwaitingRetry is written, the recorded reason is the attempt's (its pod may go).
+    recorded = run.o.status.get("reason") if _awaiting_retry(run.state) else None
+    oom_killed = (recorded or d.reason) == memory.OOM_KILLED
+    more = memory.plan(run.attempt().job, settings, oom_killed=oom_killed)
+    if not (d.retryable and run.current < settings.max_attempts) or more.at_cap:
+        text = f"{d.message}; {more.note}" if more.at_cap else d.message
+        return cleanup + [act.WriteStatus((states.Crashed(text, timestamp=run.now),),
                                           fields, log_tail_of=log_source(run, d))]
     if not _awaiting_retry(run.state):
         text = f"{d.message}; retrying as attempt {run.current + 1} of {settings.max_attempts}"
+        text += f", which gets {more.note}" if more.note else ""
         return cleanup + [act.WriteStatus((states.AwaitingRetry(text, timestamp=run.now),),
                                           fields)]
     if not d.settled:
         # Never two pods at once: the next attempt waits until this one's pod is gone.
         wait = [act.Requeue(until(d.recheck_at, run.now))] if d.recheck_at else []
         return cleanup + wait
-    return _new_attempt(run, run.current + 1, settings, [])
+    return _new_attempt(run, run.current + 1, settings, [], oom_killed=oom_killed)
 
 
 # --- after the end -------------------------------------------------------------------------

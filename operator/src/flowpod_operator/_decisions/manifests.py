@@ -100,8 +100,8 @@ def _env(flowrun: Mapping[str, Any], entrypoint: str, attempt: int,
     return ours + [dict(item) for item in extra if item.get("name") not in taken]
 
 
-def _container(image: str, env: list[dict[str, Any]],
-               template: Mapping[str, Any]) -> dict[str, Any]:
+def _container(image: str, env: list[dict[str, Any]], template: Mapping[str, Any],
+               resources: Mapping[str, Any] | None) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": contract.CONTAINER_NAME,
         "image": image,
@@ -119,13 +119,16 @@ def _container(image: str, env: list[dict[str, Any]],
     for key in ("resources", "volumeMounts", "workingDir"):
         if template.get(key):
             container[key] = template[key]
+    if resources:  # an attempt after an OOMKilled one may get more memory (spec.retryPolicy)
+        container["resources"] = dict(resources)
     return container
 
 
 def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, attempt: int,
-              *, settings: obs.RunSettings,
-              service_account: str = DEFAULT_SERVICE_ACCOUNT) -> dict[str, Any]:
-    """The batch/v1 Job manifest for `attempt` (from 1) of `flowrun`."""
+              *, settings: obs.RunSettings, service_account: str = DEFAULT_SERVICE_ACCOUNT,
+              resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The batch/v1 Job manifest for `attempt` (from 1) of `flowrun`; `resources`, when
+    given, are the flow container's instead of the podTemplate's."""
     meta = flowrun["metadata"]
     spec = flowrun.get("spec") or {}
     dspec = (deployment or {}).get("spec") or {}
@@ -145,7 +148,7 @@ def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, 
         "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True,
                             "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [_container(image, env, template)],
+        "containers": [_container(image, env, template, resources)],
     }
     for key in ("nodeSelector", "tolerations", "volumes"):
         if template.get(key):
@@ -171,6 +174,7 @@ def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, 
                 obs.ANNOTATION_RETRIES: str(settings.retries),
                 obs.ANNOTATION_PENDING_TIMEOUT: str(settings.pending_timeout_seconds),
                 obs.ANNOTATION_GRACE: str(settings.cancellation_grace_period_seconds),
+                **obs.retry_policy_annotations(settings),
             },
             "ownerReferences": [{
                 "apiVersion": contract.API_VERSION,

@@ -19,6 +19,8 @@ from flowpod.contract import (
     ANNOTATION_FLOW_RUN,
     ANNOTATION_FLOW_RUN_UID,
     ANNOTATION_GRACE,
+    ANNOTATION_MAX_MEMORY,
+    ANNOTATION_MEMORY_MULTIPLIER,
     ANNOTATION_PENDING_TIMEOUT,
     ANNOTATION_RETRIES,
     LABEL_ATTEMPT,
@@ -40,17 +42,21 @@ __all__ = [
     "belongs_to",
     "settings_from_deployment",
     "settings_from_job",
+    "retry_policy_annotations",
 ]
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The Deployment knobs that steer a run (CRD defaults: 0 retries, 300 s, 30 s)."""
+    """The Deployment knobs that steer a run (CRD defaults: 0 retries, 300 s, 30 s; no
+    memory raise: spec.retryPolicy's multiplier and its cap, a Kubernetes quantity)."""
 
     retries: int = 0
     pending_timeout_seconds: int = 300
     cancellation_grace_period_seconds: int = 30
     timeout_seconds: int | None = None
+    memory_multiplier: float | None = None
+    max_memory: str | None = None
 
     @property
     def max_attempts(self) -> int:
@@ -129,6 +135,19 @@ def _int(value: Any, default: int | None) -> int | None:
     return default
 
 
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def settings_from_deployment(deployment: Mapping[str, Any] | None) -> RunSettings:
     """Run settings from a Deployment's spec (or the defaults, for ad-hoc runs)."""
     spec = (deployment or {}).get("spec") or {}
@@ -140,6 +159,8 @@ def settings_from_deployment(deployment: Mapping[str, Any] | None) -> RunSetting
         cancellation_grace_period_seconds=_int(spec.get("cancellationGracePeriodSeconds"),
                                                base.cancellation_grace_period_seconds),
         timeout_seconds=_int(spec.get("timeoutSeconds"), None),
+        memory_multiplier=_float((spec.get("retryPolicy") or {}).get("memoryMultiplier")),
+        max_memory=_str((spec.get("retryPolicy") or {}).get("maxMemory")),
     )
 
 
@@ -154,4 +175,14 @@ def settings_from_job(job: Mapping[str, Any]) -> RunSettings:
         cancellation_grace_period_seconds=_int(notes.get(ANNOTATION_GRACE),
                                                base.cancellation_grace_period_seconds),
         timeout_seconds=_int((job.get("spec") or {}).get("activeDeadlineSeconds"), None),
+        memory_multiplier=_float(notes.get(ANNOTATION_MEMORY_MULTIPLIER)),
+        max_memory=_str(notes.get(ANNOTATION_MAX_MEMORY)),
     )
+
+
+def retry_policy_annotations(settings: RunSettings) -> dict[str, str]:
+    """The Job annotations settings_from_job reads spec.retryPolicy back from."""
+    if settings.memory_multiplier is None or settings.max_memory is None:
+        return {}
+    return {ANNOTATION_MEMORY_MULTIPLIER: repr(settings.memory_multiplier),
+            ANNOTATION_MAX_MEMORY: settings.max_memory}

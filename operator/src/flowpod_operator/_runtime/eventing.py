@@ -18,6 +18,11 @@ A change of the hook record's outcome (status.hooks: a hook Job created, the hoo
 killed run succeeded or failed) is announced too: HookJobCreated, HooksSucceeded, or a
 HooksFailed Warning, with the record's message.
 
+A Crashed entry's Event carries the run's last log lines (status.logTail, written with that
+state) after its message: as many of the newest as fit in the API server's 1 KiB bound of an
+Event message, under "(last N lines of output)", so `kubectl get events` shows the evidence
+next to the cause even after the pod is gone.
+
 A Pending entry whose message names a waiting problem (flowpod_operator._decisions.waiting:
 a wrong image, no node, a missing ServiceAccount) becomes a Warning with that reason.
 
@@ -31,22 +36,26 @@ import asyncio
 import logging
 import socket
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from flowpod import contract, states
 
 from flowpod_operator._decisions import waiting
 
-__all__ = ["EventRecorder", "event_body", "new_transitions", "COMPONENT"]
+__all__ = ["EventRecorder", "event_body", "new_transitions", "with_log_tail", "COMPONENT",
+           "MAX_EVENT_MESSAGE_BYTES"]
 
 COMPONENT = "flowpod-operator"
 _log = logging.getLogger("flowpod_operator.events")
-_WARNING_TYPES = {states.StateType.FAILED.value, states.StateType.CRASHED.value}
+_CRASHED = states.StateType.CRASHED.value
+_WARNING_TYPES = {states.StateType.FAILED.value, _CRASHED}
 _Marker = tuple[str, str, str]
 # status.hooks outcomes that are announced (after a hard kill, or run by the engine itself).
 _HOOK_EVENTS = {contract.HOOKS_PENDING: ("Normal", "HookJobCreated"),
                 contract.HOOKS_SUCCEEDED: ("Normal", "HooksSucceeded"),
                 contract.HOOKS_FAILED: ("Warning", "HooksFailed")}
+# The API server's bound of an Event's message (events.k8s.io's `note`), in bytes.
+MAX_EVENT_MESSAGE_BYTES = 1024
 # The smallest step of an Event's microsecond eventTime.
 _TICK = timedelta(microseconds=1)
 
@@ -78,6 +87,26 @@ def new_transitions(previous: _Marker | None,
     return history[-1:]
 
 
+def _cut(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, never inside a character."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def with_log_tail(message: str, tail: Sequence[str],
+                  limit: int = MAX_EVENT_MESSAGE_BYTES) -> str:
+    """`message`, then the newest whole lines of `tail` that fit in `limit` bytes in all,
+    under "(last N lines of output)"; the cause comes first, so it is never cut for them."""
+    head = _cut(message, limit)
+    text = head
+    for count in range(1, len(tail) + 1):
+        noun = "line" if count == 1 else "lines"
+        candidate = f"{head}\n(last {count} {noun} of output)\n" + "\n".join(tail[-count:])
+        if len(candidate.encode()) > limit:
+            break
+        text = candidate
+    return text
+
+
 def _micro_time(moment: datetime) -> str:
     """metav1.MicroTime: RFC 3339 in UTC with exactly six fractional digits."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -101,7 +130,7 @@ def event_body(flowrun: Mapping[str, Any], event_type: str, reason: str, message
         "type": event_type,
         "reason": reason,
         "action": action,
-        "message": message[:1024],
+        "message": _cut(message, MAX_EVENT_MESSAGE_BYTES),
         "source": {"component": COMPONENT},
         "reportingComponent": f"{contract.GROUP}/operator",
         "reportingInstance": instance[:128],
@@ -147,6 +176,9 @@ class EventRecorder:
             if problem:
                 kind, reason = "Warning", problem
             message = entry.get("message") or f"FlowRun is {entry.get('name')}"
+            if entry.get("type") == _CRASHED:
+                # Written in the same patch as the final state, so it is here already.
+                message = with_log_tail(message, (body.get("status") or {}).get("logTail") or ())
             self.record(body, kind, reason, message, action="Transition")
         if hooks_marker != hooks_before and hooks_marker[1] in _HOOK_EVENTS:
             kind, reason = _HOOK_EVENTS[hooks_marker[1]]

@@ -183,6 +183,15 @@ def _exit_rows(run: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return []
 
 
+def _memory_text(status: Mapping[str, Any]) -> str | None:
+    """status.memory, one attempt after the other: a raise after an OOMKilled attempt
+    (spec.retryPolicy) shows as a larger limit on the next."""
+    parts = [f"attempt {entry.get('attempt')}: limit {entry.get('limit') or 'none'}"
+             + (f", request {entry['request']}" if entry.get("request") else "")
+             for entry in status.get("memory") or ()]
+    return "; ".join(parts) or None
+
+
 _MAX_CHILDREN_SHOWN = 50
 
 
@@ -218,7 +227,8 @@ def run_detail(run: Mapping[str, Any], now: datetime, *,
         ("Deployment" if spec.get("deploymentName") else "Entrypoint", _target(run)),
         ("Image", spec.get("image")), ("State", state_text(run)),
         ("Message", state.get("message")), ("Run name", status.get("flowRunName")),
-        ("Attempt", status.get("attempt")), ("Job", status.get("jobName")),
+        ("Attempt", status.get("attempt")), ("Memory", _memory_text(status)),
+        ("Job", status.get("jobName")),
         ("Pod", status.get("podName")), *_exit_rows(run),
         ("Started", status.get("startTime")),
         ("Ended", status.get("endTime")), ("Duration", run_duration(run, now)),

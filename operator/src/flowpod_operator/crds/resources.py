@@ -22,6 +22,7 @@ from flowpod_operator.crds import _cel
 from flowpod_operator.crds.pausing import PauseStatus, ResumedStatus, ResumeRequest
 from flowpod_operator.crds.hooks import HookRecord
 from flowpod_operator.crds.results import ReuseResultsFrom, result_storage_field
+from flowpod_operator.crds import retries as _retries
 from flowpod_operator.crds.schedules import (ConcurrencyPolicy, DeploymentStatus,
                                              MissedRunPolicy, Schedule)
 
@@ -169,6 +170,7 @@ class DeploymentSpec(_Model):
                              "Deployment is not final: Allow starts it, Forbid skips this due "
                              "time, Replace cancels the live run (spec.cancel) and starts it.")
     result_storage: str | None = result_storage_field("Deployment")
+    retry_policy: _retries.RetryPolicy | None = _retries.retry_policy_field()
 
     @field_validator("entrypoint")
     @classmethod
@@ -339,6 +341,7 @@ class FlowRunStatus(_Model):
                                                    "exitCode and reason, it may still be "
                                                    "recorded once after the run is final.")
     attempt: int | None = Field(None, ge=1, description="Infrastructure attempt, from 1.")
+    memory: list[_retries.AttemptMemory] | None = _retries.memory_field()
     start_time: datetime | None = Field(None, description="When the run first became RUNNING.")
     end_time: datetime | None = Field(None, description="When the run reached a final state.")
     duration: str | None = Field(None, description="endTime - startTime, e.g. 1.5s or 2m03s.")

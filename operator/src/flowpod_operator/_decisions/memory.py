@@ -7,8 +7,8 @@ to maxMemory, and any later attempt keeps what the previous one had (a resumed S
 must not fall back to the memory that was OOMKilled); without it, the podTemplate's. It also
 says when an OOMKilled attempt is not worth retrying: its limit already at the cap, where the
 same memory would fail the same way. `record` and `history` build status.memory, the memory
-of each attempt. Quantities are parsed and formatted with Kubernetes' own Python client
-(kubernetes.utils.quantity), and raised exactly (whole bytes, in the largest unit that is
+of each attempt. Quantities are parsed and formatted with Kubernetes' own Python code
+(flowpod_operator.crds.quantities), and raised exactly (whole bytes, in the largest unit that is
 exact). Caller: flowpod_operator._decisions.deciding.
 """
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Mapping
 
-from kubernetes.utils.quantity import format_quantity, parse_quantity
-
 from flowpod import contract
+
+from flowpod_operator.crds.quantities import format_quantity, parse_quantity
 
 from flowpod_operator._decisions import observations as obs
 

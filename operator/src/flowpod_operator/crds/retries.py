@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from flowpod_operator.crds.quantities import parse_quantity
+
 __all__ = ["RetryPolicy", "AttemptMemory", "retry_policy_field", "memory_field",
            "MAX_QUANTITY_LENGTH", "MAX_MEMORY_RECORDS"]
 
@@ -68,9 +70,6 @@ class RetryPolicy(_Model):
     def check_max_memory(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        # Imported here: the CLI reads these models too, and the kubernetes package takes
-        # a second to import, worth it only for a Deployment that sets a retryPolicy.
-        from kubernetes.utils.quantity import parse_quantity
         try:
             positive = parse_quantity(value) > 0
         except ValueError:

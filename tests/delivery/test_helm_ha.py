@@ -104,3 +104,26 @@ def test_unsafe_or_mistyped_values_are_refused(override, message):
                     check=False)
     assert out.returncode != 0
     assert message in out.stderr, out.stderr
+
+
+def test_shards_give_one_deployment_and_lease_each():
+    rendered = _helm.template("operator.shards=2", "operator.replicas=2")
+    deployments = rendered.of_kind("Deployment")
+    assert [d["metadata"]["name"] for d in deployments] == [f"{OPERATOR}-shard-0",
+                                                            f"{OPERATOR}-shard-1"]
+    for index, deployment in enumerate(deployments):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        options = running.options_from_args(running.build_parser().parse_args(
+            container["args"]))
+        assert (options.shard.index, options.shard.count) == (index, 2)
+        assert options.lease("unused").name == f"{OPERATOR}-shard-{index}"
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector["flowpod.io/shard"] == str(index)
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        pdb = rendered.one("PodDisruptionBudget", f"{OPERATOR}-shard-{index}", "flowpod-system")
+        assert pdb["spec"]["selector"]["matchLabels"] == selector
+    # One shard (the default) keeps the unsharded names and selector.
+    (single,) = _helm.template().of_kind("Deployment")
+    assert single["metadata"]["name"] == OPERATOR
+    assert "flowpod.io/shard" not in single["spec"]["selector"]["matchLabels"]
+    assert not any(a.startswith("--shard") for a in _container(_helm.template())["args"])

@@ -12,10 +12,8 @@ from datetime import datetime, timezone
 
 import httpx
 import pytest
-import yaml
 
 import operator_harness as harness
-from delivery import _helm
 from flowpod import contract, flowruns
 from flowpod_devcluster.waiting import wait_for
 
@@ -29,18 +27,6 @@ HA_ARGS = ("--leader-election", f"--lease-name={LEASE}", "--lease-duration=15",
            "--lease-renew-deadline=10", "--lease-retry-period=2")
 RUNS = 50
 CANCELLED = range(0, RUNS, 5)  # every fifth run is cancelled mid-way
-
-
-@pytest.fixture(scope="module")
-def lease_priority(cluster, flow_namespace):
-    """The chart's FlowSchema, for this namespace's operator account (harness.operator_kubeconfig
-    makes `flowpod-operator`): Lease requests at APF's leader-election level, as installed."""
-    (schema,) = _helm.template("fullnameOverride=flowpod",
-                               namespace=flow_namespace).of_kind("FlowSchema")
-    schema["metadata"]["name"] = f"flowpod-leader-election-{flow_namespace}"
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(schema))
-    yield
-    cluster.kubectl("delete", "flowschema", schema["metadata"]["name"], check=False)
 
 
 @pytest.fixture

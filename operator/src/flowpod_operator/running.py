@@ -24,6 +24,7 @@ from typing import NoReturn, Sequence
 
 import kopf
 from flowpod_operator._decisions import deciding, manifests
+from flowpod_operator._decisions.sharding import Shard
 from flowpod_kube.connecting import api_client
 from flowpod_kube.errors import KubeError
 from flowpod_operator._runtime import connecting, leading, logs, wiring
@@ -61,10 +62,15 @@ class OperatorOptions:
     lease_duration_seconds: int = 15
     lease_renew_deadline_seconds: float = 10.0
     lease_retry_period_seconds: float = 2.0
+    # This operator's part of the runs (--shards N --shard I); each shard has its own Lease.
+    shard: Shard = Shard()
 
     def lease(self, default_namespace: str) -> leading.LeaseSettings:
+        name = self.lease_name
+        if self.shard.count > 1:
+            name = f"{name}-shard-{self.shard.index}"
         return leading.LeaseSettings(
-            self.lease_name, self.lease_namespace or default_namespace,
+            name, self.lease_namespace or default_namespace,
             leading.default_identity(), self.lease_duration_seconds,
             self.lease_renew_deadline_seconds, self.lease_retry_period_seconds)
 
@@ -91,12 +97,13 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
                 service_account=options.service_account,
                 ttl_seconds_after_finished=options.ttl_seconds_after_finished),
             workers=options.workers, resync_seconds=options.resync_seconds,
-            max_concurrent_runs=options.max_concurrent_runs)
+            max_concurrent_runs=options.max_concurrent_runs, shard=options.shard)
         registry = wiring.build_registry(reconciler, lambda: connecting.connection_info(cfg))
         base = f"http://{options.health_host}:{options.health_port}"
         endpoint = f"{base}/healthz" if options.health_port else None
         _log.info("operator starting", extra={
             "namespaces": list(options.namespaces) or "all", "api": cfg.host,
+            "shard": f"{options.shard.index}/{options.shard.count}",
             "health": endpoint, "metrics": f"{base}/metrics" if endpoint else None})
         ready = asyncio.Event()
         standby: list[str] = []
@@ -189,6 +196,11 @@ def build_parser(prog: str = "python -m flowpod_operator") -> argparse.ArgumentP
                              "(default: keep them)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--shards", type=int, default=1, metavar="N",
+                        help="split FlowRuns across N operators by a hash of "
+                             "namespace/Deployment (or run) name (default 1: all)")
+    parser.add_argument("--shard", type=int, default=0, metavar="I",
+                        help="which of the --shards this operator is, 0..N-1 (default 0)")
     _add_lease_flags(parser.add_argument_group(
         "high availability", "run several replicas; the holder of a Lease reconciles, the "
         "others stand by and take over when it expires"))
@@ -240,7 +252,8 @@ def options_from_args(args: argparse.Namespace) -> OperatorOptions:
         leader_election=args.leader_election, lease_name=args.lease_name,
         lease_namespace=args.lease_namespace, lease_duration_seconds=args.lease_duration,
         lease_renew_deadline_seconds=args.lease_renew_deadline,
-        lease_retry_period_seconds=args.lease_retry_period)
+        lease_retry_period_seconds=args.lease_retry_period,
+        shard=Shard(args.shard, args.shards))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

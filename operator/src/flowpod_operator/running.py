@@ -5,8 +5,9 @@ operator` CLI command forwards to), `run(options)` blocks until SIGINT/SIGTERM, 
 `serve(options)` is the same as a coroutine. It connects
 (flowpod_operator._runtime.connecting), checks that the CRDs are served, then runs kopf's
 watches (._runtime.wiring) next to the Reconciler's workers (._runtime.loop) in one event
-loop -- with `--leader-election`, only once it holds the Lease (._runtime.leading). Callers: flowpod_operator.__main__,
-flowpod_operator.cli (the `flowpod operator` command), tests.
+loop -- with `--leader-election`, only once it holds the Lease (._runtime.leading), and with
+`--shards`, only for its own part of the runs (._decisions.sharding). Callers:
+flowpod_operator.__main__, flowpod_operator.cli (the `flowpod operator` command), tests.
 """
 
 from __future__ import annotations

@@ -81,10 +81,12 @@ def prepare_namespace(cluster: plane.Cluster, namespace: str) -> None:
 def operator_kubeconfig(cluster: plane.Cluster, namespace: str, path: Path,
                         account: str = "flowpod-operator") -> Path:
     """A kubeconfig for a ServiceAccount holding exactly the operator's RBAC
-    (flowpod_operator._runtime.kubeapi.RBAC_RULES) in `namespace`, written to `path`. Running the
-    operator with it proves the documented permissions are enough."""
+    (flowpod_operator._runtime.kubeapi.RBAC_RULES, and LEADER_ELECTION_RULES: the Lease lives
+    in the same namespace) in `namespace`, written to `path`. Running the operator with it
+    proves the documented permissions are enough."""
+    rules = [dict(r) for r in (*_acting.RBAC_RULES, *_acting.LEADER_ELECTION_RULES)]
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": account}, "rules": [dict(r) for r in _acting.RBAC_RULES]}
+            "metadata": {"name": account}, "rules": rules}
     binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": account},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",

@@ -43,6 +43,8 @@ VALUE_SETS = {
                       "image.engine.tag=1.2.3", "imagePullSecrets[0].name=regcred",
                       "operator.healthPort=9090", "fullnameOverride=fp"],
     "limits": ["operator.maxConcurrentRuns=3", "operator.ttlSecondsAfterFinished=0"],
+    "ha": ["operator.replicas=3", "operator.leaderElection.leaseDuration=20",
+           "operator.leaderElection.renewDeadline=12", "operator.leaderElection.retryPeriod=3"],
 }
 
 
@@ -90,8 +92,10 @@ def test_default_values_watch_all_namespaces_through_a_cluster_role() -> None:
     assert binding["roleRef"]["name"] == OPERATOR_NAME
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR_NAME,
                                     "namespace": "flowpod-system"}]
+    # No per-namespace Role for the watched objects; the Lease's own Role is test_helm_ha's.
     operator_roles = [o for o in r.of_kind("Role")
-                      if o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+                      if o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+                      and o["metadata"]["name"] != f"{OPERATOR_NAME}-leader-election"]
     assert operator_roles == []
     args = _container(r)["args"]
     assert not any(a.startswith("--namespace") for a in args)
@@ -114,7 +118,7 @@ def test_namespace_list_gives_one_role_per_namespace_and_no_cluster_role() -> No
 def test_flow_run_pods_get_their_flow_runs_and_nothing_else(name: str) -> None:
     r = _helm.template(*VALUE_SETS[name])
     expected = {"flowpod-system", *{"default": [], "namespaced": ["team-a", "team-b", "batch"],
-                                    "custom-images": [], "limits": []}[name]}
+                                    "custom-images": [], "limits": [], "ha": []}[name]}
     roles = [o for o in r.of_kind("Role") if o["metadata"]["name"].endswith("-flow-run")]
     assert {o["metadata"]["namespace"] for o in roles} == expected
     for role in roles:
@@ -144,7 +148,9 @@ def test_operator_pod_is_locked_down_and_probed_on_healthz() -> None:
     deployment = r.of_kind("Deployment")[0]
     pod = deployment["spec"]["template"]["spec"]
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # With leader election (the default) a new pod stands by until the old one lets go.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert pod["serviceAccountName"] == OPERATOR_NAME
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -200,7 +206,7 @@ def test_image_tags_fall_back_to_app_version_and_follow_values() -> None:
 @pytest.mark.parametrize("override,message", [
     ("watchNamespace={a}", "additional properties 'watchNamespace' not allowed"),
     ("operator.replicas=two", "at '/operator/replicas': got string, want integer"),
-    ("operator.replicas=2", "at '/operator/replicas': value must be one of 0, 1"),
+    ("operator.replicas=-1", "at '/operator/replicas': minimum: got -1, want 0"),
     ("operator.resources.request.cpu=1", "additional properties 'request' not allowed"),
     ("image.engine.tags=1", "additional properties 'tags' not allowed"),
     ("watchNamespaces={Team_A}", "at '/watchNamespaces/0': 'Team_A' does not match pattern"),
@@ -209,7 +215,8 @@ def test_image_tags_fall_back_to_app_version_and_follow_values() -> None:
     ("operator.maxConcurrentRuns=0", "at '/operator/maxConcurrentRuns': minimum: got 0, want 1"),
     ("operator.ttlSecondsAfterFinished=-1",
      "at '/operator/ttlSecondsAfterFinished': minimum: got -1, want 0"),
-], ids=["root-typo", "wrong-type", "two-replicas", "nested-typo", "image-typo", "bad-namespace",
+], ids=["root-typo", "wrong-type", "negative-replicas", "nested-typo", "image-typo",
+        "bad-namespace",
         "bool-type", "log-level", "no-slots", "negative-ttl"])
 def test_bad_values_are_refused_with_a_message_naming_them(override: str, message: str) -> None:
     out = _helm.run("template", "rel", str(_helm.CHART), "--kube-version", _helm.KUBE_VERSION,

@@ -8,6 +8,8 @@
   tests/operator_harness.py, shared with the benchmarks): the CRDs applied, a namespace
   with the flow-run ServiceAccount and RBAC, the operator as a real subprocess watching
   that namespace (its log in .cluster/logs/), and a direct API client.
+- `lease_priority`: the chart's FlowSchema for the operator's Lease requests, for tests that
+  run operators with --leader-election.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import operator_harness as harness
+from delivery import _helm
 from flowpod import contract
 from flowpod_operator._decisions import manifests as _manifests
 from flowpod_operator._decisions import observations as obs
@@ -229,3 +233,15 @@ def operators(cluster, flow_namespace, operator_kubeconfig):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def lease_priority(cluster, flow_namespace):
+    """The chart's FlowSchema, for this namespace's operator account (harness.operator_kubeconfig
+    makes `flowpod-operator`): Lease requests at APF's leader-election level, as installed."""
+    (schema,) = _helm.template("fullnameOverride=flowpod",
+                               namespace=flow_namespace).of_kind("FlowSchema")
+    schema["metadata"]["name"] = f"flowpod-leader-election-{flow_namespace}"
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(schema))
+    yield
+    cluster.kubectl("delete", "flowschema", schema["metadata"]["name"], check=False)

@@ -5,8 +5,9 @@ operator` CLI command forwards to), `run(options)` blocks until SIGINT/SIGTERM, 
 `serve(options)` is the same as a coroutine. It connects
 (flowpod_operator._runtime.connecting), checks that the CRDs are served, then runs kopf's
 watches (._runtime.wiring) next to the Reconciler's workers (._runtime.loop) in one event
-loop. Callers: flowpod_operator.__main__,
-flowpod_operator.cli (the `flowpod operator` command), tests.
+loop -- with `--leader-election`, only once it holds the Lease (._runtime.leading), and with
+`--shards`, only for its own part of the runs (._decisions.sharding). Callers:
+flowpod_operator.__main__, flowpod_operator.cli (the `flowpod operator` command), tests.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import kopf
 from flowpod_operator._decisions import deciding, manifests
+from flowpod_operator._decisions.sharding import Shard
 from flowpod_kube.connecting import api_client
 from flowpod_kube.errors import KubeError
-from flowpod_operator._runtime import connecting, logs, wiring
+from flowpod_operator._runtime import connecting, leading, logs, wiring
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.kubeapi import KubeApi
@@ -52,6 +56,24 @@ class OperatorOptions:
     log_level: str = "INFO"
     max_concurrent_runs: int | None = None
     ttl_seconds_after_finished: int | None = None
+    # Off: this process reconciles at once. On: it campaigns for `lease` first (HA replicas).
+    leader_election: bool = False
+    lease_name: str = "flowpod-operator"
+    lease_namespace: str | None = None  # None: the connection's namespace
+    lease_duration_seconds: int = 15
+    lease_renew_deadline_seconds: float = 10.0
+    lease_retry_period_seconds: float = 2.0
+    # This operator's part of the runs (--shards N --shard I); each shard has its own Lease.
+    shard: Shard = Shard()
+
+    def lease(self, default_namespace: str) -> leading.LeaseSettings:
+        name = self.lease_name
+        if self.shard.count > 1:
+            name = f"{name}-shard-{self.shard.index}"
+        return leading.LeaseSettings(
+            name, self.lease_namespace or default_namespace,
+            leading.default_identity(), self.lease_duration_seconds,
+            self.lease_renew_deadline_seconds, self.lease_retry_period_seconds)
 
 
 def _utcnow() -> datetime:
@@ -76,29 +98,68 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
                 service_account=options.service_account,
                 ttl_seconds_after_finished=options.ttl_seconds_after_finished),
             workers=options.workers, resync_seconds=options.resync_seconds,
-            max_concurrent_runs=options.max_concurrent_runs)
+            max_concurrent_runs=options.max_concurrent_runs, shard=options.shard)
         registry = wiring.build_registry(reconciler, lambda: connecting.connection_info(cfg))
         base = f"http://{options.health_host}:{options.health_port}"
         endpoint = f"{base}/healthz" if options.health_port else None
         _log.info("operator starting", extra={
             "namespaces": list(options.namespaces) or "all", "api": cfg.host,
+            "shard": f"{options.shard.index}/{options.shard.count}",
             "health": endpoint, "metrics": f"{base}/metrics" if endpoint else None})
         ready = asyncio.Event()
+        standby: list[str] = []
         runner = (await start_endpoints(options.health_host, options.health_port, ready,
-                                        metrics) if options.health_port else None)
-        tasks = reconciler.start()
-        try:
+                                        metrics, standby=lambda: standby[-1] if standby
+                                        and not ready.is_set() else None)
+                  if options.health_port else None)
+        tasks: list[asyncio.Task[None]] = []
+
+        async def reconcile() -> None:
+            standby.clear()
+            tasks.extend(reconciler.start())
             await kopf.operator(
                 registry=registry, settings=wiring.build_settings(), standalone=True,
                 clusterwide=not options.namespaces, namespaces=list(options.namespaces),
                 stop_flag=stop, ready_flag=ready)
+
+        try:
+            if options.leader_election:
+                stop = stop or _stop_on_signals()
+                # Its own connections: a renewal never queues behind the workers' requests.
+                async with api_client(connection,
+                                      user_agent="flowpod-operator-leader-election") as own:
+                    await leading.lead(own, options.lease(connection.namespace), reconcile,
+                                       stop=stop, on_standby=standby.append)
+            else:
+                await reconcile()
+        except leading.LostLease as exc:
+            _exit_lost_lease(exc)
         finally:
-            if runner is not None:
-                await runner.cleanup()
+            # The writers go first: after a lost Lease nothing may be written any more.
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if runner is not None:
+                await runner.cleanup()
         _log.info("operator stopped")
+
+
+def _exit_lost_lease(exc: leading.LostLease) -> NoReturn:
+    """Exit now, non-zero, without unwinding: no worker may write once the Lease is lost,
+    and kopf's orderly shutdown could take seconds. Kubernetes' own controllers do the same
+    (client-go's OnStoppedLeading exits); the Deployment restarts the pod as a standby."""
+    _log.error("stopped leading: %s", exc)
+    logging.shutdown()
+    os._exit(1)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """SIGINT/SIGTERM stop a standby too (kopf installs its own handlers once it runs)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def run(options: OperatorOptions) -> None:
@@ -136,7 +197,34 @@ def build_parser(prog: str = "python -m flowpod_operator") -> argparse.ArgumentP
                              "(default: keep them)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--shards", type=int, default=1, metavar="N",
+                        help="split FlowRuns across N operators by a hash of "
+                             "namespace/Deployment (or run) name (default 1: all)")
+    parser.add_argument("--shard", type=int, default=0, metavar="I",
+                        help="which of the --shards this operator is, 0..N-1 (default 0)")
+    _add_lease_flags(parser.add_argument_group(
+        "high availability", "run several replicas; the holder of a Lease reconciles, the "
+        "others stand by and take over when it expires"))
     return parser
+
+
+def _add_lease_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--leader-election", action=argparse.BooleanOptionalAction,
+                       default=False,
+                       help="reconcile only while holding the Lease (default: off)")
+    group.add_argument("--lease-name", default="flowpod-operator", metavar="NAME",
+                       help="name of the coordination.k8s.io Lease (default flowpod-operator)")
+    group.add_argument("--lease-namespace", default=None, metavar="NS",
+                       help="namespace of the Lease (default: the operator's own namespace, "
+                            "from the service account or the kubeconfig context)")
+    group.add_argument("--lease-duration", type=int, default=15, metavar="S",
+                       help="a standby takes over after the Lease went unrenewed this long "
+                            "(default 15)")
+    group.add_argument("--lease-renew-deadline", type=float, default=10.0, metavar="S",
+                       help="the leader exits when it could not renew for this long "
+                            "(default 10)")
+    group.add_argument("--lease-retry-period", type=float, default=2.0, metavar="S",
+                       help="how often to renew, and how often a standby tries (default 2)")
 
 
 def options_from_args(args: argparse.Namespace) -> OperatorOptions:
@@ -149,6 +237,9 @@ def options_from_args(args: argparse.Namespace) -> OperatorOptions:
     if args.ttl_seconds_after_finished is not None and args.ttl_seconds_after_finished < 0:
         raise ValueError("--ttl-seconds-after-finished must be 0 or more (omit it to keep "
                          "finished runs)")
+    if args.leader_election:
+        leading.LeaseSettings(args.lease_name, "", "", args.lease_duration,
+                              args.lease_renew_deadline, args.lease_retry_period).check()
     if args.kubeconfig and not Path(args.kubeconfig).expanduser().is_file():
         raise ValueError(f"--kubeconfig {args.kubeconfig}: no such file; pass the path of a "
                          "kubeconfig, or omit it to use the in-cluster service account")
@@ -158,7 +249,12 @@ def options_from_args(args: argparse.Namespace) -> OperatorOptions:
         workers=args.workers, resync_seconds=args.resync_seconds,
         service_account=args.service_account, log_level=args.log_level,
         max_concurrent_runs=args.max_concurrent_runs,
-        ttl_seconds_after_finished=args.ttl_seconds_after_finished)
+        ttl_seconds_after_finished=args.ttl_seconds_after_finished,
+        leader_election=args.leader_election, lease_name=args.lease_name,
+        lease_namespace=args.lease_namespace, lease_duration_seconds=args.lease_duration,
+        lease_renew_deadline_seconds=args.lease_renew_deadline,
+        lease_retry_period_seconds=args.lease_retry_period,
+        shard=Shard(args.shard, args.shards))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

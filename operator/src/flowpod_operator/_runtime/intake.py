@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from flowpod import contract, states
 
+from flowpod_operator._decisions.sharding import Shard
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
@@ -33,8 +34,11 @@ class Intake:
     def __init__(self, index: Index, queue: WorkQueue, events: EventRecorder,
                  schedules: WorkQueue | None = None, *,
                  wake: Callable[[str, str | None], list[Key]] | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, shard: Shard = Shard()) -> None:
         self.index = index
+        # With --shards, what other shards own never enters the Index: not decided, not
+        # scheduled, not counted.
+        self.shard = shard
         self.metrics = metrics
         self.queue = queue
         self.events = events
@@ -50,6 +54,8 @@ class Intake:
         self._gone: OrderedDict[Key, str | None] = OrderedDict()
 
     def on_flowrun(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        if not self.shard.owns_flowrun(body):
+            return
         key = FlowRunView(body).key
         self._poke_schedule(body)
         if event_type == "DELETED":
@@ -60,14 +66,20 @@ class Intake:
         self.queue.add(key)
 
     def on_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        if not self.shard.owns_child(body):
+            return
         key = self.index.remove_job(body) if event_type == "DELETED" else self.index.put_job(body)
         self._poke(key)
 
     def on_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        if not self.shard.owns_child(body):
+            return
         key = self.index.remove_pod(body) if event_type == "DELETED" else self.index.put_pod(body)
         self._poke(key)
 
     def on_deployment(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        if not self.shard.owns_deployment(body):
+            return
         meta = Meta(body)
         namespace, name = meta.namespace or "", meta.name or ""
         if event_type == "DELETED":

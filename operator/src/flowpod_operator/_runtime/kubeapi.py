@@ -42,10 +42,16 @@ RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
                                                                   every authenticated user may
                                                                   read)
 
+With --leader-election the operator also needs, in the Lease's namespace only (a Role):
+
+  coordination.k8s.io  leases          get, create, update        campaign for, renew and
+                                                                  release the Lease
+
 Watching all namespaces needs these in a ClusterRole; `--namespace` lets a Role per
 watched namespace do. No access to Secrets, ConfigMaps or Nodes is needed. `RBAC_RULES`
-below is the same list as data (PolicyRule shape), for the chart's tests and the
-integration tests, which run the operator with exactly these permissions.
+below is the same list as data (PolicyRule shape), and `LEADER_ELECTION_RULES` the Lease's,
+for the chart's tests and the integration tests, which run the operator with exactly these
+permissions.
 """
 
 from __future__ import annotations
@@ -63,7 +69,8 @@ from flowpod import contract, flowruns
 from flowpod_kube import errors
 from flowpod_kube.errors import ApiError, MissingCrdError
 
-__all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError", "RBAC_RULES"]
+__all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError", "RBAC_RULES",
+           "LEADER_ELECTION_RULES"]
 
 _log = logging.getLogger("flowpod_operator.api")
 
@@ -83,6 +90,10 @@ RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
+)
+LEADER_ELECTION_RULES: tuple[dict[str, list[str]], ...] = (
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["get", "create", "update"]},
 )
 _JSON = "application/json"
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from flowpod_operator._decisions import deciding
 from flowpod_operator._decisions.actions import CreateJob
+from flowpod_operator._decisions.sharding import Shard
 from flowpod_operator._decisions.views import Key
 from flowpod_operator._runtime.actuator import Actuator, Sight, Step, selector
 from flowpod_operator._runtime.eventing import EventRecorder
@@ -46,7 +47,7 @@ class Reconciler:
                  policy: deciding.Policy = deciding.Policy(), workers: int = 32,
                  resync_seconds: float = 30.0, deep_every: int = 10,
                  max_steps: int = 8, max_concurrent_runs: int | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, shard: Shard = Shard()) -> None:
         self.index = index
         self.api = api
         self.events = events
@@ -56,7 +57,7 @@ class Reconciler:
         self.scheduler = Scheduler(index, api, clock, lambda body: self.intake.remember(body))
         self.metrics = metrics if metrics is not None else Metrics(index.flowrun_items)
         self.intake = Intake(index, self.queue, events, self.scheduler.queue,
-                             wake=self._released, metrics=self.metrics)
+                             wake=self._released, metrics=self.metrics, shard=shard)
         self.actuator = Actuator(api, self.intake, self.metrics)
         self.clock = clock
         self.policy = policy

@@ -2,7 +2,8 @@
 
 Role: a small aiohttp server (aiohttp comes with kopf). /healthz answers 200 once kopf says
 the operator is running (its ready flag: watches started), 503 before; Kubernetes probes and
-the tests wait on it. /metrics is the Prometheus text exposition of
+the tests wait on it. A standby (leader election, waiting for the Lease) is healthy and says
+so: 200 with "standby: ..." -- restarting it would not make it lead sooner. /metrics is the Prometheus text exposition of
 flowpod_operator._runtime.metrics, rendered by prometheus-client. Callers:
 flowpod_operator.running.
 """
@@ -10,6 +11,7 @@ flowpod_operator.running.
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,10 +22,15 @@ __all__ = ["start_endpoints"]
 
 
 async def start_endpoints(host: str, port: int, ready: asyncio.Event,
-                          metrics: Metrics) -> web.AppRunner:
-    """Serve both endpoints until the returned runner is cleaned up."""
+                          metrics: Metrics, *,
+                          standby: Callable[[], str | None] = lambda: None) -> web.AppRunner:
+    """Serve both endpoints until the returned runner is cleaned up. `standby` says why
+    this process stands by, or None when it does not."""
 
     async def healthz(_: web.Request) -> web.Response:
+        waiting = standby()
+        if waiting is not None:
+            return web.Response(text=f"{waiting}\n")
         if ready.is_set():
             return web.Response(text="ok\n")
         return web.Response(status=503, text="starting\n")

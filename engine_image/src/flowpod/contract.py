@@ -33,6 +33,7 @@ __all__ = [
     "ANNOTATION_FLOW_RUN", "ANNOTATION_FLOW_RUN_UID", "ANNOTATION_RETRIES",
     "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE", "ANNOTATION_LAST_APPLIED",
     "LABEL_RETRY_OF", "ANNOTATION_RETRY_OF",
+    "LABEL_KUEUE_QUEUE_NAME", "ANNOTATION_ADMISSION_TIMEOUT",
     # the flow-run pod
     "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
     "ENV_ATTEMPT", "ENV_RESULT_DIR", "ENV_RESULT_STORAGE", "CONTAINER_NAME", "ENGINE_COMMAND",
@@ -92,6 +93,10 @@ ANNOTATION_FLOW_RUN_UID = "flowpod.io/flow-run-uid"
 ANNOTATION_RETRIES = "flowpod.io/retries"
 ANNOTATION_PENDING_TIMEOUT = "flowpod.io/pending-timeout-seconds"
 ANNOTATION_GRACE = "flowpod.io/cancellation-grace-period-seconds"
+# A Job of a run with a queueName carries Kueue's queue label and is created suspended, for
+# Kueue to admit; how long it may wait for that travels with it (absent: no limit).
+LABEL_KUEUE_QUEUE_NAME = "kueue.x-k8s.io/queue-name"
+ANNOTATION_ADMISSION_TIMEOUT = "flowpod.io/admission-timeout-seconds"
 # On a FlowRun `flowpod retry` created: the run it retries (a final run is never left, so
 # a retry is a new run). The label (cut to 63 characters) selects a run's retries; the
 # annotation keeps the full name.

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 # The labels and annotations are the wire contract's; parse_time is its lenient reader.
 from flowpod.contract import (
+    ANNOTATION_ADMISSION_TIMEOUT,
     ANNOTATION_FLOW_RUN,
     ANNOTATION_FLOW_RUN_UID,
     ANNOTATION_GRACE,
@@ -35,6 +36,7 @@ __all__ = [
     "ANNOTATION_RETRIES",
     "ANNOTATION_PENDING_TIMEOUT",
     "ANNOTATION_GRACE",
+    "ANNOTATION_ADMISSION_TIMEOUT",
     "parse_time",
     "attempt_of",
     "belongs_to",
@@ -45,12 +47,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The Deployment knobs that steer a run (CRD defaults: 0 retries, 300 s, 30 s)."""
+    """The Deployment knobs that steer a run (CRD defaults: 0 retries, 300 s, 30 s).
+    `admission_timeout_seconds` bounds a queued Job's wait for admission (None: no bound)."""
 
     retries: int = 0
     pending_timeout_seconds: int = 300
     cancellation_grace_period_seconds: int = 30
     timeout_seconds: int | None = None
+    admission_timeout_seconds: int | None = None
 
     @property
     def max_attempts(self) -> int:
@@ -140,6 +144,7 @@ def settings_from_deployment(deployment: Mapping[str, Any] | None) -> RunSetting
         cancellation_grace_period_seconds=_int(spec.get("cancellationGracePeriodSeconds"),
                                                base.cancellation_grace_period_seconds),
         timeout_seconds=_int(spec.get("timeoutSeconds"), None),
+        admission_timeout_seconds=_int(spec.get("admissionTimeoutSeconds"), None),
     )
 
 
@@ -154,4 +159,5 @@ def settings_from_job(job: Mapping[str, Any]) -> RunSettings:
         cancellation_grace_period_seconds=_int(notes.get(ANNOTATION_GRACE),
                                                base.cancellation_grace_period_seconds),
         timeout_seconds=_int((job.get("spec") or {}).get("activeDeadlineSeconds"), None),
+        admission_timeout_seconds=_int(notes.get(ANNOTATION_ADMISSION_TIMEOUT), None),
     )

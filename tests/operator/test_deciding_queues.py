@@ -147,6 +147,15 @@ def test_admission_timeout_counts_from_the_last_preemption(k8s):
     assert _decide(k8s, run, job, gone=[gone]) == [act.Requeue(40.0)]
 
 
+def test_a_preemption_seen_before_the_job_controller_synced_starts_a_new_wait(k8s):
+    run = k8s.flowrun(state=k8s.state("RUNNING"), attempt=1, podName="run-1-abcde")
+    job = _queued_job(k8s, run, created=-500, admission=60,
+                      conditions=[_suspended(k8s, "False", -300)])
+    running = k8s.pod(run, created=-290)
+    actions = _decide(k8s, run, job, pods=[running])
+    assert act.Requeue(60.0) in actions and _pending(actions) == [PREEMPTED]
+
+
 @pytest.mark.parametrize("kind", ["RUNNING", "PENDING"])
 def test_a_preempted_run_goes_back_to_waiting_not_crashed(k8s, kind):
     run = k8s.flowrun(state=k8s.state(kind), attempt=1, podName="run-1-abcde")
@@ -188,6 +197,16 @@ def test_a_readmitted_run_waits_for_its_new_pod_and_goes_on_with_it(k8s):
     (write,) = _decide(k8s, run, job, pods=[new], gone=[old], fresh=True)[1:]
     assert write.fields == {"podName": "run-1-fghij"}
     assert write.states == ()
+
+
+def test_a_readmission_seen_before_the_job_controller_synced_is_no_crash(k8s):
+    run = k8s.flowrun(state=k8s.state("PENDING", message=PREEMPTED), attempt=1,
+                      podName="run-1-abcde")
+    # spec.suspend is false already; the condition still tells of the preemption.
+    job = _queued_job(k8s, run, suspend=False, conditions=[_suspended(k8s, "True", -20)])
+    old = k8s.pod(run, created=-90, deleting=-20, exit_code=143)
+    actions = _decide(k8s, run, job, gone=[old], fresh=True)
+    assert not any(isinstance(a, act.WriteStatus) for a in actions), actions
 
 
 def test_cancelling_a_preempted_run_deletes_its_job_so_it_is_not_admitted_again(k8s):

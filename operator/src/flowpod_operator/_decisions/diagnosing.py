@@ -256,7 +256,7 @@ def _podless_job(job: Mapping[str, Any], pending: int, now: datetime, fresh: boo
                              "final state", 0)
         return Diagnosis(Phase.ENDED, "PodDeleted", f"pod deleted: the pod of Job {name} "
                          "failed or was deleted before the run reported a final state")
-    since = queueing.pending_since(job) or now
+    since = queueing.pending_since(job, now) or now
     deadline = since + timedelta(seconds=pending)
     if now < deadline:
         return _starting_job(job, since, deadline, now, events)

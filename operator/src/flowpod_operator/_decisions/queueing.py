@@ -48,11 +48,11 @@ def _created(job: Mapping[str, Any]) -> datetime | None:
     return obs.parse_time((job.get("metadata") or {}).get("creationTimestamp"))
 
 
-def _suspension(job: Mapping[str, Any], status: str) -> datetime | None:
-    """When the Job's Suspended condition last became `status` (True: suspended, False:
-    resumed), or None."""
+def _suspension(job: Mapping[str, Any], status: str | None = None) -> datetime | None:
+    """When the Job's Suspended condition last changed (to `status`, when given: True is
+    suspended, False resumed), or None."""
     for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Suspended" and cond.get("status") == status:
+        if cond.get("type") == "Suspended" and status in (None, cond.get("status")):
             return obs.parse_time(cond.get("lastTransitionTime"))
     return None
 
@@ -63,23 +63,26 @@ def _suspended_at(job: Mapping[str, Any]) -> datetime | None:
 
 def this_admission(job: Mapping[str, Any] | None,
                    pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The pods of a queued Job's current admission. A pod created before the Job's last
-    resume belongs to an admission that a preemption ended: its end is not the attempt's,
-    and the Job makes a new pod once it is gone (podReplacementPolicy Failed)."""
-    resumed = _suspension(job, "False") if job is not None and queue_of(job) else None
-    if resumed is None:
+    """The pods of a queued Job's current admission. A pod created before the Job was last
+    suspended or resumed belongs to an admission that a preemption ended: its end is not
+    the attempt's, and the Job makes a new pod once it is gone (podReplacementPolicy
+    Failed). Right after a re-admission the condition may still say suspended (the Job
+    controller has not synced yet); its time then still marks the preemption."""
+    cutoff = _suspension(job) if job is not None and queue_of(job) else None
+    if cutoff is None:
         return list(pods)
-    return [p for p in pods if (_created(p) or resumed) >= resumed]
+    return [p for p in pods if (_created(p) or cutoff) >= cutoff]
 
 
 def admission_deadline(job: Mapping[str, Any], settings: obs.RunSettings,
                        now: datetime) -> datetime | None:
     """When a suspended Job's wait ends the run (admissionTimeoutSeconds, counted from its
-    creation or its last suspension), or None: it waits as long as the queue holds it."""
+    creation or its last suspension), or None: it waits as long as the queue holds it.
+    A Job suspended again whose condition still says resumed was preempted just now."""
     limit = settings.admission_timeout_seconds
     if not limit:
         return None
-    since = _suspended_at(job) or _created(job) or now
+    since = _suspended_at(job) or (now if _suspension(job) else _created(job)) or now
     return since + timedelta(seconds=limit)
 
 
@@ -90,12 +93,15 @@ def timeout_message(job: Mapping[str, Any], settings: obs.RunSettings) -> str:
             f"queue's ClusterQueue quota (`kubectl get workloads`)")
 
 
-def pending_since(job: Mapping[str, Any]) -> datetime | None:
-    """Since when an unsuspended Job has been making its pod: its admission (startTime, which
-    the Job controller resets on every resume) for a Job that was ever suspended, else its
+def pending_since(job: Mapping[str, Any], now: datetime) -> datetime | None:
+    """Since when an unsuspended Job has been making its pod: its admission for a Job that
+    was ever suspended (startTime, which the Job controller resets on every resume; `now`
+    while its condition still says suspended: it was admitted a moment ago), else its
     creation."""
-    created = _created(job)
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Suspended":
-            return obs.parse_time((job.get("status") or {}).get("startTime")) or created
-    return created
+    if _suspension(job) is None:
+        return _created(job)
+    if _suspended_at(job) is not None:
+        return now
+    started = obs.parse_time((job.get("status") or {}).get("startTime"))
+    resumed = _suspension(job, "False")
+    return max(started, resumed) if started and resumed else started or resumed or _created(job)

@@ -288,9 +288,8 @@ def _starting_job(job: Mapping[str, Any], since: datetime, deadline: datetime,
 def _suspended(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
                gone_pods: Sequence[Mapping[str, Any]], settings: obs.RunSettings,
                now: datetime) -> Diagnosis:
-    """A Job its queue has not admitted (yet, or again: preempted): no pod on purpose, and
-    the pods it had are deleted by the Job controller, not crashed. Its Events are not read:
-    with many queued runs that would load the API server."""
+    """A Job its queue has not admitted (yet, or again: preempted): its pods are deleted by
+    the Job controller, not crashed. No Events are read: many queued runs would load the API."""
     live = [p for p in pods if not is_terminated(p)]
     stuck = tuple(_meta(p).get("name") for p in live
                   if (at := _stuck_at(p)) is not None and now >= at)
@@ -310,10 +309,10 @@ def _stuck_at(pod: Mapping[str, Any]) -> datetime | None:
     return deleting + STUCK_AFTER if deleting is not None else None
 
 
-def _disrupted_job(job: Mapping[str, Any] | None) -> str | None:
+def _disrupted_job(job: Mapping[str, Any]) -> str | None:
     """The Job's message when manifests.DISRUPTION_RULE failed it, else None."""
     for kind in ("FailureTarget", "Failed"):
-        cond = _condition(job or {}, kind)
+        cond = _condition(job, kind)
         if cond and cond.get("status") == "True" and cond.get("reason") == "PodFailurePolicy":
             return cond.get("message") or "a pod has condition DisruptionTarget"
     return None
@@ -364,8 +363,9 @@ def diagnose(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
     """Diagnose one attempt from its Job (None if not seen), live pods and deleted pods;
     `job_events` are the Job's Events when they were read (None: not read)."""
     pending = settings.pending_timeout_seconds
-    if queueing.is_suspended(job) and queueing.queue_of(job) and not _finished(job):
-        return _suspended(job, pods, gone_pods, settings, now)  # type: ignore[arg-type]
+    if job is not None and queueing.is_suspended(job) and queueing.queue_of(job) \
+            and not _finished(job):
+        return _suspended(job, pods, gone_pods, settings, now)
     pods, gone_pods = queueing.this_admission(job, pods), queueing.this_admission(job, gone_pods)
     pod = _newest(pods)
     if pod is not None:
@@ -386,9 +386,9 @@ def diagnose(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
         # A queue's preemption suspends the Job first, then the Job controller deletes the
         # pod: a watch may bring the deletion before the suspension. Look at the API first.
         return Diagnosis(found.phase, needs_fresh=True, settled=False)
-    disrupted = _disrupted_job(job)
+    disrupted = _disrupted_job(job) if job is not None else None
     if disrupted and found.phase is Phase.ENDED and found.reason not in ("Evicted", "NodeLost"):
-        return _as_disruption(found, job, disrupted)  # type: ignore[arg-type]
+        return _as_disruption(found, job or {}, disrupted)
     if not _deadline(job, now):
         return found
     limit = settings.timeout_seconds

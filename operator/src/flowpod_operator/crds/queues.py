@@ -11,6 +11,8 @@ a Job for hours. Callers: flowpod_operator.crds.resources, crdgen.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -30,7 +32,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-def _queue_name(whose: str, extra: str = "") -> object:
+def _queue_name(whose: str, extra: str = "") -> Any:
     return Field(None, min_length=1, max_length=63, pattern=QUEUE_NAME_PATTERN,
                  description=f"Name of the Kueue LocalQueue (in the run's namespace) that "
                              f"admits {whose}. " + _ABOUT + extra)
@@ -39,7 +41,7 @@ def _queue_name(whose: str, extra: str = "") -> object:
 class DeploymentQueueing(_Model):
     """The queue a Deployment's runs wait in, and how long they may wait."""
 
-    queue_name: str | None = _queue_name("this Deployment's runs")  # type: ignore[assignment]
+    queue_name: str | None = _queue_name("this Deployment's runs")
     admission_timeout_seconds: int | None = Field(
         None, ge=1, description="How long a run may wait for its queue (queueName) to admit "
                                 "its Job, counted from the Job's creation or its last "
@@ -52,5 +54,6 @@ class DeploymentQueueing(_Model):
 class FlowRunQueueing(_Model):
     """The queue of one run: overrides its Deployment's, and serves ad-hoc runs."""
 
-    queue_name: str | None = _queue_name(  # type: ignore[assignment]
-        "this run", " Overrides the Deployment's spec.queueName (an ad-hoc run's only way to queue).")
+    queue_name: str | None = _queue_name(
+        "this run",
+        " Overrides the Deployment's spec.queueName (an ad-hoc run's only way to queue).")

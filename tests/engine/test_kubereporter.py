@@ -373,3 +373,40 @@ def test_other_crashes_do_not_wait() -> None:
     sleeps = Sleeps()
     _run(lambda: _sigterm_reporter(api, sleeps).propose_state(states.Crashed("boom")))
     assert sleeps.delays == [] and api.obj["status"]["state"]["message"] == "boom"
+
+
+@pytest.mark.parametrize("taken_back", [
+    states.Pending("waiting for admission by queue q (preempted: pod p was stopped; the run "
+                   "goes on in a new pod of Job r-1 when admitted again)",
+                   timestamp=T0 + timedelta(seconds=1)),
+    states.AwaitingRetry("pod deleted; retrying as attempt 2 of 2",
+                         timestamp=T0 + timedelta(seconds=1)),
+])
+def test_an_unrequested_sigterm_leaves_a_run_the_operator_took_back(taken_back) -> None:
+    """A preempted Job (Pending again) or a retry (AwaitingRetry): the run goes on without
+    this pod, so its SIGTERM writes nothing and the process still exits as terminated."""
+    api = FakeApi(status={"state": _wire(states.Running(timestamp=T0))})
+    gets = []
+
+    def operator_writes_on_second_read(request: httpx.Request) -> None:
+        gets.append(request)
+        if len(gets) == 2:
+            api.write_status(state=_wire(taken_back))
+        return None
+
+    api.failures = [operator_writes_on_second_read] * 2
+    with pytest.raises(Abort) as refused:
+        _run(lambda: _sigterm_reporter(api, Sleeps()).propose_state(_sigterm_crash()))
+    assert refused.value.state.message == taken_back.message
+    assert isinstance(refused.value.state.data, TerminationSignal)
+    assert api.patches() == [] and api.obj["status"]["state"] == _wire(taken_back)
+
+
+def test_an_unrequested_sigterm_before_running_still_crashes_an_older_pending_run() -> None:
+    """The Pending the operator wrote when it created the Job is older than this process:
+    no verdict came, so the run gets the engine's own Crashed."""
+    older = states.Pending("Job r-1 created (attempt 1 of 1)",
+                           timestamp=T0 - timedelta(seconds=5))
+    api = FakeApi(status={"state": _wire(older)})
+    accepted = _run(lambda: _sigterm_reporter(api, Sleeps()).propose_state(_sigterm_crash()))
+    assert accepted.is_crashed() and api.obj["status"]["state"]["type"] == "CRASHED"

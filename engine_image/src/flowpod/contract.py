@@ -34,6 +34,7 @@ __all__ = [
     "ANNOTATION_PENDING_TIMEOUT", "ANNOTATION_GRACE", "ANNOTATION_LAST_APPLIED",
     "ANNOTATION_MEMORY_MULTIPLIER", "ANNOTATION_MAX_MEMORY",
     "LABEL_RETRY_OF", "ANNOTATION_RETRY_OF",
+    "LABEL_KUEUE_QUEUE_NAME", "ANNOTATION_ADMISSION_TIMEOUT",
     # the flow-run pod
     "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
     "ENV_ATTEMPT", "ENV_RESULT_DIR", "ENV_RESULT_STORAGE", "CONTAINER_NAME", "ENGINE_COMMAND",
@@ -96,6 +97,10 @@ ANNOTATION_GRACE = "flowpod.io/cancellation-grace-period-seconds"
 # spec.retryPolicy: the memory raise after an OOMKilled attempt, and its cap.
 ANNOTATION_MEMORY_MULTIPLIER = "flowpod.io/memory-multiplier"
 ANNOTATION_MAX_MEMORY = "flowpod.io/max-memory"
+# A Job of a run with a queueName carries Kueue's queue label and is created suspended, for
+# Kueue to admit; how long it may wait for that travels with it (absent: no limit).
+LABEL_KUEUE_QUEUE_NAME = "kueue.x-k8s.io/queue-name"
+ANNOTATION_ADMISSION_TIMEOUT = "flowpod.io/admission-timeout-seconds"
 # On a FlowRun `flowpod retry` created: the run it retries (a final run is never left, so
 # a retry is a new run). The label (cut to 63 characters) selects a run's retries; the
 # annotation keeps the full name.

@@ -20,6 +20,7 @@ Transport and retries live in flowpod.engine._kubeapi; this module holds only th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import datetime, timezone
@@ -122,6 +123,10 @@ class KubeReporter:
         self._crash_verdict_wait = crash_verdict_wait
         self._asleep = asleep
         self._watch_failures = 0
+        # Whether this process ran the flow, and since when it exists: a Pending or
+        # Scheduled written later is the operator taking the run back (see _taken_back).
+        self._started_at = clock()
+        self._ran = False
         # Stores a result that does not fit in the status and returns its URL (None: the
         # run has no result storage); set once the run's id is known.
         self.keep_result: Callable[[Any], str] | None = None
@@ -178,6 +183,11 @@ class KubeReporter:
     async def propose_state(self, state: states.State) -> states.State:
         if state.is_crashed() and isinstance(state.data, TerminationSignal):
             await self._await_operator_verdict()
+            current = flowruns.current_state(self.flowrun or {})
+            if current is not None and self._taken_back(current):
+                raise Abort(f"the operator took the run back ({current.name}: "
+                            f"{current.message}); this pod's end is not the run's",
+                            state=dataclasses.replace(current, data=state.data))
         fields = dict(self._pending_fields)
         fields.update(self._pause_fields(state))
         if state.is_completed():
@@ -222,10 +232,17 @@ class KubeReporter:
                 current = flowruns.current_state(await self.refresh(deadline=1.0))
             except (KubeApiError, httpx.HTTPError):
                 return
-            if current is not None and current.is_final():
+            if current is not None and (current.is_final() or self._taken_back(current)):
                 return
             await self._asleep(0.1)
             waited += 0.1
+
+    def _taken_back(self, current: states.State) -> bool:
+        """The operator moved the run on without this process: it waits for a retry
+        (AwaitingRetry) or for its queue again (Pending: the Job was preempted)."""
+        back = current.type in (states.StateType.SCHEDULED, states.StateType.PENDING)
+        stamp = current.timestamp
+        return back and (self._ran or (stamp is not None and stamp >= self._started_at))
 
     async def _write_state(self, state: states.State, fields: dict[str, Any],
                            log_tail: Iterable[str] | None = None) -> states.State:
@@ -251,6 +268,7 @@ class KubeReporter:
                 patch["taskRuns"] = task_runs_patch(self._summary, previous)
             try:
                 self.flowrun = await self._send_state(flowrun, patch)
+                self._ran = self._ran or state.type is states.StateType.RUNNING
                 return state
             except Conflict:
                 self.flowrun = None  # someone else wrote: re-read, then re-decide

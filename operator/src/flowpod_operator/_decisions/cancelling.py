@@ -17,6 +17,7 @@ from flowpod import states
 from flowpod_operator._decisions import actions as act
 from flowpod_operator._decisions import diagnosing as diag
 from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions import queueing
 from flowpod_operator._decisions.runs import Run, log_source, outcome_fields, until
 from flowpod_operator._decisions.views import Meta
 
@@ -27,11 +28,13 @@ _T = states.StateType
 
 def _active_jobs(run: Run) -> list[str]:
     """Jobs that may still start a pod: unfinished, and no pod of theirs seen yet (with
-    backoffLimit 0, a Job whose pod ended can never start another)."""
+    backoffLimit 0, a Job whose pod ended can never start another), or suspended by their
+    queue (re-admitted, a preempted Job makes a new pod)."""
     names = []
     for att in run.attempts.values():
         job = att.job
-        if job is None or att.pods or att.gone or Meta(job).deletion_timestamp:
+        if job is None or Meta(job).deletion_timestamp or (
+                (att.pods or att.gone) and not queueing.is_suspended(job)):
             continue
         conditions = (job.get("status") or {}).get("conditions") or []
         if not any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"

@@ -31,6 +31,7 @@ from flowpod_operator._decisions import memory
 from flowpod_operator._decisions import observations as obs
 from flowpod_operator._decisions import resuming
 from flowpod_operator._decisions import owned
+from flowpod_operator._decisions import queueing
 from flowpod_operator._decisions.runs import (Policy, Run, group_attempts, log_source,
                                               outcome_fields, until)
 from flowpod_operator._decisions import validating
@@ -123,6 +124,8 @@ def _new_attempt(run: Run, number: int, settings: obs.RunSettings | None,
     why = why or f"attempt {number} of {settings.max_attempts}" + (
         f", which gets {more.note}" if more.note else "")
     steps.append(states.Pending(f"Job {name} created ({why})", timestamp=run.now))
+    if queueing.is_suspended(job):  # said at once: one status write per queued run
+        steps.append(states.Pending(queueing.waiting_message(job), timestamp=run.now))
     fields: dict[str, Any] = {"attempt": number, "jobName": name, **(extra or {}),
                               **_memory_record(run, job, number)}
     if number > 1:
@@ -226,6 +229,8 @@ def _follow(run: Run) -> list[act.Action]:
         # Someone else is deleting the pod (a cancellation never reaches _follow): write the
         # exact verdict now, before the engine's own SIGTERM report of an unknown cause.
         return _after_end(run, d)
+    if d.queued is not None:
+        return _queued(run, d, d.queued)
     if d.phase is not diag.Phase.ENDED:
         return _meanwhile(run, d)
     state = run.state
@@ -246,6 +251,20 @@ def _meanwhile(run: Run, d: diag.Diagnosis) -> list[act.Action]:
         and d.phase is diag.Phase.STARTING) else None
     steps = (states.Pending(text, timestamp=run.now),) if text else ()
     return actions + [act.WriteStatus(steps, fields)] if steps or fields else actions
+
+
+def _queued(run: Run, d: diag.Diagnosis, message: str) -> list[act.Action]:
+    """The attempt's Job waits for its queue: Pending with the queue's name, however long,
+    and a preempted run (its Job suspended again) back to that wait, not Crashed; its
+    attempt stays, and the Job makes a new pod when admitted again."""
+    actions: list[act.Action] = [act.DeletePod(n, 0) for n in d.stuck_pods]
+    if d.recheck_at is not None:
+        actions.append(act.Requeue(until(d.recheck_at, run.now)))
+    state = run.state
+    if (state is not None and state.type in (_T.PENDING, _T.RUNNING)
+            and state.message != message):
+        actions.append(act.WriteStatus((states.Pending(message, timestamp=run.now),)))
+    return actions
 
 
 def _awaiting_retry(state: states.State | None) -> bool:

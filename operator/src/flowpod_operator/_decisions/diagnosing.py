@@ -10,13 +10,14 @@ its message. Caller: flowpod_operator._decisions.deciding (and the unit tests, w
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from flowpod import contract
 
 from flowpod_operator._decisions import observations as obs
+from flowpod_operator._decisions import queueing
 from flowpod_operator._decisions import waiting as wait
 
 __all__ = [
@@ -75,6 +76,8 @@ class Diagnosis:
     cache may lag: list the objects from the API and diagnose again. While STARTING,
     `waiting` says what the attempt waits for when that needs a person (a wrong image, no
     node), and `needs_job_events` asks for the Events of a Job that has made no pod.
+    `queued` is the Pending message of an attempt whose Job waits for its queue's admission
+    (created suspended, or suspended again: preempted).
     """
 
     phase: Phase
@@ -90,6 +93,7 @@ class Diagnosis:
     needs_fresh: bool = False
     waiting: wait.Waiting | None = None
     needs_job_events: bool = False
+    queued: str | None = None
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -252,7 +256,7 @@ def _podless_job(job: Mapping[str, Any], pending: int, now: datetime, fresh: boo
                              "final state", 0)
         return Diagnosis(Phase.ENDED, "PodDeleted", f"pod deleted: the pod of Job {name} "
                          "failed or was deleted before the run reported a final state")
-    since = obs.parse_time(_meta(job).get("creationTimestamp")) or now
+    since = queueing.pending_since(job, now) or now
     deadline = since + timedelta(seconds=pending)
     if now < deadline:
         return _starting_job(job, since, deadline, now, events)
@@ -267,10 +271,9 @@ def _podless_job(job: Mapping[str, Any], pending: int, now: datetime, fresh: boo
 def _starting_job(job: Mapping[str, Any], since: datetime, deadline: datetime,
                   now: datetime, events: Sequence[Mapping[str, Any]] | None) -> Diagnosis:
     """A Job still within its pending time and without a pod: past a moment, its Events
-    say whether the API server refuses the pod (a missing ServiceAccount, say). A suspended
-    Job (held by a queue such as Kueue) makes no pod on purpose: nothing to ask, and with
-    many queued runs, asking every few seconds would load the API server."""
-    if (job.get("spec") or {}).get("suspend"):
+    say whether the API server refuses the pod (a missing ServiceAccount, say). A Job
+    suspended by someone else makes no pod on purpose: nothing to ask."""
+    if queueing.is_suspended(job):
         return Diagnosis(Phase.STARTING, settled=False, recheck_at=deadline)
     look_at = since + LOOK_AT_JOB_AFTER
     if now < look_at:
@@ -280,6 +283,48 @@ def _starting_job(job: Mapping[str, Any], since: datetime, deadline: datetime,
     return Diagnosis(Phase.STARTING, settled=False,
                      recheck_at=min(now + LOOK_AGAIN_EVERY, deadline),
                      waiting=wait.from_job_events(job, events))
+
+
+def _suspended(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
+               gone_pods: Sequence[Mapping[str, Any]], settings: obs.RunSettings,
+               now: datetime) -> Diagnosis:
+    """A Job its queue has not admitted (yet, or again: preempted): its pods are deleted by
+    the Job controller, not crashed. No Events are read: many queued runs would load the API."""
+    live = [p for p in pods if not is_terminated(p)]
+    stuck = tuple(_meta(p).get("name") for p in live
+                  if (at := _stuck_at(p)) is not None and now >= at)
+    seen = _newest(list(pods) + list(gone_pods))
+    message = queueing.waiting_message(job, _meta(seen).get("name") if seen else None)
+    deadline = queueing.admission_deadline(job, settings, now)
+    if deadline is not None and now >= deadline:
+        return Diagnosis(Phase.ENDED, "PendingTimeout", queueing.timeout_message(job, settings),
+                         settled=not live, stuck_pods=stuck)
+    recheck = [t for t in (deadline, *(_stuck_at(p) for p in live)) if t and t > now]
+    return Diagnosis(Phase.STARTING, settled=not live, stuck_pods=stuck, queued=message,
+                     recheck_at=min(recheck) if recheck else None)
+
+
+def _stuck_at(pod: Mapping[str, Any]) -> datetime | None:
+    deleting = obs.parse_time(_meta(pod).get("deletionTimestamp"))
+    return deleting + STUCK_AFTER if deleting is not None else None
+
+
+def _disrupted_job(job: Mapping[str, Any]) -> str | None:
+    """The Job's message when manifests.DISRUPTION_RULE failed it, else None."""
+    for kind in ("FailureTarget", "Failed"):
+        cond = _condition(job, kind)
+        if cond and cond.get("status") == "True" and cond.get("reason") == "PodFailurePolicy":
+            return cond.get("message") or "a pod has condition DisruptionTarget"
+    return None
+
+
+def _as_disruption(found: Diagnosis, job: Mapping[str, Any], detail: str) -> Diagnosis:
+    """What the Job's podFailurePolicy saw, when the pod itself no longer shows it."""
+    name = _meta(job).get("name")
+    pod = f"pod {found.pod_name}" if found.pod_name else f"the pod of Job {name}"
+    return replace(found, reason="Evicted", message=(
+        f"Evicted: {pod} was evicted, preempted or drained from its node (Kubernetes marked "
+        f"it DisruptionTarget), so Job {name} failed by its podFailurePolicy ({detail})"))
 
 
 def _finished(job: Mapping[str, Any]) -> bool:
@@ -318,6 +363,10 @@ def diagnose(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
     """Diagnose one attempt from its Job (None if not seen), live pods and deleted pods;
     `job_events` are the Job's Events when they were read (None: not read)."""
     pending = settings.pending_timeout_seconds
+    if job is not None and queueing.is_suspended(job) and queueing.queue_of(job) \
+            and not _finished(job):
+        return _suspended(job, pods, gone_pods, settings, now)
+    pods, gone_pods = queueing.this_admission(job, pods), queueing.this_admission(job, gone_pods)
     pod = _newest(pods)
     if pod is not None:
         found = _live_pod(pod, pending, now)
@@ -330,7 +379,17 @@ def diagnose(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
     else:
         found = Diagnosis(Phase.ENDED, "JobDeleted", f"Job {job_name or '(unknown)'} was "
                           "deleted before the run reported a final state")
-    if found.needs_fresh or not _deadline(job, now):
+    if found.needs_fresh:
+        return found
+    if (job is not None and found.reason == "PodDeleted" and not fresh
+            and queueing.queue_of(job)):
+        # A queue's preemption suspends the Job first, then the Job controller deletes the
+        # pod: a watch may bring the deletion before the suspension. Look at the API first.
+        return Diagnosis(found.phase, needs_fresh=True, settled=False)
+    disrupted = _disrupted_job(job) if job is not None else None
+    if disrupted and found.phase is Phase.ENDED and found.reason not in ("Evicted", "NodeLost"):
+        return _as_disruption(found, job or {}, disrupted)
+    if not _deadline(job, now):
         return found
     limit = settings.timeout_seconds
     text = "deadline exceeded: the run did not finish within " + (

@@ -26,6 +26,8 @@ __all__ = [
     "missing_flowrun_labels",
     "resolve_parameters",
     "build_job",
+    "queue_name",
+    "DISRUPTION_RULE",
     "ENGINE_COMMAND",
     "DEFAULT_SERVICE_ACCOUNT",
 ]
@@ -78,6 +80,36 @@ def missing_flowrun_labels(flowrun: Mapping[str, Any]) -> dict[str, str]:
 # The merge lives in flowpod.contract: the engine, which reads the parameters from the API
 # in the pod, resolves them with the same function the operator validates with.
 resolve_parameters = contract.resolve_parameters
+
+
+def queue_name(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None) -> str | None:
+    """The queue whose admission the run's Jobs wait for: the FlowRun's spec.queueName,
+    else its Deployment's (None: the Jobs start at once)."""
+    return ((flowrun.get("spec") or {}).get("queueName")
+            or ((deployment or {}).get("spec") or {}).get("queueName") or None)
+
+
+# A pod Kubernetes itself stopped (eviction, preemption, node drain: the DisruptionTarget
+# condition) fails the Job with reason PodFailurePolicy, naming the condition, instead of an
+# anonymous BackoffLimitExceeded; the run's retries stay the operator's (one Job per attempt).
+DISRUPTION_RULE = {"action": "FailJob",
+                   "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+
+
+def _batch_fields(job_spec: dict[str, Any], job_meta: dict[str, Any], queue: str | None,
+                  settings: obs.RunSettings) -> None:
+    """What batch tooling reads: the failure and replacement policies, and Kueue's queue."""
+    # Never a new pod while a terminating one lives (after a re-admission, say): two
+    # engines must not report to one FlowRun.
+    job_spec["podReplacementPolicy"] = "Failed"
+    job_spec["podFailurePolicy"] = {"rules": [dict(DISRUPTION_RULE)]}
+    if queue:
+        # Kueue's convention: it admits a suspended Job labelled with its LocalQueue.
+        job_meta["labels"][contract.LABEL_KUEUE_QUEUE_NAME] = queue
+        job_spec["suspend"] = True
+        if settings.admission_timeout_seconds:
+            job_meta["annotations"][contract.ANNOTATION_ADMISSION_TIMEOUT] = str(
+                settings.admission_timeout_seconds)
 
 
 def _env(flowrun: Mapping[str, Any], entrypoint: str, attempt: int,
@@ -162,13 +194,13 @@ def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, 
     }
     if settings.timeout_seconds:
         job_spec["activeDeadlineSeconds"] = settings.timeout_seconds
-    return {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": job_name(meta["name"], attempt),
             "namespace": meta["namespace"],
-            "labels": labels,
+            "labels": dict(labels),
             "annotations": {
                 **notes,
                 obs.ANNOTATION_RETRIES: str(settings.retries),
@@ -187,3 +219,5 @@ def build_job(flowrun: Mapping[str, Any], deployment: Mapping[str, Any] | None, 
         },
         "spec": job_spec,
     }
+    _batch_fields(job_spec, job["metadata"], queue_name(flowrun, deployment), settings)
+    return job

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 # The labels and annotations are the wire contract's; parse_time is its lenient reader.
 from flowpod.contract import (
+    ANNOTATION_ADMISSION_TIMEOUT,
     ANNOTATION_FLOW_RUN,
     ANNOTATION_FLOW_RUN_UID,
     ANNOTATION_GRACE,
@@ -37,6 +38,7 @@ __all__ = [
     "ANNOTATION_RETRIES",
     "ANNOTATION_PENDING_TIMEOUT",
     "ANNOTATION_GRACE",
+    "ANNOTATION_ADMISSION_TIMEOUT",
     "parse_time",
     "attempt_of",
     "belongs_to",
@@ -49,7 +51,8 @@ __all__ = [
 @dataclass(frozen=True)
 class RunSettings:
     """The Deployment knobs that steer a run (CRD defaults: 0 retries, 300 s, 30 s; no
-    memory raise: spec.retryPolicy's multiplier and its cap, a Kubernetes quantity)."""
+    memory raise: spec.retryPolicy's multiplier and its cap, a Kubernetes quantity).
+    `admission_timeout_seconds` bounds a queued Job's wait for admission (None: no bound)."""
 
     retries: int = 0
     pending_timeout_seconds: int = 300
@@ -57,6 +60,7 @@ class RunSettings:
     timeout_seconds: int | None = None
     memory_multiplier: float | None = None
     max_memory: str | None = None
+    admission_timeout_seconds: int | None = None
 
     @property
     def max_attempts(self) -> int:
@@ -161,6 +165,7 @@ def settings_from_deployment(deployment: Mapping[str, Any] | None) -> RunSetting
         timeout_seconds=_int(spec.get("timeoutSeconds"), None),
         memory_multiplier=_float((spec.get("retryPolicy") or {}).get("memoryMultiplier")),
         max_memory=_str((spec.get("retryPolicy") or {}).get("maxMemory")),
+        admission_timeout_seconds=_int(spec.get("admissionTimeoutSeconds"), None),
     )
 
 
@@ -177,6 +182,7 @@ def settings_from_job(job: Mapping[str, Any]) -> RunSettings:
         timeout_seconds=_int((job.get("spec") or {}).get("activeDeadlineSeconds"), None),
         memory_multiplier=_float(notes.get(ANNOTATION_MEMORY_MULTIPLIER)),
         max_memory=_str(notes.get(ANNOTATION_MAX_MEMORY)),
+        admission_timeout_seconds=_int(notes.get(ANNOTATION_ADMISSION_TIMEOUT), None),
     )
 
 

@@ -21,6 +21,7 @@ from flowpod import contract, flowruns, states
 from flowpod_operator.crds import _cel
 from flowpod_operator.crds.pausing import PauseStatus, ResumedStatus, ResumeRequest
 from flowpod_operator.crds.hooks import HookRecord
+from flowpod_operator.crds.queues import DeploymentQueueing, FlowRunQueueing
 from flowpod_operator.crds.results import ReuseResultsFrom, result_storage_field
 from flowpod_operator.crds import retries as _retries
 from flowpod_operator.crds.schedules import (ConcurrencyPolicy, DeploymentStatus,
@@ -100,7 +101,7 @@ class PodTemplate(_Model):
                           "resolved relative to it. Defaults to the image's WORKDIR.")
 
 
-class DeploymentSpec(_Model):
+class DeploymentSpec(DeploymentQueueing):
     """What to run (entrypoint, image) and how (pod overrides, timeouts, retries)."""
 
     entrypoint: str = Field(
@@ -189,7 +190,7 @@ class Deployment(_Model):
         None, description="What the operator's scheduler observed; written by the operator.")
 
 
-class FlowRunSpec(_Model):
+class FlowRunSpec(FlowRunQueueing):
     """One run of a flow: of a Deployment (deploymentName) or ad hoc (entrypoint + image)."""
 
     deployment_name: str | None = Field(

@@ -56,8 +56,11 @@ class Intake:
             self.forget(key, Meta(body).uid)
             return
         # A run first seen in the start-up listing (no event type) sets the Events' baseline.
-        self.remember(body, baseline=event_type is None)
-        self.queue.add(key)
+        listed = event_type is None
+        self.remember(body, baseline=listed)
+        # A final run found by a listing has at most clean-up or a record to finish: it
+        # goes behind the runs that wait for a Job (see WorkQueue.add).
+        self.queue.add(key, later=listed and _final(body))
 
     def on_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = self.index.remove_job(body) if event_type == "DELETED" else self.index.put_job(body)

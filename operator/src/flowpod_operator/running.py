@@ -24,7 +24,7 @@ import kopf
 from flowpod_operator._decisions import deciding, manifests
 from flowpod_kube.connecting import api_client
 from flowpod_kube.errors import KubeError
-from flowpod_operator._runtime import connecting, logs, wiring
+from flowpod_operator._runtime import connecting, logs, priming, wiring
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.kubeapi import KubeApi
@@ -86,7 +86,7 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
         ready = asyncio.Event()
         runner = (await start_endpoints(options.health_host, options.health_port, ready,
                                         metrics) if options.health_port else None)
-        tasks = reconciler.start()
+        tasks = reconciler.start(priming.prime(api, reconciler.intake, options.namespaces))
         try:
             await kopf.operator(
                 registry=registry, settings=wiring.build_settings(), standalone=True,

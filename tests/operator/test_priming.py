@@ -39,11 +39,14 @@ def test_prime_lists_each_kind_into_the_index_and_retries_a_refusal(k8s):
     job, pod = k8s.job(run), k8s.pod(run)
     other = k8s.deployment("other")
     api = PagedApi({contract.deployment_path("ns"): [[k8s.deployment()], [other]],
+                    contract.flowrun_path("ns"): [[run], [k8s.flowrun("new")]],
                     "/apis/batch/v1/namespaces/ns/jobs": [[job]],
                     "/api/v1/namespaces/ns/pods": [[pod]]}, failures=1)
-    index = Index()
-    intake = Intake(index, WorkQueue(), EventRecorder(lambda e: None, clock=lambda: k8s.now))
+    index, queue = Index(), WorkQueue()
+    intake = Intake(index, queue, EventRecorder(lambda e: None, clock=lambda: k8s.now))
     asyncio.run(priming.prime(api, intake, ["ns"], first_delay=0.01))
+    assert sorted(index.keys()) == [("ns", "new"), ("ns", "run")]
+    assert queue.stats()["queued"] == 2
     assert index.deployment("ns", "hello") is not None
     assert index.deployment("ns", "other") is not None
     assert index.children(("ns", "run")) == ([job], [pod])
@@ -51,12 +54,36 @@ def test_prime_lists_each_kind_into_the_index_and_retries_a_refusal(k8s):
     assert api.calls[0] == (contract.deployment_path("ns"), None)
     assert api.calls[1:] == [(contract.deployment_path("ns"), None),
                              ("/apis/batch/v1/namespaces/ns/jobs", contract.LABEL_FLOW_RUN),
-                             ("/api/v1/namespaces/ns/pods", contract.LABEL_FLOW_RUN)]
+                             ("/api/v1/namespaces/ns/pods", contract.LABEL_FLOW_RUN),
+                             (contract.flowrun_path("ns"), None)]
+
+
+def test_a_run_listed_again_unchanged_is_not_queued_again(k8s):
+    index, queue = Index(), WorkQueue()
+    intake = Intake(index, queue, EventRecorder(lambda e: None, clock=lambda: k8s.now))
+    run = k8s.flowrun()
+    intake.on_flowrun(None, run)
+
+    async def drain() -> list:
+        taken = []
+        while queue.stats()["queued"]:
+            taken.append(await queue.get())
+            queue.done(taken[-1])
+        return taken
+
+    assert asyncio.run(drain()) == [("ns", "run")]
+    intake.on_flowrun(None, k8s.flowrun())  # kopf's listing, after the start-up one
+    assert queue.stats()["queued"] == 0
+    newer = k8s.flowrun()
+    newer["metadata"]["resourceVersion"] = "101"
+    intake.on_flowrun(None, newer)
+    assert queue.stats()["queued"] == 1
 
 
 def test_all_namespaces_are_listed_cluster_wide():
     assert [path for path, _, _ in priming._paths(())] == [
-        contract.deployment_path(None), "/apis/batch/v1/jobs", "/api/v1/pods"]
+        contract.deployment_path(None), "/apis/batch/v1/jobs", "/api/v1/pods",
+        contract.flowrun_path(None)]
 
 
 class Recording(Reconciler):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from flowpod import contract
+from flowpod_operator._decisions import cleanup
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.history import History
 from flowpod_operator._runtime.indexing import Index
@@ -73,7 +74,7 @@ def test_a_run_that_moves_to_another_deployment_label_leaves_the_old_group(k8s):
     history = History(index)
     assert index.history_group("ns", "hello") == (2, [])
     assert history.victims("ns", "other") == []
-    assert index.history_group("ns", "other") == (1, [index.flowrun(("ns", "r1"))])
+    assert index.history_group("ns", "other") == (1, [cleanup.ranked(moved)])
 
 
 def test_owned_runs_are_found_by_their_owner_without_a_scan(k8s):

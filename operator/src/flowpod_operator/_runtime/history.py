@@ -41,9 +41,9 @@ class History:
         cached = self._ranked.get(group)
         if cached is not None and cached[0] == version and cached[1] == limits:
             return cached[2]
-        version, runs = self.index.history_group(namespace, deployment)
-        beyond = cleanup.beyond_history(runs, *limits)
-        if runs:
+        version, places = self.index.history_group(namespace, deployment)
+        beyond = cleanup.beyond_history_ranked(places, *limits)
+        if places:
             self._ranked[group] = (version, limits, beyond)
         else:
             self._ranked.pop(group, None)

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from flowpod import contract, states
 
-from flowpod_operator._decisions import diagnosing
+from flowpod_operator._decisions import cleanup, diagnosing
 from flowpod_operator._decisions import observations as obs
 from flowpod_operator._decisions import owned
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
@@ -58,21 +58,6 @@ def _history_group(key: Key, body: Mapping[str, Any]) -> tuple[str, str] | None:
     return (key[0], deployment) if deployment else None
 
 
-def _history_facts(body: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
-    """What the history limits rank a run by (flowpod_operator._decisions.cleanup); None
-    while the run is not final, when it is never a candidate."""
-    if body is None:
-        return None
-    run = FlowRunView(body)
-    if run.state_type not in _TERMINAL_WIRE:
-        return None
-    status = body.get("status") or {}
-    return (run.state_type, status.get("endTime"), (status.get("state") or {}).get("timestamp"),
-            run.meta.name, Meta(body).labels.get(contract.LABEL_DEPLOYMENT),
-            (body.get("metadata") or {}).get("creationTimestamp"),
-            tuple(ref.get("kind") for ref in run.meta.owner_references))
-
-
 def _owner_uids(body: Mapping[str, Any]) -> list[str]:
     return [uid for ref in Meta(body).owner_references if (uid := ref.get("uid"))]
 
@@ -89,8 +74,9 @@ class Index:
         # (namespace, Deployment) -> its FlowRuns: the scheduler looks up a Deployment's runs
         # at every due time, and a scan of every known run there grows with the history.
         self._by_deployment: dict[tuple[str, str], set[Key]] = {}
-        # (namespace, flowpod.io/deployment label) -> its FlowRuns, and a version per group.
-        self._by_history: dict[tuple[str, str], set[Key]] = {}
+        # (namespace, flowpod.io/deployment label) -> its FlowRuns with their place in the
+        # history (cleanup.ranked, computed once per change), and a version per group.
+        self._by_history: dict[tuple[str, str], dict[Key, cleanup.Ranked | None]] = {}
         self._history_versions: dict[tuple[str, str], int] = {}
         # (namespace, owner uid) -> the FlowRuns naming it among their ownerReferences.
         self._by_owner: dict[tuple[str, str], set[Key]] = {}
@@ -117,8 +103,10 @@ class Index:
             self._by_owner.setdefault((key[0], uid), set()).add(key)
         group = _history_group(key, body)
         if group is not None:
-            self._by_history.setdefault(group, set()).add(key)
-            if old is None or _history_facts(old) != _history_facts(body):
+            members = self._by_history.setdefault(group, {})
+            entry = cleanup.ranked(body)
+            if key not in members or members[key] != entry:
+                members[key] = entry
                 self._bump(group)
 
     def _unlink(self, key: Key, body: Mapping[str, Any],
@@ -128,20 +116,23 @@ class Index:
             _discard(self._by_owner, (key[0], uid), key)
         group = _history_group(key, body)
         if group is not None and (new is None or _history_group(key, new) != group):
-            _discard(self._by_history, group, key)
+            members = self._by_history.get(group, {})
+            members.pop(key, None)
+            if not members:
+                self._by_history.pop(group, None)
             self._bump(group)
 
     def _bump(self, group: tuple[str, str]) -> None:
         self._history_versions[group] = self._history_versions.get(group, 0) + 1
 
     def history_group(self, namespace: str, deployment: str
-                      ) -> tuple[int, list[Mapping[str, Any]]]:
-        """(version, runs) of the FlowRuns labelled with this Deployment; the version
-        changes whenever a member joins, leaves, or changes what the limits rank by."""
+                      ) -> tuple[int, list[cleanup.Ranked | None]]:
+        """(version, places) of the FlowRuns labelled with this Deployment
+        (flowpod_operator._decisions.cleanup.ranked); the version changes whenever a member
+        joins, leaves, or changes what the limits rank by."""
         group = (namespace, deployment)
-        keys = self._by_history.get(group, ())
         return (self._history_versions.get(group, 0),
-                [self._flowruns[key] for key in keys])
+                list(self._by_history.get(group, {}).values()))
 
     def history_version(self, namespace: str, deployment: str) -> int:
         return self._history_versions.get((namespace, deployment), 0)

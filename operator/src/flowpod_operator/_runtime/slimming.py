@@ -77,7 +77,10 @@ def slim_flowrun(body: Mapping[str, Any]) -> Mapping[str, Any]:
             kept[name] = _interned_map(value) if name == "state" else value
     history = status.get("stateHistory")
     if history:
-        kept["stateHistory"] = [_interned_map(history[-1])]
+        # The last entry is the state itself on every run that reached it normally: one dict.
+        last = history[-1]
+        kept["stateHistory"] = [kept["state"] if last == status.get("state")
+                                else _interned_map(last)]
     out: dict[str, Any] = {sys.intern(k): _interned(v) for k, v in body.items()
                            if k not in ("metadata", "status")}
     out["metadata"] = _metadata(body.get("metadata") or {})

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import _operator_bench as ob
@@ -58,6 +59,7 @@ class MemoryBench:
         self.changed = asyncio.Event()
         self.current = bench.operator
         self.compare: Path | None = None
+        self.restarts = 0  # probes already in the namespace, so new ones get new names
         self.probe_timeout = 120.0
 
     async def create(self, client, names: list[str], *, cancel: bool) -> None:
@@ -141,13 +143,18 @@ class MemoryBench:
 async def run(bench: ob.Bench, sizes: list[int], live: int, in_flight: int,
               compare: Path | None) -> None:
     ns = bench.namespace
-    bench.api.create_deployment(ns, "parked", entrypoint="examples/hello/flow.py:hello",
-                                podTemplate=ob.PARKED, pendingTimeoutSeconds=3600)
-    # The final runs' Deployment keeps them all: its history limit is above any size here.
-    bench.api.create_deployment(ns, "history", entrypoint="examples/hello/flow.py:hello",
-                                podTemplate=ob.PARKED, failedRunsHistoryLimit=1_000_000)
     mb = MemoryBench(bench, in_flight)
     mb.compare = compare
+    existing = bench.api.get(contract.flowrun_path(ns)) or {}
+    names = [item["metadata"]["name"] for item in existing.get("items", [])]
+    mb.created = sum(name.startswith("final-") for name in names)
+    mb.restarts = sum(name.startswith("probe-") for name in names)
+    if not names:
+        bench.api.create_deployment(ns, "parked", entrypoint="examples/hello/flow.py:hello",
+                                    podTemplate=ob.PARKED, pendingTimeoutSeconds=3600)
+        # The final runs' Deployment keeps them all: its history limit is above any size.
+        bench.api.create_deployment(ns, "history", entrypoint="examples/hello/flow.py:hello",
+                                    podTemplate=ob.PARKED, failedRunsHistoryLimit=1_000_000)
     async with ob.async_client(bench.cluster, connections=in_flight + 4) as client:
         watchers = [
             asyncio.create_task(ob.watch(client, contract.flowrun_path(ns), mb.final,
@@ -180,9 +187,9 @@ async def _one_size(mb: MemoryBench, client, size: int) -> None:
     print(f"    RSS, operator that saw them arrive   {seen['VmRSS'] / _MIB:6.0f} MiB "
           f"(peak {seen['VmHWM'] / _MIB:.0f})")
     if mb.compare is not None:
-        await _restarted(mb, client, f"probe-{size}-compared", f"{mb.compare}'s operator",
-                         mb.other(mb.compare))
-    await _restarted(mb, client, f"probe-{size}", "this checkout's operator")
+        await _restarted(mb, client, f"probe-{size}-compared-{mb.restarts}",
+                         f"{mb.compare}'s operator", mb.other(mb.compare))
+    await _restarted(mb, client, f"probe-{size}-{mb.restarts}", "this checkout's operator")
 
 
 async def _restarted(mb: MemoryBench, client, probe: str, who: str,
@@ -199,16 +206,16 @@ async def _restarted(mb: MemoryBench, client, probe: str, who: str,
 
 
 async def _live(mb: MemoryBench, client, live: int) -> None:
-    names = [f"live-{index:04d}" for index in range(live)]
+    names = [f"live-{mb.restarts}-{index:04d}" for index in range(live)]
     print(f"{live} live runs (parked pods): creating", flush=True)
     before = len(mb.jobs)
     await mb.create(client, names, cancel=False)
     await mb.wait(mb.jobs, before + live, "live Jobs", 600)
     print(f"  {live} live runs (and {mb.created} final):")
     if mb.compare is not None:
-        await _restarted(mb, client, "probe-live-compared", f"{mb.compare}'s operator",
-                         mb.other(mb.compare))
-    await _restarted(mb, client, "probe-live", "this checkout's operator")
+        await _restarted(mb, client, f"probe-live-compared-{mb.restarts}",
+                         f"{mb.compare}'s operator", mb.other(mb.compare))
+    await _restarted(mb, client, f"probe-live-{mb.restarts}", "this checkout's operator")
 
 
 def main() -> None:
@@ -219,12 +226,32 @@ def main() -> None:
                         help="live runs for the last restart (0 = skip; default 300)")
     parser.add_argument("--in-flight", type=int, default=48,
                         help="concurrent FlowRun POSTs (default 48)")
+    parser.add_argument("--namespace", metavar="NS",
+                        help="measure over the runs already in this namespace (e.g. one a "
+                             "previous run of this benchmark left) instead of a new one")
     parser.add_argument("--compare", type=Path, metavar="CHECKOUT",
                         help="also restart another checkout's operator over the same runs "
                              "first (e.g. a worktree of the main branch), for before/after")
     args = parser.parse_args()
-    with ob.bench_env("memory") as bench:
+    env = _existing(args.namespace) if args.namespace else ob.bench_env("memory")
+    with env as bench:
         asyncio.run(run(bench, sorted(args.runs), args.live, args.in_flight, args.compare))
+
+
+@contextmanager
+def _existing(namespace: str):
+    """The operator over a namespace that already holds runs; the namespace is kept."""
+    state_dir = Path(os.environ.get("FLOWPOD_CLUSTER_DIR", ob.repo_path(".cluster"))).resolve()
+    cluster = ob.plane.load(state_dir)
+    log = cluster.state_dir / "logs" / f"operator-{namespace}.log"
+    operator = harness.OperatorProcess(cluster.kubeconfig, log, (namespace,),
+                                       ("--log-level", "WARNING")).start(120)
+    bench = ob.Bench(cluster, namespace, operator)
+    try:
+        yield bench
+    finally:
+        operator.stop()
+        bench.api.close()
 
 
 if __name__ == "__main__":

@@ -211,11 +211,14 @@ class OperatorProcess:
     """`python -m flowpod_operator` as a child process, logging to `log_path`."""
 
     def __init__(self, kubeconfig: Path, log_path: Path, namespaces: tuple[str, ...] = (),
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (),
+                 extra_env: Mapping[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.namespaces = namespaces
         self.extra_args = extra_args
+        # e.g. PYTHONPATH naming another checkout's sources, for a benchmark comparing them
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port = 0
 
@@ -229,7 +232,8 @@ class OperatorProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=REPO,
-                                         env=dict(os.environ), start_new_session=True)
+                                         env={**os.environ, **self.extra_env},
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

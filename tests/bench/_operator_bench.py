@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import sys
 import time
@@ -46,7 +47,8 @@ class Bench:
 
 @contextmanager
 def bench_env(stem: str, *operator_args: str) -> Iterator[Bench]:
-    state_dir = (plane.REPO_ROOT / ".cluster").resolve()
+    # The same switch as the tests' (tests/conftest.py): a benchmark can get a plane of its own.
+    state_dir = Path(os.environ.get("FLOWPOD_CLUSTER_DIR", plane.REPO_ROOT / ".cluster")).resolve()
     cluster = plane.load(state_dir)
     if cluster is None or not cluster.is_ready():
         cluster = plane.up(state_dir)

@@ -28,7 +28,7 @@ from flowpod_operator._decisions import deciding, manifests
 from flowpod_operator._decisions.sharding import Shard
 from flowpod_kube.connecting import api_client
 from flowpod_kube.errors import KubeError
-from flowpod_operator._runtime import connecting, leading, logs, wiring
+from flowpod_operator._runtime import connecting, leading, logs, priming, wiring
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.kubeapi import KubeApi
@@ -116,7 +116,10 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
 
         async def reconcile() -> None:
             standby.clear()
-            tasks.extend(reconciler.start())
+            # The workers wait for the operator's own start-up listing (priming), which
+            # runs only once this process leads: a standby lists nothing.
+            tasks.extend(reconciler.start(priming.prime(api, reconciler.intake,
+                                                        options.namespaces)))
             await kopf.operator(
                 registry=registry, settings=wiring.build_settings(), standalone=True,
                 clusterwide=not options.namespaces, namespaces=list(options.namespaces),

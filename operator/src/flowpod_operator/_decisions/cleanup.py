@@ -21,7 +21,8 @@ from flowpod import contract
 
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 
-__all__ = ["expires_at", "beyond_history", "history_limits", "SUCCESSFUL", "FAILED",
+__all__ = ["expires_at", "beyond_history", "beyond_history_ranked", "ranked", "Ranked",
+           "history_limits", "SUCCESSFUL", "FAILED",
            "DEFAULT_SUCCESSFUL_HISTORY", "DEFAULT_FAILED_HISTORY"]
 
 SUCCESSFUL = frozenset({"COMPLETED"})
@@ -78,20 +79,36 @@ def _has_parent_run(body: Mapping[str, Any]) -> bool:
                for ref in Meta(body).owner_references)
 
 
+# What the history limits rank a run by: (newest-first sort key, "ok" or "bad", its key).
+Ranked = tuple[tuple[str, str, str], str, Key]
+
+
+def ranked(body: Mapping[str, Any]) -> Ranked | None:
+    """A run's place in its Deployment's history; None when it is never a candidate (not
+    final, or started by another run, whose parent keeps it)."""
+    state = FlowRunView(body).state_type
+    kind = "ok" if state in SUCCESSFUL else "bad" if state in FAILED else None
+    if kind is None or _has_parent_run(body):
+        return None
+    return _newest_first(body), kind, FlowRunView(body).key
+
+
 def beyond_history(runs: Iterable[Mapping[str, Any]], successful: int, failed: int
                    ) -> dict[Key, str]:
     """The final runs (of one Deployment) past its history limits, each with the reason."""
+    return beyond_history_ranked(map(ranked, runs), successful, failed)
+
+
+def beyond_history_ranked(entries: Iterable[Ranked | None], successful: int, failed: int
+                          ) -> dict[Key, str]:
+    """`beyond_history` of runs already ranked (`ranked`), as the Index keeps them."""
     kept = {"ok": successful, "bad": failed}
     out: dict[Key, str] = {}
-    for body in sorted(runs, key=_newest_first, reverse=True):
-        state = FlowRunView(body).state_type
-        kind = "ok" if state in SUCCESSFUL else "bad" if state in FAILED else None
-        if kind is None or _has_parent_run(body):
-            continue  # not final, or its parent's to keep: never a candidate
+    for _, kind, key in sorted(filter(None, entries), reverse=True):
         if kept[kind] > 0:
             kept[kind] -= 1
             continue
         field, limit = (("successfulRunsHistoryLimit", successful) if kind == "ok"
                         else ("failedRunsHistoryLimit", failed))
-        out[FlowRunView(body).key] = f"beyond the Deployment's {field} of {limit}"
+        out[key] = f"beyond the Deployment's {field} of {limit}"
     return out

@@ -6,6 +6,13 @@ FlowRun, so a reconcile never lists the API. Jobs and Pods are grouped under the
 belong to; a deleted pod is kept as a tombstone (its last body), because how it vanished is
 part of the diagnosis ("pod deleted", "node lost"). Everything runs on one event loop, so
 plain dicts need no locks.
+
+What is stored is what is read (flowpod_operator._runtime.slimming): a final FlowRun as its
+slim form, every other object without managedFields. Two look-ups keep a decision from
+scanning every run the operator knows, which grows with the history: the runs a run owns
+(by the owner's uid), and the runs counted against a Deployment's history limits (by the
+flowpod.io/deployment label), with a version per such group that changes only when what
+the limits rank by changes (flowpod_operator._runtime.history caches on it).
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from flowpod import contract, states
 
-from flowpod_operator._decisions import diagnosing
+from flowpod_operator._decisions import cleanup, diagnosing
 from flowpod_operator._decisions import observations as obs
 from flowpod_operator._decisions import owned
 from flowpod_operator._decisions.views import FlowRunView, Key, Meta
+from flowpod_operator._runtime.slimming import slim_flowrun, without_managed_fields
 
 __all__ = ["Key", "Index", "key_of_flowrun", "key_of_child"]
 
@@ -45,6 +53,15 @@ def _is_older(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
     return Meta(new).is_older_than(old)
 
 
+def _history_group(key: Key, body: Mapping[str, Any]) -> tuple[str, str] | None:
+    deployment = Meta(body).labels.get(contract.LABEL_DEPLOYMENT)
+    return (key[0], deployment) if deployment else None
+
+
+def _owner_uids(body: Mapping[str, Any]) -> list[str]:
+    return [uid for ref in Meta(body).owner_references if (uid := ref.get("uid"))]
+
+
 class Index:
     """Latest known bodies, keyed for the decision function's needs."""
 
@@ -57,6 +74,12 @@ class Index:
         # (namespace, Deployment) -> its FlowRuns: the scheduler looks up a Deployment's runs
         # at every due time, and a scan of every known run there grows with the history.
         self._by_deployment: dict[tuple[str, str], set[Key]] = {}
+        # (namespace, flowpod.io/deployment label) -> its FlowRuns with their place in the
+        # history (cleanup.ranked, computed once per change), and a version per group.
+        self._by_history: dict[tuple[str, str], dict[Key, cleanup.Ranked | None]] = {}
+        self._history_versions: dict[tuple[str, str], int] = {}
+        # (namespace, owner uid) -> the FlowRuns naming it among their ownerReferences.
+        self._by_owner: dict[tuple[str, str], set[Key]] = {}
 
     # --- FlowRuns --------------------------------------------------------------------------
     def put_flowrun(self, body: Mapping[str, Any]) -> bool:
@@ -65,21 +88,54 @@ class Index:
         old = self._flowruns.get(key)
         if _is_older(body, old):
             return False
+        body = slim_flowrun(body)
         if old is not None:
-            self._unlink(key, old)
+            self._unlink(key, old, body)
         self._flowruns[key] = body
+        self._link(key, body, old)
+        return True
+
+    def _link(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
         deployment = FlowRunView(body).deployment_name
         if deployment:
             self._by_deployment.setdefault((key[0], deployment), set()).add(key)
-        return True
+        for uid in _owner_uids(body):
+            self._by_owner.setdefault((key[0], uid), set()).add(key)
+        group = _history_group(key, body)
+        if group is not None:
+            members = self._by_history.setdefault(group, {})
+            entry = cleanup.ranked(body)
+            if key not in members or members[key] != entry:
+                members[key] = entry
+                self._bump(group)
 
-    def _unlink(self, key: Key, body: Mapping[str, Any]) -> None:
-        group = (key[0], FlowRunView(body).deployment_name or "")
-        members = self._by_deployment.get(group)
-        if members is not None:
-            members.discard(key)
+    def _unlink(self, key: Key, body: Mapping[str, Any],
+                new: Mapping[str, Any] | None = None) -> None:
+        _discard(self._by_deployment, (key[0], FlowRunView(body).deployment_name or ""), key)
+        for uid in _owner_uids(body):
+            _discard(self._by_owner, (key[0], uid), key)
+        group = _history_group(key, body)
+        if group is not None and (new is None or _history_group(key, new) != group):
+            members = self._by_history.get(group, {})
+            members.pop(key, None)
             if not members:
-                del self._by_deployment[group]
+                self._by_history.pop(group, None)
+            self._bump(group)
+
+    def _bump(self, group: tuple[str, str]) -> None:
+        self._history_versions[group] = self._history_versions.get(group, 0) + 1
+
+    def history_group(self, namespace: str, deployment: str
+                      ) -> tuple[int, list[cleanup.Ranked | None]]:
+        """(version, places) of the FlowRuns labelled with this Deployment
+        (flowpod_operator._decisions.cleanup.ranked); the version changes whenever a member
+        joins, leaves, or changes what the limits rank by."""
+        group = (namespace, deployment)
+        return (self._history_versions.get(group, 0),
+                list(self._by_history.get(group, {}).values()))
+
+    def history_version(self, namespace: str, deployment: str) -> int:
+        return self._history_versions.get((namespace, deployment), 0)
 
     def remove_flowrun(self, key: Key) -> None:
         old = self._flowruns.pop(key, None)
@@ -128,7 +184,7 @@ class Index:
     # --- Deployments -----------------------------------------------------------------------
     def put_deployment(self, body: Mapping[str, Any]) -> None:
         meta = Meta(body)
-        self._deployments[(meta.namespace or "", meta.name or "")] = body
+        self._deployments[(meta.namespace or "", meta.name or "")] = without_managed_fields(body)
 
     def remove_deployment(self, namespace: str, name: str) -> None:
         self._deployments.pop((namespace, name), None)
@@ -165,7 +221,7 @@ class Index:
         name = Meta(body).name or ""
         last = self._pods.get(key, {}).pop(name, None)
         # The deletion event carries the final body; keep whichever is newer.
-        keep = last if last is not None and _is_older(body, last) else body
+        keep = last if last is not None and _is_older(body, last) else without_managed_fields(body)
         self._gone.setdefault(key, {})[name] = keep
         if not self._pods.get(key):
             self._pods.pop(key, None)
@@ -179,7 +235,7 @@ class Index:
         name = Meta(body).name or ""
         bucket = table.setdefault(key, {})
         if not _is_older(body, bucket.get(name)):
-            bucket[name] = body
+            bucket[name] = without_managed_fields(body)
         return key
 
     def has_jobs(self, key: Key) -> bool:
@@ -209,12 +265,12 @@ class Index:
             slot=slot, beyond_history=beyond_history, owned_runs=self._owned_runs(flowrun))
 
     def _owned_runs(self, flowrun: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
-        # A scan, but only of a run being cancelled: rare, and no index to keep in step.
         if not owned.cancels_children(flowrun):
             return ()
-        namespace = Meta(flowrun).namespace
-        return tuple(body for (ns, _), body in self._flowruns.items()
-                     if ns == namespace and owned.owned_by(body, flowrun))
+        meta = Meta(flowrun)
+        keys = self._by_owner.get((meta.namespace or "", meta.uid or ""), ())
+        return tuple(body for body in map(self._flowruns.__getitem__, sorted(keys))
+                     if owned.owned_by(body, flowrun))
 
     def sizes(self) -> dict[str, int]:
         return {"flowruns": len(self._flowruns), "deployments": len(self._deployments),
@@ -224,3 +280,11 @@ class Index:
 
     def __iter__(self) -> Iterator[Key]:
         return iter(list(self._flowruns))
+
+
+def _discard(table: dict[tuple[str, str], set[Key]], group: tuple[str, str], key: Key) -> None:
+    members = table.get(group)
+    if members is not None:
+        members.discard(key)
+        if not members:
+            del table[group]

@@ -57,13 +57,25 @@ class Intake:
         if not self.shard.owns_flowrun(body):
             return
         key = FlowRunView(body).key
+        if event_type is None and self._known(key, body):
+            return  # listed again (the start-up listing, then kopf's): nothing new
         self._poke_schedule(body)
         if event_type == "DELETED":
             self.forget(key, Meta(body).uid)
             return
         # A run first seen in the start-up listing (no event type) sets the Events' baseline.
-        self.remember(body, baseline=event_type is None)
-        self.queue.add(key)
+        listed = event_type is None
+        self.remember(body, baseline=listed)
+        # A final run found by a listing has at most clean-up or a record to finish: it
+        # goes behind the runs that wait for a Job (see WorkQueue.add).
+        self.queue.add(key, later=listed and _final(body))
+
+    def _known(self, key: Key, body: Mapping[str, Any]) -> bool:
+        known = self.index.flowrun(key)
+        if known is None:
+            return False
+        mine, theirs = Meta(body), Meta(known)
+        return mine.uid == theirs.uid and mine.resource_version == theirs.resource_version
 
     def on_job(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         if not self.shard.owns_child(body):

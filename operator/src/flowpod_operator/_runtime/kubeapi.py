@@ -60,7 +60,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 from kubernetes_asyncio import client
 
@@ -289,6 +289,23 @@ class KubeApi:
                 raise self.failure(f"LIST ({selector})", errors.Ref(kind, None, namespace),
                                    reply)
         return list(jobs.body.get("items") or []), list(pods.body.get("items") or [])
+
+    async def list_pages(self, path: str, kind: str, *, selector: str | None = None,
+                         page: int = 500) -> AsyncIterator[list[Mapping[str, Any]]]:
+        """Every object of a collection, a page at a time (one response for all of them
+        would be parsed at once, and the peak stays in the process)."""
+        query: dict[str, Any] = {"limit": page}
+        if selector:
+            query["labelSelector"] = selector
+        while True:
+            reply = await self._call("GET", path, query=query, timeout=60.0)
+            if not reply.ok:
+                raise self.failure("LIST", errors.Ref(kind, None, None), reply)
+            yield list(reply.body.get("items") or [])
+            token = (reply.body.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query["continue"] = token
 
     # --- Events and discovery --------------------------------------------------------------
     async def post_event(self, event: Mapping[str, Any]) -> None:

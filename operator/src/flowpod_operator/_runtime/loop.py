@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from flowpod_operator._decisions import deciding
 from flowpod_operator._decisions.actions import CreateJob
@@ -68,15 +68,23 @@ class Reconciler:
         self.max_steps = max_steps
         self._failures: dict[Key, int] = {}
         self.reconciles = 0
+        self._primed = asyncio.Event()
 
-    def start(self) -> list[asyncio.Task[None]]:
+    def start(self, first: Awaitable[None] | None = None) -> list[asyncio.Task[None]]:
         """Start the workers, the resync timer and the Event posters; the caller cancels
         them. Created synchronously, before kopf starts, so kopf never takes them for
-        tasks of its own left hanging at shutdown."""
+        tasks of its own left hanging at shutdown. The workers decide nothing until
+        `first` (the start-up listing, flowpod_operator._runtime.priming) has finished."""
         tasks = [asyncio.create_task(self._work(), name=f"flowpod worker {n}")
                  for n in range(self.workers)]
         tasks.append(asyncio.create_task(self._resync(), name="flowpod resync"))
+        tasks.append(asyncio.create_task(self._prime(first), name="flowpod priming"))
         return tasks + self.scheduler.start() + self.events.start()
+
+    async def _prime(self, first: Awaitable[None] | None) -> None:
+        if first is not None:
+            await first
+        self._primed.set()
 
     async def _resync(self) -> None:
         rounds = 0
@@ -92,6 +100,7 @@ class Reconciler:
                 self.queue.add(key)
 
     async def _work(self) -> None:
+        await self._primed.wait()
         while True:
             key = await self.queue.get()
             try:

@@ -6,6 +6,11 @@ many events arrive for it; a key being reconciled is never handed to a second wo
 is re-queued when it is marked again meanwhile (so no event is lost). `add_after` keeps the
 earliest of several delays. Everything runs on one event loop.
 
+`add(key, later=True)` queues a key behind every other: after a restart the start-up listing
+queues every final run the operator knows (to clean up or record), and a run created just
+then must not wait behind thousands of them for its Job. A later key marked again without
+`later` moves to the front.
+
 Why not kopf's own per-object handlers: kopf serialises work per *object*, but a FlowRun's
 decision depends on its Deployment, Jobs and Pods too. Keyed by FlowRun, this queue lets
 every event of a run (a pod's, a Job's) mark one key, so exactly one worker decides for the
@@ -18,6 +23,7 @@ and, once, the flowpod.io/deployment label (which GitOps tools leave alone).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Hashable
 
 __all__ = ["WorkQueue"]
@@ -27,19 +33,23 @@ class WorkQueue:
     """Keys waiting to be reconciled."""
 
     def __init__(self) -> None:
-        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._queued: set[Hashable] = set()
+        # (0 now / 1 later, arrival, key); an entry whose rank no longer matches _queued is
+        # stale (the key moved to the front) and skipped.
+        self._ready: asyncio.PriorityQueue[tuple[int, int, Hashable]] = asyncio.PriorityQueue()
+        self._arrivals = itertools.count()
+        self._queued: dict[Hashable, int] = {}
         self._active: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
 
-    def add(self, key: Hashable) -> None:
-        """Reconcile `key` as soon as a worker is free."""
+    def add(self, key: Hashable, *, later: bool = False) -> None:
+        """Reconcile `key` as soon as a worker is free (`later`: once no other key waits)."""
+        rank = 1 if later else 0
         if key in self._active:
             self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._ready.put_nowait(key)
+        elif self._queued.get(key, 2) > rank:
+            self._queued[key] = rank
+            self._ready.put_nowait((rank, next(self._arrivals), key))
 
     def add_after(self, key: Hashable, delay: float) -> None:
         """Reconcile `key` after `delay` seconds (or sooner, if another add says so)."""
@@ -61,8 +71,11 @@ class WorkQueue:
 
     async def get(self) -> Hashable:
         """The next key; the caller must call `done(key)` when finished with it."""
-        key = await self._ready.get()
-        self._queued.discard(key)
+        while True:
+            rank, _, key = await self._ready.get()
+            if self._queued.get(key) == rank:
+                break
+        del self._queued[key]
         self._active.add(key)
         return key
 

@@ -6,10 +6,12 @@ are used (no on.create/on.update): they need no finalizers, progress annotations
 two writes (the Job, the status), and nothing but `.status` and one label
 (flowpod.io/deployment) is ever written to a FlowRun (ARCHITECTURE.md, "One FlowRun, end to
 end", says why, with figures). Jobs and Pods are watched with a server-side label selector
-(flowpod.io/flow-run exists), so unrelated pods never reach the operator. Empty
-kopf indexes on Jobs, Pods and Deployments make kopf hold every handler until those have
-been listed once, so after a restart the first decision about a run already sees its Job
-and Pod. Handlers only feed the Intake (flowpod_operator._runtime.intake).
+(flowpod.io/flow-run exists), so unrelated pods never reach the operator. No kopf
+indexes: they would make kopf hold every object's handler until their kinds are listed,
+and waking those held handlers costs time quadratic in the number of objects; the
+Reconciler instead waits for its own start-up listing (flowpod_operator._runtime.priming),
+so after a restart the first decision about a run still sees its Job and Pod. Handlers
+only feed the Intake (flowpod_operator._runtime.intake).
 Callers: flowpod_operator.running.
 """
 
@@ -65,15 +67,7 @@ def build_registry(reconciler: Reconciler,
 
     # Handlers are coroutines: kopf runs plain functions in a thread pool, and the index
     # must only ever be touched from the event loop.
-    # Never store anything: these exist only so kopf finishes listing these kinds before
-    # any handler runs (see the module docstring).
-    for what, selector in (("jobs", _JOBS), ("pods", _PODS), ("deployments", _DEPLOYMENTS)):
-        kopf.index(**selector, id=f"listed-{what}", registry=registry)(_nothing)
     return registry
-
-
-async def _nothing(**_: Any) -> None:
-    return None
 
 
 def build_settings() -> kopf.OperatorSettings:
@@ -88,6 +82,10 @@ def build_settings() -> kopf.OperatorSettings:
     # An existence selector: the API server sends only the Jobs and Pods of flow runs.
     settings.watching.label_selectors["batch", "v1", "jobs"] = contract.LABEL_FLOW_RUN
     settings.watching.label_selectors["v1", "pods"] = contract.LABEL_FLOW_RUN
+    # The start-up listing in pages: one response with every FlowRun (10,000 final runs
+    # are some 30 MB of JSON, several times that once parsed) would set the peak RSS, which
+    # the process keeps.
+    settings.watching.chunk_size = 500
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10

@@ -355,6 +355,9 @@ def test_an_unrequested_sigterm_lets_the_operators_exact_verdict_stand() -> None
     with pytest.raises(Abort) as refused:
         _run(lambda: _sigterm_reporter(api, sleeps).propose_state(_sigterm_crash()))
     assert refused.value.state.message == "Evicted: pod p was evicted"
+    # The verdict stands, and the process still exits as terminated (143), not 0: a Job
+    # must never count an evicted pod as succeeded.
+    assert isinstance(refused.value.state.data, TerminationSignal)
     assert api.patches() == [] and api.obj["status"]["state"] == verdict
     assert sleeps.delays == [0.1, 0.1]
 

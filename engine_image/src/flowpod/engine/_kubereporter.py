@@ -195,7 +195,10 @@ class KubeReporter:
             if result is not None:
                 fields["result"] = result
         log_tail = self._log_tail() if self._log_tail is not None else None
-        accepted = await self._write_state(state, fields, log_tail)
+        try:
+            accepted = await self._write_state(state, fields, log_tail)
+        except Abort as refused:
+            raise _terminated(refused, state) from None
         self._pending_fields.clear()
         return accepted
 
@@ -376,6 +379,15 @@ def _merged(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, An
         else:
             merged[key] = value
     return merged
+
+
+def _terminated(refused: Abort, state: states.State) -> Abort:
+    """A SIGTERM's crash refused because the run already ended (the operator's exact verdict,
+    e.g. Evicted, came first): the run's state is that verdict, but this process was still
+    terminated and exits as such (143); an exit 0 would let the Job count a success."""
+    if refused.state is None or not isinstance(state.data, TerminationSignal):
+        return refused
+    return Abort(str(refused), state=dataclasses.replace(refused.state, data=state.data))
 
 
 def _cancel_requested(flowrun: Mapping[str, Any]) -> bool:

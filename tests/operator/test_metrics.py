@@ -95,13 +95,18 @@ def test_submission_latency_runs_from_first_sight_to_the_job():
     now = [100.0]
     metrics = Metrics(lambda: [], clock=lambda: now[0])
     metrics.observe(None, _run("a"))            # a new run, from a watch event
-    metrics.observe(None, _run("b"), baseline=True)  # listed at start-up: no clock
+    # Listed at start-up, not submitted yet (created while the operator started, or while
+    # it was down): its wait for a Job is a submission too, and counts from first sight.
+    metrics.observe(None, _run("b"))
+    # Listed at start-up, submitted by an earlier operator: no clock.
+    metrics.observe(None, _run("c", "SCHEDULED", "PENDING"))
     now[0] = 100.25
     metrics.job_created(("ns", "a"))
     metrics.job_created(("ns", "b"))
+    metrics.job_created(("ns", "c"))
     metrics.job_created(("ns", "a"))            # a second attempt's Job is not a submission
-    assert _value(metrics, "flowpod_submission_latency_seconds_count") == 1
-    assert _value(metrics, "flowpod_submission_latency_seconds_sum") == pytest.approx(0.25)
+    assert _value(metrics, "flowpod_submission_latency_seconds_count") == 2
+    assert _value(metrics, "flowpod_submission_latency_seconds_sum") == pytest.approx(0.5)
 
 
 def _free_port() -> int:

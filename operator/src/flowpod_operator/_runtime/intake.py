@@ -119,7 +119,7 @@ class Intake:
         if self.index.put_flowrun(body):
             self.events.observe(body, baseline=baseline)
             if self.metrics is not None:
-                self.metrics.observe(before, body, baseline=baseline)
+                self.metrics.observe(before, body)
             if before is not None and not _final(before) and _final(body):
                 self._released(body)
 

@@ -119,14 +119,14 @@ class Metrics:
         self._sighted: dict[Key, float] = {}
 
     # --- fed by the intake ------------------------------------------------------------------
-    def observe(self, before: Mapping[str, Any] | None, after: Mapping[str, Any], *,
-                baseline: bool = False) -> None:
+    def observe(self, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> None:
         """A newer body of a run: count the states appended since `before`. A first sight
-        counts nothing (as after a restart); a new run's, from a watch event rather than
-        the start-up listing, starts its submission clock."""
+        counts nothing (as after a restart); a run not submitted yet (no state) starts its
+        submission clock, whether a watch event or the start-up listing showed it: a run
+        created while the operator started (or was down) waits for its Job too."""
         run = FlowRunView(after)
         if before is None:
-            if not baseline and not run.state_type:
+            if not run.state_type:
                 self._sight(run.key)
             return
         previous = (FlowRunView(before).state_type or "NONE")

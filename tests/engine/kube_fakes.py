@@ -1,7 +1,7 @@
 """The fake API server of the in-pod engine's tests: one FlowRun, behind httpx.MockTransport.
 
 Role: shared by the hermetic tests of the in-pod reporter and main
-(tests/engine/test_kubereporter.py, tests/engine/test_in_pod.py). It is the one fake
+(tests/engine/test_kubereporter*.py, tests/engine/test_in_pod.py). It is the one fake
 API server of the test suite (tests/fakeapi.py) holding a single FlowRun `NS/NAME`: it
 honours resourceVersion preconditions (409), applies merge patches as RFC 7386 says, and
 refuses state transitions the way the CRD's CEL rule does (422), so tests can fail for real.
@@ -10,14 +10,16 @@ refuses state transitions the way the CRD's CEL rule does (422), so tests can fa
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Callable
 
+import anyio
 import json_merge_patch
 
 from fakeapi import FakeApi as _SharedFakeApi
-from flowpod import contract
+from flowpod import contract, flowruns, states
 
-__all__ = ["FakeApi", "Sleeps", "NS", "NAME", "PATH"]
+__all__ = ["FakeApi", "Sleeps", "NS", "NAME", "PATH", "T0", "run", "wire"]
 
 NS, NAME = "team", "run-1"
 PATH = contract.flowrun_path(NS, NAME)
@@ -59,3 +61,17 @@ class Sleeps:
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
+
+
+# The reporter tests' fixed clock.
+T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def run(fn: Callable[[], Any]) -> Any:
+    """Run one coroutine function to completion, as the engine's thread would."""
+    return anyio.run(fn)
+
+
+def wire(state: states.State) -> dict:
+    """A state as the FlowRun's status carries it."""
+    return flowruns.state_to_wire(state)

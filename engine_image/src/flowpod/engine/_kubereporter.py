@@ -185,9 +185,9 @@ class KubeReporter:
             await self._await_operator_verdict()
             current = flowruns.current_state(self.flowrun or {})
             if current is not None and self._taken_back(current):
-                raise Abort(f"the operator took the run back ({current.name}: "
-                            f"{current.message}); this pod's end is not the run's",
-                            state=dataclasses.replace(current, data=state.data))
+                raise _terminated(Abort(f"the operator took the run back ({current.name}: "
+                                        f"{current.message}); this pod's end is not the "
+                                        "run's", state=current), state)
         fields = dict(self._pending_fields)
         fields.update(self._pause_fields(state))
         if state.is_completed():
@@ -382,8 +382,8 @@ def _merged(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, An
 
 
 def _terminated(refused: Abort, state: states.State) -> Abort:
-    """A SIGTERM's crash refused because the run already ended (the operator's exact verdict,
-    e.g. Evicted, came first): the run's state is that verdict, but this process was still
+    """A SIGTERM's crash refused (the operator took the run back, or its exact verdict, e.g.
+    Evicted, came first): the run's state is the operator's, but this process was still
     terminated and exits as such (143); an exit 0 would let the Job count a success."""
     if refused.state is None or not isinstance(state.data, TerminationSignal):
         return refused

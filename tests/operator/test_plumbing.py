@@ -154,7 +154,8 @@ MINE = ["_decisions.actions", "_decisions.deciding", "_decisions.diagnosing",
         "_decisions.manifests", "_decisions.observations", "_decisions.validating",
         "_decisions.views", "_runtime.actuator", "_runtime.connecting", "_runtime.eventing",
         "_runtime.indexing", "_runtime.intake", "_runtime.kubeapi", "_runtime.logs",
-        "_runtime.loop", "_runtime.queueing", "_runtime.wiring",
+        "_runtime.permissions",
+        "_runtime.loop", "_runtime.queueing", "_runtime.watching", "_runtime.wiring",
         "crds.resources", "crds.crdgen", "crds._cel", "running"]
 
 

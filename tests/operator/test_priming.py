@@ -1,6 +1,6 @@
-"""Start-up: Deployments, Jobs and Pods are listed into the Index (in pages, retried while the
-API refuses) before any worker decides, so the first decision after a restart sees a run's
-Job and Pod (flowpod_operator._runtime.priming, Reconciler.start)."""
+"""Start-up: Deployments, Jobs, Pods and then FlowRuns are listed into the Index (in pages,
+retried while the API refuses) before any worker decides, so the first decision after a
+restart sees a run's Job and Pod (flowpod_operator._runtime.priming, Reconciler.start)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from flowpod_operator._runtime import priming
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.intake import Intake
-from flowpod_operator._runtime.kubeapi import ApiError
+from flowpod_operator._runtime.kubeapi import ApiError, Page
 from flowpod_operator._runtime.loop import Reconciler
 from flowpod_operator._runtime.queueing import WorkQueue
+from flowpod_operator._runtime.watching import FlowRunWatch
 
 
 class PagedApi:
@@ -30,8 +31,8 @@ class PagedApi:
         if self.failures:
             self.failures -= 1
             raise ApiError("LIST failed: the API server is busy", "try again")
-        for items in self.pages.get(path, []):
-            yield items
+        for number, items in enumerate(self.pages.get(path, [])):
+            yield Page(items, str(100 + number))
 
 
 def test_prime_lists_each_kind_into_the_index_and_retries_a_refusal(k8s):
@@ -44,8 +45,10 @@ def test_prime_lists_each_kind_into_the_index_and_retries_a_refusal(k8s):
                     "/api/v1/namespaces/ns/pods": [[pod]]}, failures=1)
     index, queue = Index(), WorkQueue()
     intake = Intake(index, queue, EventRecorder(lambda e: None, clock=lambda: k8s.now))
-    asyncio.run(priming.prime(api, intake, ["ns"], first_delay=0.01))
+    watch = FlowRunWatch(api, intake, "ns")
+    asyncio.run(priming.prime(api, intake, ["ns"], [watch], first_delay=0.01))
     assert sorted(index.keys()) == [("ns", "new"), ("ns", "run")]
+    assert watch.version == "101"  # the watch goes on from the listing's last page
     assert queue.stats()["queued"] == 2
     assert index.deployment("ns", "hello") is not None
     assert index.deployment("ns", "other") is not None
@@ -72,7 +75,7 @@ def test_a_run_listed_again_unchanged_is_not_queued_again(k8s):
         return taken
 
     assert asyncio.run(drain()) == [("ns", "run")]
-    intake.on_flowrun(None, k8s.flowrun())  # kopf's listing, after the start-up one
+    intake.on_flowrun(None, k8s.flowrun())  # a relist after the start-up one
     assert queue.stats()["queued"] == 0
     newer = k8s.flowrun()
     newer["metadata"]["resourceVersion"] = "101"
@@ -82,8 +85,7 @@ def test_a_run_listed_again_unchanged_is_not_queued_again(k8s):
 
 def test_all_namespaces_are_listed_cluster_wide():
     assert [path for path, _, _ in priming._paths(())] == [
-        contract.deployment_path(None), "/apis/batch/v1/jobs", "/api/v1/pods",
-        contract.flowrun_path(None)]
+        contract.deployment_path(None), "/apis/batch/v1/jobs", "/api/v1/pods"]
 
 
 class Recording(Reconciler):

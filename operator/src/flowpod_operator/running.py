@@ -29,6 +29,7 @@ from flowpod_operator._decisions.sharding import Shard
 from flowpod_kube.connecting import api_client
 from flowpod_kube.errors import KubeError
 from flowpod_operator._runtime import connecting, leading, logs, priming, wiring
+from flowpod_operator._runtime.watching import FlowRunWatch
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.kubeapi import KubeApi
@@ -117,9 +118,17 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
         async def reconcile() -> None:
             standby.clear()
             # The workers wait for the operator's own start-up listing (priming), which
-            # runs only once this process leads: a standby lists nothing.
-            tasks.extend(reconciler.start(priming.prime(api, reconciler.intake,
-                                                        options.namespaces)))
+            # runs only once this process leads: a standby lists nothing. The FlowRun
+            # watches go on from that listing (._runtime.watching).
+            flowruns = [FlowRunWatch(api, reconciler.intake, namespace)
+                        for namespace in options.namespaces or (None,)]
+            primed = asyncio.create_task(
+                priming.prime(api, reconciler.intake, options.namespaces, flowruns),
+                name="flowpod start-up listing")
+            tasks.append(primed)
+            tasks.extend(reconciler.start(asyncio.shield(primed)))
+            tasks.extend(asyncio.create_task(_follow(primed, watch), name="flowpod FlowRun watch")
+                         for watch in flowruns)
             await kopf.operator(
                 registry=registry, settings=wiring.build_settings(), standalone=True,
                 clusterwide=not options.namespaces, namespaces=list(options.namespaces),
@@ -145,6 +154,11 @@ async def serve(options: OperatorOptions, *, stop: asyncio.Event | None = None) 
             if runner is not None:
                 await runner.cleanup()
         _log.info("operator stopped")
+
+
+async def _follow(primed: asyncio.Task[None], watch: FlowRunWatch) -> None:
+    await asyncio.shield(primed)
+    await watch.follow()
 
 
 def _exit_lost_lease(exc: leading.LostLease) -> NoReturn:

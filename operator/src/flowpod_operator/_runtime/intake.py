@@ -58,7 +58,7 @@ class Intake:
             return
         key = FlowRunView(body).key
         if event_type is None and self._known(key, body):
-            return  # listed again (the start-up listing, then kopf's): nothing new
+            return  # listed again (a relist after an expired watch): nothing new
         self._poke_schedule(body)
         if event_type == "DELETED":
             self.forget(key, Meta(body).uid)

@@ -2,56 +2,16 @@
 
 Role: the requests behind the actuator's actions (create a Job, delete a Job or Pod, patch
 a FlowRun's status with a resourceVersion precondition), the reads a decision may need
-fresh (a FlowRun, a Deployment, a run's Jobs and Pods), Event posting, and the start-up
-check that the CRDs are served. Responses are read as plain JSON (`_preload_content=False`),
-skipping kubernetes-asyncio's model deserialisation, which costs more than the request
+fresh (a FlowRun, a Deployment, a run's Jobs and Pods), Event posting, the start-up
+check that the CRDs are served, and the paged listings and the watch behind
+flowpod_operator._runtime.priming and .watching. Responses are read as plain JSON
+(`_preload_content=False`), skipping kubernetes-asyncio's model deserialisation, which costs more than the request
 itself at a thousand runs; answers the caller acts on (404, 409, 422) come back as a
 `Reply`, not an exception. Callers: flowpod_operator._runtime.actuator and .loop, .eventing
-(post_event through running), running (check_crds).
+(post_event through running), running (check_crds), priming and watching (listing, watch).
 
-RBAC the operator needs (the Helm chart's Role/ClusterRole lists exactly these):
-
-  apiGroups     resources              verbs                      why
-  flowpod.io    flowruns               get, list, watch, patch,   watch runs; re-read on 409;
-                                       create, delete             label a run with its
-                                                                  Deployment; start scheduled
-                                                                  runs (create), cancel one a
-                                                                  newer one replaces (patch);
-                                                                  delete finished runs past
-                                                                  their TTL or history limit
-  flowpod.io    flowruns/status        patch                      every state write
-  flowpod.io    flowruns/finalizers    update                     Job ownerReference with
-                                                                  blockOwnerDeletion (needed
-                                                                  when the OwnerReferences-
-                                                                  PermissionEnforcement
-                                                                  admission plugin is on)
-  flowpod.io    deployments            get, list, watch           resolve a run's Deployment;
-                                                                  read its schedules
-  flowpod.io    deployments/status     patch                      Ready, next and last
-                                                                  schedule times
-  batch         jobs                   get, list, watch, create,  one Job per attempt; delete
-                                       delete                     a cancelled run's Job; get
-                                                                  one that already exists
-  ""            pods                   list, watch, delete        follow pods; cancel = delete
-  ""            pods/log               get                        a crashed run's last lines
-  ""            events                 create, list               Events on FlowRuns; read
-                                                                  the Events of a Job that
-                                                                  makes no pod (FailedCreate)
-  apiextensions.k8s.io                                            (none needed: the CRDs are
-                customresourcedefinitions                          checked via discovery, which
-                                                                  every authenticated user may
-                                                                  read)
-
-With --leader-election the operator also needs, in the Lease's namespace only (a Role):
-
-  coordination.k8s.io  leases          get, create, update        campaign for, renew and
-                                                                  release the Lease
-
-Watching all namespaces needs these in a ClusterRole; `--namespace` lets a Role per
-watched namespace do. No access to Secrets, ConfigMaps or Nodes is needed. `RBAC_RULES`
-below is the same list as data (PolicyRule shape), and `LEADER_ELECTION_RULES` the Lease's,
-for the chart's tests and the integration tests, which run the operator with exactly these
-permissions.
+The RBAC these calls need is flowpod_operator._runtime.permissions (RBAC_RULES, re-exported
+here for the chart's tests and the harness).
 """
 
 from __future__ import annotations
@@ -59,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Mapping
 
@@ -68,33 +29,13 @@ from flowpod import contract, flowruns
 
 from flowpod_kube import errors
 from flowpod_kube.errors import ApiError, MissingCrdError
+from flowpod_operator._runtime.permissions import LEADER_ELECTION_RULES, RBAC_RULES
 
-__all__ = ["KubeApi", "Reply", "ApiError", "MissingCrdError", "RBAC_RULES",
+__all__ = ["KubeApi", "Reply", "Page", "ApiError", "MissingCrdError", "RBAC_RULES",
            "LEADER_ELECTION_RULES"]
 
 _log = logging.getLogger("flowpod_operator.api")
 
-RBAC_RULES: tuple[dict[str, list[str]], ...] = (
-    {"apiGroups": [contract.GROUP], "resources": [contract.FLOWRUNS],
-     "verbs": ["get", "list", "watch", "patch", "create", "delete"]},
-    {"apiGroups": [contract.GROUP], "resources": [f"{contract.FLOWRUNS}/status"],
-     "verbs": ["patch"]},
-    {"apiGroups": [contract.GROUP], "resources": [f"{contract.FLOWRUNS}/finalizers"],
-     "verbs": ["update"]},
-    {"apiGroups": [contract.GROUP], "resources": [contract.DEPLOYMENTS],
-     "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [contract.GROUP], "resources": [f"{contract.DEPLOYMENTS}/status"],
-     "verbs": ["patch"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"],
-     "verbs": ["get", "list", "watch", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
-)
-LEADER_ELECTION_RULES: tuple[dict[str, list[str]], ...] = (
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-     "verbs": ["get", "create", "update"]},
-)
 _JSON = "application/json"
 
 
@@ -149,11 +90,7 @@ class KubeApi:
             raise
         if response.status >= 400 and response.status not in (404, 409):
             self.on_error(method)
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {"message": raw.decode(errors="replace")[:500]}
-        return Reply(response.status, data if isinstance(data, dict) else {})
+        return Reply(response.status, _decoded(raw))
 
     # --- FlowRuns and Deployments ----------------------------------------------------------
     async def get_flowrun(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -291,21 +228,59 @@ class KubeApi:
         return list(jobs.body.get("items") or []), list(pods.body.get("items") or [])
 
     async def list_pages(self, path: str, kind: str, *, selector: str | None = None,
-                         page: int = 500) -> AsyncIterator[list[Mapping[str, Any]]]:
+                         page: int = 500) -> AsyncIterator["Page"]:
         """Every object of a collection, a page at a time (one response for all of them
-        would be parsed at once, and the peak stays in the process)."""
+        would be parsed at once, and the peak stays in the process). The next page is
+        asked for before this one is handed over, so the API server encodes it while the
+        caller digests this one. Every page carries the listing's resourceVersion, from
+        which a watch goes on (`watch`)."""
         query: dict[str, Any] = {"limit": page}
         if selector:
             query["labelSelector"] = selector
+        reply = await self._call("GET", path, query=query, timeout=60.0)
         while True:
-            reply = await self._call("GET", path, query=query, timeout=60.0)
             if not reply.ok:
                 raise self.failure("LIST", errors.Ref(kind, None, None), reply)
-            yield list(reply.body.get("items") or [])
-            token = (reply.body.get("metadata") or {}).get("continue")
-            if not token:
+            meta = reply.body.get("metadata") or {}
+            token = meta.get("continue")
+            following = asyncio.ensure_future(self._call(
+                "GET", path, query={**query, "continue": token}, timeout=60.0)
+            ) if token else None
+            try:
+                yield Page(reply.body.get("items") or [], meta.get("resourceVersion"))
+            except BaseException:  # the caller stopped reading: the next page is not wanted
+                if following is not None:
+                    following.cancel()
+                raise
+            if following is None:
                 return
-            query["continue"] = token
+            reply = await following
+
+    async def watch(self, path: str, kind: str, resource_version: str, *,
+                    timeout_seconds: int = 300) -> AsyncIterator[Mapping[str, Any]]:
+        """The watch events of a collection after `resource_version`, bookmarks included,
+        as decoded dicts, until the server ends the watch (after `timeout_seconds`). A
+        refusal raises ApiError with its status (410: the version is too old to go on from,
+        list again)."""
+        query = {"watch": "true", "resourceVersion": resource_version,
+                 "allowWatchBookmarks": "true", "timeoutSeconds": timeout_seconds}
+        try:
+            response = await self._client.call_api(
+                path, "GET", query_params=list(query.items()), header_params={"Accept": _JSON},
+                auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=timeout_seconds + 30)
+        except Exception:
+            self.on_error("WATCH")
+            raise
+        async with response:
+            if response.status >= 400:
+                self.on_error("WATCH")
+                raw = await response.read()
+                reply = Reply(response.status, _decoded(raw))
+                raise self.failure("WATCH", errors.Ref(kind, None, None), reply)
+            async with aclosing(_lines(response.content)) as lines:
+                async for line in lines:
+                    yield json.loads(line)
 
     # --- Events and discovery --------------------------------------------------------------
     async def post_event(self, event: Mapping[str, Any]) -> None:
@@ -341,3 +316,33 @@ class KubeApi:
                 raise errors.crds_not_served(sorted(missing))
             _log.warning("waiting for the flowpod CRDs", extra={"missing": sorted(missing)})
             await asyncio.sleep(interval)
+
+
+class Page(list):  # type: ignore[type-arg]
+    """One page of a listing: its objects, and the listing's resourceVersion."""
+
+    def __init__(self, items: list[Mapping[str, Any]], resource_version: str | None) -> None:
+        super().__init__(items)
+        self.resource_version = resource_version
+
+
+def _decoded(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = {"message": raw.decode(errors="replace")[:500]}
+    return data if isinstance(data, dict) else {}
+
+
+async def _lines(stream: Any) -> AsyncIterator[bytes]:
+    """The non-empty lines of a streamed body, whatever their length (aiohttp's readline
+    refuses a line above 128 KiB; a FlowRun with a long record can be one)."""
+    rest = b""
+    async for chunk in stream.iter_any():
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.strip():
+                yield line
+    if rest.strip():
+        yield rest

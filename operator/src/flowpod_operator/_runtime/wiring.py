@@ -1,4 +1,4 @@
-"""kopf wiring, kept thin: watches feed the Reconciler; kopf owns nothing else.
+"""kopf wiring, kept thin: watches of Deployments, Jobs and Pods feed the Reconciler.
 
 Role: build a kopf registry and settings for the operator. Only `@kopf.on.event` handlers
 are used (no on.create/on.update): they need no finalizers, progress annotations or
@@ -11,7 +11,9 @@ indexes: they would make kopf hold every object's handler until their kinds are 
 and waking those held handlers costs time quadratic in the number of objects; the
 Reconciler instead waits for its own start-up listing (flowpod_operator._runtime.priming),
 so after a restart the first decision about a run still sees its Job and Pod. Handlers
-only feed the Intake (flowpod_operator._runtime.intake).
+only feed the Intake (flowpod_operator._runtime.intake). FlowRuns, the kind there are
+thousands of, are listed and watched by the operator itself
+(flowpod_operator._runtime.watching says why).
 Callers: flowpod_operator.running.
 """
 
@@ -29,7 +31,6 @@ __all__ = ["build_registry", "build_settings"]
 
 _JOBS = {"group": "batch", "version": "v1", "plural": "jobs"}
 _PODS = {"group": "", "version": "v1", "plural": "pods"}
-_FLOWRUNS = {"group": contract.GROUP, "version": contract.VERSION, "plural": contract.FLOWRUNS}
 _DEPLOYMENTS = {"group": contract.GROUP, "version": contract.VERSION,
                 "plural": contract.DEPLOYMENTS}
 _OURS = {contract.LABEL_FLOW_RUN: kopf.PRESENT}
@@ -49,10 +50,6 @@ def build_registry(reconciler: Reconciler,
     async def _probe(**_: Any) -> dict[str, Any]:
         return reconciler.stats()
 
-    @kopf.on.event(**_FLOWRUNS, registry=registry)
-    async def _flowrun(event: dict[str, Any], **_: Any) -> None:
-        intake.on_flowrun(event.get("type"), event["object"])
-
     @kopf.on.event(**_DEPLOYMENTS, registry=registry)
     async def _deployment(event: dict[str, Any], **_: Any) -> None:
         intake.on_deployment(event.get("type"), event["object"])
@@ -70,8 +67,25 @@ def build_registry(reconciler: Reconciler,
     return registry
 
 
+class _NoEssence(kopf.DiffBaseStorage):
+    """No diff base: only on.event handlers are registered, so nothing compares an object
+    with its last handled state. kopf's default builds one for every event anyway, from a
+    deep copy of the body; with 300 live runs that was most of kopf's CPU at a restart
+    (tests/bench/operator_memory.py, "300 live runs")."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 def build_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
+    settings.persistence.diffbase_storage = _NoEssence()
     # The operator posts its own Events (one per transition); kopf's log-to-Event posting
     # would add an API call per log line.
     settings.posting.enabled = False
@@ -82,9 +96,8 @@ def build_settings() -> kopf.OperatorSettings:
     # An existence selector: the API server sends only the Jobs and Pods of flow runs.
     settings.watching.label_selectors["batch", "v1", "jobs"] = contract.LABEL_FLOW_RUN
     settings.watching.label_selectors["v1", "pods"] = contract.LABEL_FLOW_RUN
-    # The start-up listing in pages: one response with every FlowRun (10,000 final runs
-    # are some 30 MB of JSON, several times that once parsed) would set the peak RSS, which
-    # the process keeps.
+    # Listings in pages: one response with every Job of a large namespace would set the
+    # peak RSS, which the process keeps.
     settings.watching.chunk_size = 500
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

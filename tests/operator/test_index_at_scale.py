@@ -12,6 +12,7 @@ from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.history import History
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.intake import Intake
+from flowpod_operator._runtime import queueing
 from flowpod_operator._runtime.queueing import WorkQueue
 
 
@@ -105,14 +106,32 @@ def test_listed_final_runs_wait_behind_a_run_that_needs_its_job(k8s):
     assert asyncio.run(order()) == ["new", "just-ended", "old-0", "old-1", "old-2"]
 
 
+def test_listed_live_runs_with_their_job_wait_behind_a_run_that_needs_its_job(k8s):
+    """After a restart, a live run's pod carries on by itself: the run created while the
+    operator was down gets its Job first, the live runs next, the final ones last."""
+    async def order() -> list[str]:
+        queue = WorkQueue()
+        index = Index()
+        intake = Intake(index, queue, EventRecorder(lambda e: None, clock=lambda: k8s.now))
+        for n in range(2):
+            live = k8s.flowrun(f"live-{n}", state=k8s.state("RUNNING"), attempt=1)
+            intake.on_job(None, k8s.job(live))
+            intake.on_flowrun(None, live)
+        intake.on_flowrun(None, _final(k8s, "old", -10))
+        intake.on_flowrun(None, k8s.flowrun("probe"))
+        return [(await queue.get())[1] for _ in range(4)]
+
+    assert asyncio.run(order()) == ["probe", "live-0", "live-1", "old"]
+
+
 def test_a_later_key_marked_again_moves_to_the_front():
     async def order() -> list[str]:
         queue = WorkQueue()
-        queue.add("a", later=True)
-        queue.add("b", later=True)
+        queue.add("a", rank=queueing.LAST)
+        queue.add("b", rank=queueing.LAST)
         queue.add("c")
         queue.add("b")  # news about b: no longer behind the others
-        queue.add("c", later=True)  # a later mark never delays a queued key
+        queue.add("c", rank=queueing.LAST)  # a later mark never delays a queued key
         got = [await queue.get() for _ in range(3)]
         assert queue.stats()["queued"] == 0
         return got

@@ -244,6 +244,9 @@ class Index:
     def children(self, key: Key) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
         return list(self._jobs.get(key, {}).values()), list(self._pods.get(key, {}).values())
 
+    def has_jobs(self, key: Key) -> bool:
+        return bool(self._jobs.get(key))
+
     def observe(self, key: Key, *,
                 children: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]
                 | None = None,

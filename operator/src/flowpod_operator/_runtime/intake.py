@@ -19,6 +19,7 @@ from flowpod_operator._decisions.views import FlowRunView, Key, Meta
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.indexing import Index
 from flowpod_operator._runtime.metrics import Metrics
+from flowpod_operator._runtime import queueing
 from flowpod_operator._runtime.queueing import WorkQueue
 
 __all__ = ["Intake"]
@@ -66,9 +67,13 @@ class Intake:
         # A run first seen in the start-up listing (no event type) sets the Events' baseline.
         listed = event_type is None
         self.remember(body, baseline=listed)
-        # A final run found by a listing has at most clean-up or a record to finish: it
-        # goes behind the runs that wait for a Job (see WorkQueue.add).
-        self.queue.add(key, later=listed and _final(body))
+        # A run found by a listing waits behind the runs that wait for a Job if it has its
+        # Job already, and behind all others if it is final (see WorkQueue.add).
+        rank = queueing.NOW
+        if listed:
+            rank = (queueing.LAST if _final(body) else
+                    queueing.AFTER_NEW if self.index.has_jobs(key) else queueing.NOW)
+        self.queue.add(key, rank=rank)
 
     def _known(self, key: Key, body: Mapping[str, Any]) -> bool:
         known = self.index.flowrun(key)

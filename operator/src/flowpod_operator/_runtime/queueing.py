@@ -6,10 +6,12 @@ many events arrive for it; a key being reconciled is never handed to a second wo
 is re-queued when it is marked again meanwhile (so no event is lost). `add_after` keeps the
 earliest of several delays. Everything runs on one event loop.
 
-`add(key, later=True)` queues a key behind every other: after a restart the start-up listing
-queues every final run the operator knows (to clean up or record), and a run created just
-then must not wait behind thousands of them for its Job. A later key marked again without
-`later` moves to the front.
+`add(key, rank=...)` queues a key behind the keys of lower ranks: after a restart the
+start-up listing queues every run the operator knows, and a run created just then must not
+wait behind them for its Job. So a listed run that already has its Job goes behind the
+runs that wait for one (`AFTER_NEW`: its pod carries on meanwhile), and a final run behind
+every other (`LAST`: it has at most clean-up or a record to finish). A key marked again
+with a lower rank moves forward.
 
 Why not kopf's own per-object handlers: kopf serialises work per *object*, but a FlowRun's
 decision depends on its Deployment, Jobs and Pods too. Keyed by FlowRun, this queue lets
@@ -26,15 +28,17 @@ import asyncio
 import itertools
 from typing import Hashable
 
-__all__ = ["WorkQueue"]
+__all__ = ["WorkQueue", "NOW", "AFTER_NEW", "LAST"]
+
+NOW, AFTER_NEW, LAST = 0, 1, 2  # ranks: a lower one is handed out first
 
 
 class WorkQueue:
     """Keys waiting to be reconciled."""
 
     def __init__(self) -> None:
-        # (0 now / 1 later, arrival, key); an entry whose rank no longer matches _queued is
-        # stale (the key moved to the front) and skipped.
+        # (rank, arrival, key); an entry whose rank no longer matches _queued is stale (the
+        # key moved forward) and skipped.
         self._ready: asyncio.PriorityQueue[tuple[int, int, Hashable]] = asyncio.PriorityQueue()
         self._arrivals = itertools.count()
         self._queued: dict[Hashable, int] = {}
@@ -42,12 +46,11 @@ class WorkQueue:
         self._dirty: set[Hashable] = set()
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
 
-    def add(self, key: Hashable, *, later: bool = False) -> None:
-        """Reconcile `key` as soon as a worker is free (`later`: once no other key waits)."""
-        rank = 1 if later else 0
+    def add(self, key: Hashable, *, rank: int = NOW) -> None:
+        """Reconcile `key` as soon as a worker is free and no key of a lower rank waits."""
         if key in self._active:
             self._dirty.add(key)
-        elif self._queued.get(key, 2) > rank:
+        elif self._queued.get(key, LAST + 1) > rank:
             self._queued[key] = rank
             self._ready.put_nowait((rank, next(self._arrivals), key))
 

@@ -64,14 +64,26 @@ class TaskPool:
 
     def run_queued(self) -> bool:
         """Run one queued task run in the calling thread, which would otherwise only wait
-        for a future; False when nothing is queued. The waiting thread is awake already, so
-        this skips a hand-off to a worker for each run, which is most of what a quick run
-        costs when it goes through the pool."""
+        for a future; False when nothing is queued or every slot is taken. The waiting
+        thread is awake already, so this skips a hand-off to a worker for each run, which
+        is most of what a quick run costs when it goes through the pool. It takes one of
+        the `max_workers` slots meanwhile, so the limit holds whoever runs the task."""
+        with self._lock:
+            if not self._items or self._workers >= self._max_workers:
+                return False
+            item = self._items.popleft()
+            self._workers += 1
         try:
-            item = self._items.popleft()  # atomic: no lock on the hot path
-        except IndexError:
-            return False
-        self._run_one(item)
+            self._run_one(item)
+        finally:
+            with self._lock:
+                # Runs queued while this thread held the last slot found no slot to start a
+                # worker in: this thread drains them as that worker, so none is stranded.
+                stranded = self._workers == 1 and bool(self._items)
+                if not stranded:
+                    self._workers -= 1
+            if stranded:
+                self._drain()
         return True
 
     def interrupt(self) -> None:

@@ -298,8 +298,9 @@ def test_the_default_runner_is_the_thread_pool_of_task_workers() -> None:
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=7))
     def seven() -> None: ...
 
-    assert repr(default.task_runner) == "ThreadPoolTaskRunner(max_workers=16)"
-    assert (five.task_workers, five.task_runner.max_workers) == (5, 5)
+    assert repr(default.task_runner) == "ThreadPoolTaskRunner(max_workers=None)"
+    assert default.task_workers == 16
+    assert (five.task_workers, five.task_runner.max_workers) == (5, None)
     assert seven.task_workers == 7
     assert seven.with_options(retries=1).task_runner is seven.task_runner
 

@@ -7,8 +7,11 @@ keeps every task run's states, retries, timeouts, caching and result persistence
 are called at once. Direct calls (`my_task(x)`) always run in the calling thread.
 
 - `ThreadPoolTaskRunner(max_workers=None)`, the default: submitted sync task runs run in
-  at most `max_workers` threads of the flow-run process (None: the flow's `task_workers`,
-  16 unless set); async ones run concurrently on the flow run's event loop.
+  threads of the flow-run process, at most `max_workers` task runs at once (a thread that
+  waits on a future waits). With None, the pool has the flow's `task_workers` threads (16
+  unless set) and a thread waiting on a future runs queued task runs meanwhile, so a task
+  run waiting on a later one never deadlocks a full pool. Async task runs run concurrently
+  on the flow run's event loop.
 - `SequentialTaskRunner()`: `.submit()` runs the task run to its end before it returns,
   so task runs never overlap.
 - `TaskRunner`: the base of runners that call task functions somewhere else. A subclass
@@ -68,7 +71,8 @@ class TaskRunner:
 
 
 class ThreadPoolTaskRunner(TaskRunner):
-    """Submitted sync task runs in at most `max_workers` threads of the flow-run process."""
+    """Submitted sync task runs in threads of the flow-run process: at most `max_workers`
+    at once; None: the flow's `task_workers` threads, helped by waiting threads."""
 
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and (

@@ -37,7 +37,6 @@ from flowpod._runtime.futures import TaskRunFuture
 from flowpod._runtime import hooks, runners
 from flowpod._runtime.limits import TagLimits
 from flowpod._runtime.ops import AsyncOps, BlockingOps
-from flowpod._runtime.pool import TaskPool
 from flowpod._runtime.records import RunRecord
 from flowpod._runtime.signals import can_watch_signals, interrupt_run, watch_sigterm
 from flowpod._runtime.specs import FlowSpec
@@ -207,8 +206,7 @@ async def _execute(ctx: FlowRunContext) -> states.State:
             with anyio.move_on_after(ctx.flow.timeout_seconds) as timeout_scope:
                 async with anyio.create_task_group() as task_group:
                     progress.task_group = task_group
-                    progress.pool = TaskPool(ctx.services.task_limiter, ctx.flow.task_workers,
-                                             functools.partial(run_pooled, ctx))
+                    progress.pool = runners.new_pool(ctx, functools.partial(run_pooled, ctx))
                     await _call_body(ctx, outcome)
         progress.cancel_scopes.discard(termination_scope)
     finally:

@@ -64,7 +64,7 @@ def _check_options(opts: dict[str, Any]) -> None:
 def _runner_and_workers(runner: TaskRunner | None, workers: int) -> tuple[TaskRunner, int]:
     """The flow's task runner, and the threads its submitted sync task runs may use."""
     if runner is None:
-        return ThreadPoolTaskRunner(max_workers=workers), workers
+        return ThreadPoolTaskRunner(), workers
     if isinstance(runner, ThreadPoolTaskRunner) and runner.max_workers is not None:
         return runner, runner.max_workers
     return runner, workers

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 from flowpod import states
 from flowpod._runtime.contexts import task_run_var
 from flowpod._runtime.ops import AsyncOps, TaskTimedOut
+from flowpod._runtime.pool import TaskPool
 from flowpod.task_runners import SequentialTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from flowpod._runtime.deps import RunDeps
     from flowpod._runtime.specs import FlowSpec
 
-__all__ = ["for_flow", "is_remote", "is_sequential", "running", "RunnerOps"]
+__all__ = ["for_flow", "is_remote", "is_sequential", "new_pool", "running", "RunnerOps"]
 
 
 def for_flow(flow: FlowSpec) -> TaskRunner:
@@ -40,6 +41,16 @@ def is_remote(runner: TaskRunner) -> bool:
 
 def is_sequential(runner: TaskRunner) -> bool:
     return isinstance(runner, SequentialTaskRunner)
+
+
+def new_pool(ctx: FlowRunContext, run_one: Callable[[Any], None]) -> TaskPool:
+    """The worker pool of one attempt. A ThreadPoolTaskRunner with max_workers bounds the
+    task runs at once (Prefect's meaning); by default the flow's task_workers bound the
+    pool's threads, and a thread waiting on a future runs queued task runs besides, so a
+    task run that waits on a later one never deadlocks a full pool."""
+    runner = ctx.services.task_runner
+    strict = isinstance(runner, ThreadPoolTaskRunner) and runner.max_workers is not None
+    return TaskPool(ctx.services.task_limiter, ctx.flow.task_workers, run_one, strict=strict)
 
 
 @contextlib.asynccontextmanager

@@ -26,6 +26,7 @@ asyncio before then: `import flowpod` stays light).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import os
@@ -117,6 +118,7 @@ class DaskTaskRunner(TaskRunner):
         self.client_kwargs = dict(client_kwargs or {})
         self._client: Any = None
         self._cluster: Any = None
+        self._results: _Gatherer | None = None
         self._by_value: dict[str, bool] = {}
 
     def __repr__(self) -> str:
@@ -140,6 +142,7 @@ class DaskTaskRunner(TaskRunner):
             address = self._cluster
         self._client = await distributed.Client(address, asynchronous=True,
                                                 **self.client_kwargs)
+        self._results = _Gatherer(self._client)
 
     async def close(self) -> None:
         client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
@@ -155,6 +158,8 @@ class DaskTaskRunner(TaskRunner):
         import asyncio
         import uuid
 
+        from distributed import wait as distributed_wait
+
         self._ship_module_by_value(fn)
         target = _run_coroutine if inspect.iscoroutinefunction(fn) else _call
         try:  # a unique key: every attempt is its own future, never a cached one
@@ -163,7 +168,11 @@ class DaskTaskRunner(TaskRunner):
         except Exception as exc:
             raise _unpicklable(name, fn, args, kwargs, exc) from exc
         try:
-            return await future
+            await distributed_wait(future)
+            if future.status == "finished" and self._results is not None:
+                with contextlib.suppress(_Refetch):
+                    return await self._results.value_of(future)
+            return await future  # the value, the task's exception, or why Dask lost it
         except asyncio.CancelledError:  # the task's timeout, or the flow run stopping
             future.release()  # the scheduler forgets it: a queued call never starts
             raise
@@ -187,6 +196,51 @@ class DaskTaskRunner(TaskRunner):
                 import cloudpickle
 
                 cloudpickle.register_pickle_by_value(module)
+
+
+class _Gatherer:
+    """Fetches the values of finished futures in batches: one `gather` for all futures
+    that finished by the time it runs, instead of a round trip to a worker for each
+    (awaiting a Dask future alone gathers just that one)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._waiting: list[tuple[Any, Any]] = []  # (Dask future, asyncio future)
+
+    def value_of(self, future: Any) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiting.append((future, waiter))
+        if len(self._waiting) == 1:  # the first of a batch schedules the batch's gather
+            loop.create_task(self._gather())
+        return waiter
+
+    async def _gather(self) -> None:
+        import asyncio
+
+        await asyncio.sleep(0)  # futures finishing in this loop turn join the batch
+        batch, self._waiting = self._waiting, []
+        try:
+            values = await self._client.gather([future for future, _ in batch])
+        except Exception:  # a value was lost meanwhile: each asks for its own, and says why
+            values = None
+        for index, (future, waiter) in enumerate(batch):
+            if waiter.done():
+                continue
+            if values is not None:
+                waiter.set_result(values[index])
+            else:
+                waiter.set_exception(_Refetch(future))
+
+
+class _Refetch(Exception):
+    """Internal: the batched gather failed; the caller awaits its own future instead."""
+
+    def __init__(self, future: Any) -> None:
+        super().__init__("refetch")
+        self.future = future
 
 
 def _call(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:

@@ -2,9 +2,12 @@
 
 Role: what `Task.__call__`, `.submit()` and `.map()` (flowpod._runtime.tasks) do. A direct
 sync call drives the engine core inline with blocking ops; an async call awaits it with
-async ops; `submit` gives each run a key and a future and starts it concurrently -- sync
-runs in the flow run's bounded worker pool (flowpod._runtime.pool), async ones as tasks on
-its loop, and runs with unfinished upstreams wait on the loop first, holding no worker.
+async ops; `submit` gives each run a key and a future and starts it as the flow's task
+runner says (flowpod._runtime.runners): with the thread pool, concurrently -- sync runs in
+the flow run's bounded worker pool (flowpod._runtime.pool), async ones as tasks on its loop,
+and runs with unfinished upstreams wait on the loop first, holding no worker; with the
+sequential runner, each to its end before submit returns; with a remote runner (Dask), all
+as tasks on the loop whose ops call the function through the runner.
 `map_calls` expands iterables (with `unmapped`) into one call per element. Callers:
 flowpod._runtime.tasks, flowpod._runtime.flow_engine (`run_pooled`, the pool's worker).
 """

@@ -368,3 +368,20 @@ def test_bad_runner_options_name_the_option(options: dict, message: str) -> None
 def test_bad_max_workers_names_it() -> None:
     with pytest.raises(ValueError, match=r"ThreadPoolTaskRunner\(max_workers=0\) is invalid"):
         ThreadPoolTaskRunner(max_workers=0)
+
+
+def test_dask_missing_fails_the_flow_run_saying_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what an image without it sees
+
+    @flow(task_runner=DaskTaskRunner("tcp://127.0.0.1:1"))
+    def f() -> None: ...
+
+    state = _run(f)
+    assert state.is_failed()
+    assert state.message.startswith(
+        "The flow's task runner DaskTaskRunner(address='tcp://127.0.0.1:1') could not start: "
+        "ImportError: DaskTaskRunner needs dask.distributed, which is not installed here: "
+        "install flowpod with the dask extra (pip install 'flowpod[dask]')")

@@ -262,7 +262,8 @@ def _import_distributed() -> Any:
     except ImportError as exc:
         raise ImportError(
             "DaskTaskRunner needs dask.distributed, which is not installed here: install "
-            "flowpod with the dask extra (pip install 'flowpod[dask]') in the flow's image."
+            "flowpod with the dask extra (pip install 'flowpod[dask]'), or `pip install dask "
+            "distributed` in an image built FROM the engine image."
         ) from exc
     return distributed
 

@@ -1,7 +1,8 @@
 """Benchmark: per-task cost of `.map()` over 1,000 task runs on Dask, against Dask's own.
 
 Role: a plain script (not a test) that prints figures. It starts one dask.distributed
-LocalCluster (2 worker processes, 1 thread each) in a process of its own and measures, in
+LocalCluster (2 worker processes, 1 thread each) in a process of its own (on Prefect's
+interpreter when Prefect is compared, since its workers run Prefect) and measures, in
 fresh subprocesses that all use that cluster, interleaved and best of the repeats (other
 load on a shared machine only adds time):
 
@@ -22,7 +23,8 @@ Goal: flowpod's per-task time on Dask is at most Dask's own (submit) plus 20%.
     PREFECT_PYTHON=~/.cache/flowpod/bench-prefect/bin/python \
         .venv/bin/python tests/bench/dask_overhead.py
 
-Options: --tasks N (default 1000), --repeats R (default 5; Prefect uses min(R, 2)).
+Options: --tasks N (default 1000), --repeats R (default 5; Prefect runs once: it takes
+minutes per 1,000 task runs).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,8 +116,14 @@ def main() -> None:
     options = parser.parse_args()
     prefect_python = os.environ.get("PREFECT_PYTHON")
 
-    cluster = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # Prefect's DaskTaskRunner runs its task engine on the workers, so with Prefect the
+    # cluster runs on its interpreter, with flowpod's sources importable too (flowpod's
+    # workers need flowpod.task_runners; its dependencies are Prefect's as well).
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "engine_image", "src")
+    cluster = subprocess.Popen(
+        [prefect_python or sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.path.abspath(source)} if prefect_python else None)
     try:
         address = cluster.stdout.readline().strip()
         if not address:
@@ -127,19 +136,34 @@ def main() -> None:
                 for kind in rounds:
                     figures.setdefault(kind, []).append(measure(
                         sys.executable, kind, address, options.tasks, options.repeats, ours))
-            if prefect_python:
-                with tempfile.TemporaryDirectory() as home:
-                    figures["prefect"] = [measure(
-                        prefect_python, "prefect", address, options.tasks,
-                        min(options.repeats, 2),
-                        {"PREFECT_HOME": home, "DO_NOT_TRACK": "1",
-                         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                         # its local API server starts slowly on a loaded machine
-                         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"})]
+        best = {kind: min(values) for kind, values in figures.items()}
+        report(best, options.tasks, address)
+        if not prefect_python:
+            print("(set PREFECT_PYTHON to an interpreter with prefect and prefect-dask, e.g. "
+                  "after `make bench-prefect-venv`, to compare with Prefect's DaskTaskRunner)")
+            return
+        with tempfile.TemporaryDirectory() as home:
+            theirs = measure(prefect_python, "prefect", address, options.tasks, 1,
+                             {"PREFECT_HOME": home, "DO_NOT_TRACK": "1",
+                              "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                              # its local API server starts slowly on a loaded machine
+                              "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"})
+        version = subprocess.run(
+            [prefect_python, "-c", "import prefect, prefect_dask; "
+             "print(prefect.__version__, prefect_dask.__version__)"],
+            capture_output=True, text=True).stdout.split()
+        print(f"prefect {version[0]} + prefect-dask {version[1]} DaskTaskRunner .map(): "
+              f"{theirs:8.1f} µs/task  -> {theirs / best['dask-submit']:.1f}x Dask's own; "
+              f"load average {os.getloadavg()[0]:.2f}")
     finally:
-        cluster.communicate(input="", timeout=120)
-    best = {kind: min(values) for kind, values in figures.items()}
-    print(f"{options.tasks} task runs, LocalCluster of 2 workers x 1 thread at {address}; "
+        try:
+            cluster.communicate(input="", timeout=120)
+        except subprocess.TimeoutExpired:  # workers that do not stop: the figures stand
+            os.killpg(cluster.pid, signal.SIGKILL)
+
+
+def report(best: dict[str, float], tasks: int, address: str) -> None:
+    print(f"{tasks} task runs, LocalCluster of 2 workers x 1 thread at {address}; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"dask submit + gather:           {best['dask-submit']:8.1f} µs/task  (Dask's own)")
     print(f"dask map + gather:              {best['dask-map']:8.1f} µs/task  (one batched graph)")
@@ -147,17 +171,6 @@ def main() -> None:
           f"{best['flowpod-dask'] / best['dask-submit']:.2f}x Dask's own "
           f"(goal: at most {GOAL:.1f}x)")
     print(f"flowpod thread pool .map():     {best['flowpod-threads']:8.1f} µs/task")
-    if "prefect" in best:
-        version = subprocess.run(
-            [prefect_python, "-c", "import prefect, prefect_dask; "
-             "print(prefect.__version__, prefect_dask.__version__)"],
-            capture_output=True, text=True).stdout.split()
-        print(f"prefect {version[0]} + prefect-dask {version[1]} DaskTaskRunner .map(): "
-              f"{best['prefect']:8.1f} µs/task  -> {best['prefect'] / best['dask-submit']:.1f}x "
-              "Dask's own")
-    else:
-        print("(set PREFECT_PYTHON to an interpreter with prefect and prefect-dask, e.g. "
-              "after `make bench-prefect-venv`, to compare with Prefect's DaskTaskRunner)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export GOTOOLCHAIN := local
 
-.PHONY: demo test test-unit test-cluster bench venv binaries cluster-up cluster-down crds lint clean
+.PHONY: demo test test-unit test-cluster bench bench-prefect-venv venv binaries cluster-up cluster-down crds lint clean
 
 demo: venv binaries ## Start the plane, test node and operator; run a FlowRun to Completed.
 	bash examples/demo.sh
@@ -21,10 +21,20 @@ test-unit: venv ## Hermetic tests only (no control plane).
 
 bench: venv binaries ## Benchmarks; they print their figures. The burst runs last (see its docstring).
 	$(PY) tests/bench/engine_overhead.py
+	$(PY) tests/bench/dask_overhead.py
 	$(PY) -m flowpod_devcluster up
 	$(PY) tests/bench/operator_latency.py
 	$(PY) tests/bench/operator_apply.py
 	$(PY) tests/bench/operator_burst.py
+
+# Prefect 3 and prefect-dask for the side-by-side figures only (PREFECT_PYTHON in the two
+# engine benchmarks); kept outside the repository, never a flowpod dependency. The Dask
+# version is the one .venv has, so both talk to one cluster.
+PREFECT_VENV := $(HOME)/.cache/flowpod/bench-prefect
+bench-prefect-venv: venv ## Make $(PREFECT_VENV) (prefect, prefect-dask) for the benchmarks.
+	test -x $(PREFECT_VENV)/bin/python || $(PYTHON) -m venv $(PREFECT_VENV)
+	$(PREFECT_VENV)/bin/python -m pip install --quiet prefect prefect-dask \
+	  "distributed==$$($(PY) -c 'import distributed; print(distributed.__version__)')"
 
 lint: venv ## The engine must never import kopf or the operator.
 	$(VENV)/bin/lint-imports

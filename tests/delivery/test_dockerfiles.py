@@ -187,11 +187,13 @@ def test_operator_wheel_carries_both_packages(tmp_path: Path) -> None:
     assert any(n.startswith("flowpod/") for n in names)
 
 
-def _third_party_imports(root: Path) -> set[str]:
-    """Top-level modules imported anywhere under ``root`` that are not stdlib or our own."""
+def _third_party_imports(root: Path, top_level_only: bool = False) -> set[str]:
+    """Top-level modules imported anywhere under ``root`` that are not stdlib or our own
+    (with top_level_only: only by a module's own top-level statements)."""
     found: set[str] = set()
     for path in root.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in (tree.body if top_level_only else ast.walk(tree)):
             if isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -217,22 +219,36 @@ def _closure(requirements: list[str]) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("source,extras", [
-    ("engine_image/src", []),
-    ("operator/src", ["operator", "cli"]),
+@pytest.mark.parametrize("source,extras,on_use", [
+    ("engine_image/src", [], ["dask"]),
+    ("operator/src", ["operator", "cli"], []),
 ], ids=["engine-image", "operator-image"])
-def test_image_installs_every_third_party_module_its_code_imports(source: str,
-                                                                  extras: list[str]) -> None:
+def test_image_installs_every_third_party_module_its_code_imports(
+        source: str, extras: list[str], on_use: list[str]) -> None:
     # The images install `.` (engine) and `.[operator,cli]` (operator): a module imported by
-    # the code but provided only by the dev extra would crash the pod at import time.
+    # the code but provided only by the dev extra would crash the pod at import time. The
+    # `on_use` extras are optional for the image: their modules may be imported only inside
+    # functions (DaskTaskRunner imports dask.distributed when it starts, and says which extra
+    # to install when it is missing), never by a module's top level.
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
     for extra in extras:
         requirements += project["optional-dependencies"][extra]
     installed = _closure(requirements)
+    optional = _closure([r for extra in on_use for r in project["optional-dependencies"][extra]])
     providers = importlib.metadata.packages_distributions()
-    missing = {module: providers.get(module, ["?"]) for module in _third_party_imports(REPO / source)
-               if not any(canonicalize_name(d) in installed for d in providers.get(module, []))}
+
+    def provided(module: str, by: set[str]) -> bool:
+        return any(canonicalize_name(d) in by for d in providers.get(module, []))
+
+    imported = _third_party_imports(REPO / source)
+    missing = {module: providers.get(module, ["?"]) for module in imported
+               if not provided(module, installed) and not provided(module, optional)}
     assert not missing, (f"{source} imports {sorted(missing)} (from {missing}), which "
                          f"`pip install .{'[' + ','.join(extras) + ']' if extras else ''}` does "
                          f"not install: add the distribution to pyproject.toml")
+    at_import = {module for module in _third_party_imports(REPO / source, top_level_only=True)
+                 if not provided(module, installed)}
+    assert not at_import, (f"{source} imports {sorted(at_import)} at module level, but the "
+                           f"image does not install them (extras {on_use} are optional): "
+                           "import them where they are used")

@@ -73,3 +73,12 @@ def test_import_flowpod_does_not_load_heavy_dependencies() -> None:
             "'importlib.metadata') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_task_runners_surface() -> None:
+    from flowpod import task_runners
+
+    assert set(task_runners.__all__) == {"TaskRunner", "ThreadPoolTaskRunner",
+                                         "SequentialTaskRunner", "DaskTaskRunner"}
+    for name in task_runners.__all__:
+        assert issubclass(getattr(task_runners, name), task_runners.TaskRunner)

@@ -38,7 +38,8 @@ Main names:
   ...): a flow or task may return one to set its own outcome.
 - Errors: `UpstreamTaskError`, `ParameterValidationError`, `PausedRunTimeout`, ...
 
-More in the submodules: flowpod.states (the state machine), flowpod.engine (run one
+More in the submodules: flowpod.task_runners (`@flow(task_runner=...)`: the thread pool,
+sequential, Dask), flowpod.states (the state machine), flowpod.engine (run one
 flow run; `python -m flowpod.engine`), flowpod.reporting (where states go),
 flowpod.results, flowpod.caching, flowpod.errors, and flowpod.contract (the names the
 engine shares with the operator). `flowpod.__version__` is the installed version.

@@ -38,6 +38,7 @@ __all__ = [
     # the flow-run pod
     "ENV_FLOW_RUN_NAME", "ENV_FLOW_RUN_NAMESPACE", "ENV_ENTRYPOINT", "ENV_PARAMETERS",
     "ENV_ATTEMPT", "ENV_RESULT_DIR", "ENV_RESULT_STORAGE", "CONTAINER_NAME", "ENGINE_COMMAND",
+    "ENV_DASK_ADDRESS",
     "DEFAULT_SERVICE_ACCOUNT", "SERVICE_ACCOUNT_DIR",
     # hooks after a hard kill
     "ENV_HOOKS", "LABEL_HOOKS", "HOOKS_AFTER_KILL", "hook_for_state_type",
@@ -124,6 +125,10 @@ ENV_RESULT_DIR = "FLOWPOD_RESULT_DIR"
 # The run's result storage, an fsspec URL: the operator sets it from spec.resultStorage (the
 # FlowRun's, else its Deployment's); it wins over ENV_RESULT_DIR.
 ENV_RESULT_STORAGE = "FLOWPOD_RESULT_STORAGE"
+# The address of a running Dask scheduler (tcp://host:8786) for a flow whose task runner is
+# a DaskTaskRunner without `address=`; users set it in a Deployment's env. Unset: the runner
+# starts a LocalCluster in the flow-run pod.
+ENV_DASK_ADDRESS = "FLOWPOD_DASK_ADDRESS"
 # The operator reads this container's exit code, reason and logs to explain a crash.
 CONTAINER_NAME = "flow"
 ENGINE_COMMAND = ("python", "-m", "flowpod.engine")

@@ -22,6 +22,7 @@ __all__ = [
     "ParameterValidationError",
     "EntrypointError",
     "PausedRunTimeout",
+    "TaskRunCrashed",
     "Abort",
     "Pause",
     "TerminationSignal",
@@ -54,6 +55,12 @@ class EntrypointError(FlowpodError):
 
 class PausedRunTimeout(FlowpodError):
     """A paused flow run was not resumed before its pause timeout."""
+
+
+class TaskRunCrashed(FlowpodError):
+    """Raised by a task runner when what ran a task's function was lost (a Dask worker
+    that died more often than the scheduler allows): the task run ends Crashed, with this
+    message, and is not retried by its own `retries` (the runner retried already)."""
 
 
 class Abort(Exception):

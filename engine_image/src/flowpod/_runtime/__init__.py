@@ -12,6 +12,7 @@ runtime's layers" in pyproject.toml checks it):
                                  calling hooks, claiming on_crashed/on_cancellation
     task_calls                   call, submit, map: how a task call reaches the engine
     task_engine                  a task run from Pending to final state
+    runners                      the flow run's task runner: lifecycle, remote calls
     contexts                     the run contexts and their context variables
     ops | pool                   blocking / async drivers | the sync worker pool
     futures                      TaskRunFuture and upstream resolution

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from flowpod._runtime.threads import RunLoop, ThreadCall
     from flowpod.reporting import CancellationCheck, Reporter
     from flowpod.states import State
+    from flowpod.task_runners import TaskRunner
 
 __all__ = [
     "RunServices",
@@ -62,6 +63,8 @@ class RunServices:
     loop: RunLoop
     blocking_ops: BlockingOps  # drive task cores inline (sync calls, pool workers)
     async_ops: AsyncOps  # drive async task runs on the loop
+    task_runner: TaskRunner  # this run's own copy (flowpod._runtime.runners)
+    runner_ops: AsyncOps | None  # submitted task runs of a remote runner; None: in-process
 
 
 @dataclass(eq=False, slots=True)

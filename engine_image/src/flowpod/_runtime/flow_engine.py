@@ -34,10 +34,9 @@ from flowpod._runtime.contexts import (
 )
 from flowpod._runtime.deps import RunDeps, Stores
 from flowpod._runtime.futures import TaskRunFuture
-from flowpod._runtime import hooks
+from flowpod._runtime import hooks, runners
 from flowpod._runtime.limits import TagLimits
 from flowpod._runtime.ops import AsyncOps, BlockingOps
-from flowpod._runtime.pool import TaskPool
 from flowpod._runtime.records import RunRecord
 from flowpod._runtime.signals import can_watch_signals, interrupt_run, watch_sigterm
 from flowpod._runtime.specs import FlowSpec
@@ -120,24 +119,24 @@ def _new_context(flow: FlowSpec, parameters: Mapping[str, Any], reporter: Report
                  parent: FlowRunContext | None, run_id: str | None,
                  tag_limits: Mapping[str, int] | None, run_name: str | None) -> FlowRunContext:
     reporter = reporter or InMemoryReporter()
+    deps = deps or (parent.services.deps if parent is not None else RunDeps())
+    runner = runners.for_flow(flow)  # a subflow has its own, as in Prefect
+    common: dict[str, Any] = dict(
+        deps=deps, reporter=reporter, loop=RunLoop.current(), blocking_ops=BlockingOps(deps),
+        async_ops=AsyncOps(deps), task_runner=runner,
+        runner_ops=runners.RunnerOps(deps, runner) if runners.is_remote(runner) else None)
     if parent is None:
-        deps = deps or RunDeps()
         services = RunServices(
-            deps=deps, reporter=reporter,
+            **common,
             cancel_check=cancel_check or getattr(reporter, "is_cancellation_requested", None),
             tag_limits=TagLimits({**flow.tag_limits, **(tag_limits or {})}),
-            task_limiter=anyio.CapacityLimiter(flow.task_workers),
-            stores=Stores.from_deps(deps), loop=RunLoop.current(),
-            blocking_ops=BlockingOps(deps), async_ops=AsyncOps(deps))
+            task_limiter=anyio.CapacityLimiter(flow.task_workers), stores=Stores.from_deps(deps))
     else:  # a subflow shares its parent's limits and stores (RunServices says why)
         inherited = parent.services
-        deps = deps or inherited.deps
         services = RunServices(
-            deps=deps, reporter=reporter,
-            cancel_check=cancel_check or inherited.cancel_check,
+            **common, cancel_check=cancel_check or inherited.cancel_check,
             tag_limits=inherited.tag_limits, task_limiter=inherited.task_limiter,
-            stores=inherited.stores, loop=RunLoop.current(),
-            blocking_ops=BlockingOps(deps), async_ops=AsyncOps(deps))
+            stores=inherited.stores)
     return FlowRunContext(flow=flow, run_id=run_id or uuid.uuid4().hex,
                           parameters=dict(parameters), parent=parent, services=services,
                           record=RunRecord(), default_name=run_name)
@@ -161,7 +160,9 @@ async def _run(ctx: FlowRunContext, parameters: Mapping[str, Any]) -> states.Sta
     except (ParameterValidationError, ValueError) as exc:
         return await _finish(ctx, states.Failed(str(exc), data=exc))
     try:
-        state = await _attempts(ctx)
+        await propose(ctx, states.Running())
+        async with runners.running(ctx) as failure:  # before the first attempt, once
+            state = failure if failure is not None else await _attempts(ctx)
     except Abort as exc:
         return await _aborted(ctx, exc)
     if ctx.progress.terminating:
@@ -174,7 +175,6 @@ async def _run(ctx: FlowRunContext, parameters: Mapping[str, Any]) -> states.Sta
 
 async def _attempts(ctx: FlowRunContext) -> states.State:
     flow = ctx.flow
-    await propose(ctx, states.Running())
     attempt = 1
     while True:
         ctx.record.start_attempt()
@@ -206,8 +206,7 @@ async def _execute(ctx: FlowRunContext) -> states.State:
             with anyio.move_on_after(ctx.flow.timeout_seconds) as timeout_scope:
                 async with anyio.create_task_group() as task_group:
                     progress.task_group = task_group
-                    progress.pool = TaskPool(ctx.services.task_limiter, ctx.flow.task_workers,
-                                             functools.partial(run_pooled, ctx))
+                    progress.pool = runners.new_pool(ctx, functools.partial(run_pooled, ctx))
                     await _call_body(ctx, outcome)
         progress.cancel_scopes.discard(termination_scope)
     finally:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
 from flowpod._runtime.parameters import ParameterSpec
+from flowpod.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 __all__ = ["Flow", "flow"]
 
@@ -45,12 +46,28 @@ def _check_options(opts: dict[str, Any]) -> None:
            "use a format string like 'etl-{day}' or a callable")
     workers = opts["task_workers"]
     _check(isinstance(workers, int) and workers >= 1, "task_workers", workers, "use an int >= 1")
+    runner = opts["task_runner"]
+    _check(runner is None or isinstance(runner, TaskRunner), "task_runner", runner,
+           "use a task runner instance, e.g. ThreadPoolTaskRunner(max_workers=8) from "
+           "flowpod.task_runners (an instance, not the class)")
+    _check(workers == 16 or not isinstance(runner, ThreadPoolTaskRunner)
+           or runner.max_workers is None, "task_workers", workers,
+           "the task_runner's max_workers sets the same limit; pass only one of the two")
     limits = opts["tag_limits"]
     _check(limits is None or isinstance(limits, Mapping), "tag_limits", limits,
            "use a mapping like {'db': 2}")
     for hook_option in _HOOKS:
         hooks = opts[hook_option]
         _check(all(callable(h) for h in hooks), hook_option, hooks, "use a list of callables")
+
+
+def _runner_and_workers(runner: TaskRunner | None, workers: int) -> tuple[TaskRunner, int]:
+    """The flow's task runner, and the threads its submitted sync task runs may use."""
+    if runner is None:
+        return ThreadPoolTaskRunner(), workers
+    if isinstance(runner, ThreadPoolTaskRunner) and runner.max_workers is not None:
+        return runner, runner.max_workers
+    return runner, workers
 
 
 class Flow:
@@ -61,6 +78,7 @@ class Flow:
                  flow_run_name: Any = None, retries: int = 0, retry_delay_seconds: float = 0,
                  timeout_seconds: float | None = None, validate_parameters: bool = True,
                  log_prints: bool = False, persist_result: bool = False, task_workers: int = 16,
+                 task_runner: TaskRunner | None = None,
                  tag_limits: Mapping[str, int] | None = None,
                  on_running: Iterable[Callable] = (), on_completion: Iterable[Callable] = (),
                  on_failure: Iterable[Callable] = (), on_crashed: Iterable[Callable] = (),
@@ -82,7 +100,8 @@ class Flow:
         self.timeout_seconds = timeout_seconds
         self.should_validate_parameters = validate_parameters
         self.log_prints, self.persist_result = log_prints, persist_result
-        self.task_workers, self.tag_limits = task_workers, dict(tag_limits or {})
+        self.task_runner, self.task_workers = _runner_and_workers(task_runner, task_workers)
+        self.tag_limits = dict(tag_limits or {})
         self.hooks: dict[str, list[Callable]] = {h: options[h] for h in _HOOKS}
         self.is_async = inspect.iscoroutinefunction(fn)
         self.parameters = ParameterSpec(fn)

@@ -29,9 +29,12 @@ class TaskPool:
     """Ready sync task runs of one flow run, and the workers draining them."""
 
     def __init__(self, limiter: "CapacityLimiter", max_workers: int,
-                 run_one: Callable[[Any], None]) -> None:
+                 run_one: Callable[[Any], None], *, strict: bool = False) -> None:
         self._limiter = limiter  # the run tree's: bounds worker threads across subflows
         self._max_workers = max_workers
+        # strict: max_workers bounds the task runs at once, a waiting thread's included;
+        # else it bounds the worker threads, and a waiting thread helps beyond it.
+        self._strict = strict
         self._run_one = run_one  # drives one queued item to its final state
         self._lock = threading.Lock()
         self._items: deque[Any] = deque()
@@ -66,12 +69,34 @@ class TaskPool:
         """Run one queued task run in the calling thread, which would otherwise only wait
         for a future; False when nothing is queued. The waiting thread is awake already, so
         this skips a hand-off to a worker for each run, which is most of what a quick run
-        costs when it goes through the pool."""
+        costs when it goes through the pool. A strict pool lends the thread one of its
+        slots (False when all are taken), so the limit holds whoever runs the task."""
+        if self._strict:
+            return self._run_queued_in_slot()
         try:
             item = self._items.popleft()  # atomic: no lock on the hot path
         except IndexError:
             return False
         self._run_one(item)
+        return True
+
+    def _run_queued_in_slot(self) -> bool:
+        with self._lock:
+            if not self._items or self._workers >= self._max_workers:
+                return False
+            item = self._items.popleft()
+            self._workers += 1
+        try:
+            self._run_one(item)
+        finally:
+            with self._lock:
+                # Runs queued while this thread held the last slot found no slot to start a
+                # worker in: this thread drains them as that worker, so none is stranded.
+                stranded = self._workers == 1 and bool(self._items)
+                if not stranded:
+                    self._workers -= 1
+            if stranded:
+                self._drain()
         return True
 
     def interrupt(self) -> None:

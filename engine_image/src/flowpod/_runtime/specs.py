@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import inspect
 
     from flowpod._runtime.parameters import ParameterSpec
+    from flowpod.task_runners import TaskRunner
 
 __all__ = ["FlowSpec", "TaskSpec"]
 
@@ -32,6 +33,7 @@ class FlowSpec(Protocol):
     log_prints: bool
     persist_result: bool
     task_workers: int
+    task_runner: "TaskRunner"
     tag_limits: Mapping[str, int]
     hooks: Mapping[str, list[Callable[..., Any]]]
 

@@ -2,15 +2,19 @@
 
 Role: what `Task.__call__`, `.submit()` and `.map()` (flowpod._runtime.tasks) do. A direct
 sync call drives the engine core inline with blocking ops; an async call awaits it with
-async ops; `submit` gives each run a key and a future and starts it concurrently -- sync
-runs in the flow run's bounded worker pool (flowpod._runtime.pool), async ones as tasks on
-its loop, and runs with unfinished upstreams wait on the loop first, holding no worker.
+async ops; `submit` gives each run a key and a future and starts it as the flow's task
+runner says (flowpod._runtime.runners): with the thread pool, concurrently -- sync runs in
+the flow run's bounded worker pool (flowpod._runtime.pool), async ones as tasks on its loop,
+and runs with unfinished upstreams wait on the loop first, holding no worker; with the
+sequential runner, each to its end before submit returns; with a remote runner (Dask), all
+as tasks on the loop whose ops call the function through the runner.
 `map_calls` expands iterables (with `unmapped`) into one call per element. Callers:
 flowpod._runtime.tasks, flowpod._runtime.flow_engine (`run_pooled`, the pool's worker).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,6 +26,7 @@ from flowpod._runtime.deps import RunDeps
 from flowpod._runtime.futures import FutureList, TaskRunFuture, find_upstreams
 from flowpod._runtime.ops import AsyncOps, BlockingOps, run_blocking
 from flowpod._runtime.records import TaskRunRecord
+from flowpod._runtime import runners
 from flowpod._runtime.task_engine import run_task
 from flowpod._runtime.threads import RunInterrupted
 from flowpod.errors import MappingLengthMismatch, MappingMissingIterable, UpstreamTaskError
@@ -73,10 +78,14 @@ def submit(task: TaskSpec, flow_run: FlowRunContext, calls: list[tuple[tuple, di
                              states.Pending(timestamp=submitted)) for _ in calls]
     flow_run.record.add_many(records)
     pool = flow_run.progress.pool
-    run_queued = pool.run_queued if pool is not None and not task.is_async else None
+    in_pool = pool is not None and not task.is_async and flow_run.services.runner_ops is None
+    run_queued = pool.run_queued if in_pool else None
     futures = FutureList(TaskRunFuture(record, loop, run_queued) for record in records)
     batch = [(task, f, a, k, wait_for) for f, (a, k) in zip(futures, calls, strict=True)]
-    _start(flow_run, batch)
+    if runners.is_sequential(flow_run.services.task_runner):
+        _run_in_turn(flow_run, batch)
+    else:
+        _start(flow_run, batch)
     return futures
 
 
@@ -120,11 +129,13 @@ def _outcome(record: TaskRunRecord, return_state: bool) -> Any:
 # -- concurrent runs ---------------------------------------------------------------------
 
 async def _run_submitted(flow_run: FlowRunContext, call: SubmittedCall) -> None:
-    """An async task run, as a task on the flow run's loop."""
+    """An async task run, or any task run of a remote runner, as a task on the flow run's
+    loop (a remote runner's ops call the function through the runner)."""
     task, future, args, kwargs, wait_for = call
+    services = flow_run.services
     try:
-        await run_task(flow_run.services.async_ops, task, flow_run, future.task_run, args,
-                       kwargs, wait_for)
+        await run_task(services.runner_ops or services.async_ops, task, flow_run,
+                       future.task_run, args, kwargs, wait_for)
     finally:
         future._finish()
 
@@ -149,8 +160,9 @@ def _has_pending_upstreams(call: SubmittedCall) -> bool:
 def _start(flow_run: FlowRunContext, calls: list[SubmittedCall]) -> None:
     """Start task runs concurrently, from any thread (at most one hop to the loop)."""
     ready, waiting, async_calls = [], [], []
+    remote = flow_run.services.runner_ops is not None
     for item in calls:
-        if item[0].is_async:
+        if remote or item[0].is_async:
             async_calls.append(item)
         elif _has_pending_upstreams(item):
             waiting.append(item)
@@ -179,6 +191,18 @@ def _start(flow_run: FlowRunContext, calls: list[SubmittedCall]) -> None:
         # Posted, not waited for: the caller goes on at once, and callbacks run in order, so
         # this one runs before the calling body's end can close the attempt's task group.
         flow_run.services.loop.loop.call_soon_threadsafe(start_on_loop)
+
+
+def _run_in_turn(flow_run: FlowRunContext, calls: list[SubmittedCall]) -> None:
+    """The sequential runner: each task run to its end, in order, before submit returns."""
+    for item in calls:
+        if not item[0].is_async:
+            run_pooled(flow_run, item)
+        elif flow_run.on_loop_thread():  # waiting here would block the loop it needs
+            _start(flow_run, [item])
+        else:
+            asyncio.run_coroutine_threadsafe(_run_submitted(flow_run, item),
+                                             flow_run.services.loop.loop).result()
 
 
 # -- map ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from flowpod._runtime.futures import check_wait_for, find_upstreams, resolve_inp
 from flowpod._runtime.limits import TagLimits
 from flowpod._runtime.ops import TaskTimedOut
 from flowpod._runtime.records import TaskRunRecord
-from flowpod.errors import UpstreamTaskError
+from flowpod.errors import TaskRunCrashed, UpstreamTaskError
 
 if TYPE_CHECKING:
     from flowpod._runtime.ops import Ops
@@ -205,6 +205,8 @@ async def _attempt(ops: Ops, task: TaskSpec, context: TaskRunContext, args: tupl
     except TaskTimedOut:
         message = f"Task run exceeded its timeout of {task.timeout_seconds} seconds"
         return states.TimedOut(message, data=TimeoutError(message))
+    except TaskRunCrashed as exc:  # the task runner lost the work (a Dask worker died)
+        return states.Crashed(f"Task run crashed: {exc}", data=exc)
     except Exception as exc:
         return states.Failed(f"Task run raised {type(exc).__name__}: {exc}", data=exc)
     finally:

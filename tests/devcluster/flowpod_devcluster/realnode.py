@@ -1,0 +1,379 @@
+"""The real container node, `flowpod-containerd`, beside the process node: containerd 2.x with
+runc and a real kubelet, all built from the pinned sources (build-node-binaries.sh), running
+the images built from the repository's Dockerfiles (build-images.sh).
+
+Started on demand by the `containerd_node` fixture (tests/conftest.py) into a running plane;
+its processes are recorded with the plane's, so `python -m flowpod_devcluster down` stops them.
+
+Two rules of this machine shape it:
+- Host state stays untouched. containerd, its shims and the kubelet share one private mount
+  namespace (`unshare -m`): their overlay, tmpfs and bind mounts vanish with them, and the
+  kernel tunables the kubelet insists on are shadowed there by files holding the values it
+  wants, instead of being rewritten machine-wide.
+- Traffic stays on loopback. Pods the node runs use the host network (the API server listens
+  on 127.0.0.1 only); a MutatingAdmissionPolicy that the node installs does this for exactly
+  the pods that ask for this node (nodeSelector `flowpod.io/node: containerd`), so the chart
+  and the operator's pod manifests stay what users get. It also points the in-pod clients at
+  127.0.0.1:<api port> rather than the kubernetes Service's ClusterIP, which nothing routes
+  here. Any other pod gets a network namespace holding only `lo` (the only CNI plugin
+  configured), and every registry host is mapped to a closed loopback port, so a pull can
+  never leave the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowpod_devcluster import pki, processes
+from flowpod_devcluster.plane import Cluster
+
+__all__ = ["NODE_NAME", "NODE_LABEL", "PLACEMENT", "RealNode", "up", "stop"]
+
+NODE_NAME = "flowpod-containerd"
+# Pods land on the node only when they select it and tolerate its taint.
+NODE_LABEL = ("flowpod.io/node", "containerd")
+PLACEMENT = {
+    "nodeSelector": {NODE_LABEL[0]: NODE_LABEL[1]},
+    "tolerations": [{"key": NODE_LABEL[0], "operator": "Equal", "value": NODE_LABEL[1],
+                     "effect": "NoSchedule"}],
+}
+_HERE = Path(__file__).parent
+_READY_TIMEOUT = 180.0
+# What the kubelet would otherwise write into /proc/sys for the whole machine.
+_KERNEL_TUNABLES = {"vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10",
+                    "kernel/panic_on_oops": "1", "kernel/keys/root_maxkeys": "1000000",
+                    "kernel/keys/root_maxbytes": "25000000"}
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """A running containerd node: where its state lives and how to reach containerd."""
+
+    dir: Path
+    bin_dir: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "containerd.sock"
+
+    def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the pinned ctr against this node's containerd, in the Kubernetes namespace."""
+        argv = [str(self.bin_dir / "ctr"), "--address", str(self.socket), "-n", "k8s.io", *args]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"ctr {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result
+
+    def written_files(self, container_id: str) -> list[str]:
+        """Every path a container wrote outside its volumes: the contents of its writable
+        overlay layer (kept by containerd until the pod is deleted)."""
+        mounts = self.ctr("snapshots", "mounts", "/unused", container_id).stdout
+        upper = next(opt.split("=", 1)[1] for opt in mounts.replace(" ", ",").split(",")
+                     if opt.startswith("upperdir="))
+        root = Path(upper)
+        return sorted("/" + str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _script(name: str) -> Path:
+    return _HERE / name
+
+
+def _run_script(name: str) -> Path:
+    out = subprocess.run(["bash", str(_script(name))], check=True, stdout=subprocess.PIPE,
+                         text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def binaries_dir() -> Path:
+    """Build (cold) or find (warm) kubelet, containerd, runc and the CNI loopback plugin."""
+    return _run_script("build-node-binaries.sh")
+
+
+def image_archives() -> Path:
+    """Build (cold) or find (warm) the engine, operator and pause images; their archives."""
+    return _run_script("build-images.sh")
+
+
+def _containerd_config(node: RealNode, pause: str) -> str:
+    d = node.dir
+    return f"""version = 3
+root = "{d / 'root'}"
+state = "{d / 'state'}"
+disabled_plugins = ["io.containerd.nri.v1.nri"]
+
+[grpc]
+  address = "{node.socket}"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  # This machine's root lacks CAP_SYS_RESOURCE, so nothing here may lower an OOM score below
+  # containerd's own (the kubelet asks -998 for sandboxes); clamp instead of failing.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "{node.bin_dir / 'runc'}"
+        Root = "{d / 'runc'}"
+        SystemdCgroup = false
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{node.bin_dir / 'cni'}"]
+    conf_dir = "{d / 'cni'}"
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "{pause}"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "{d / 'certs.d'}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+"""
+
+
+def _kubelet_config(node: RealNode, c: Cluster, port: int) -> dict:
+    p = c.pki
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "address": "127.0.0.1", "port": port, "readOnlyPort": 0, "healthzPort": 0,
+        "tlsCertFile": p["kubelet-serving.crt"], "tlsPrivateKeyFile": p["kubelet-serving.key"],
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                           "x509": {"clientCAFile": p["ca.crt"]}},
+        "authorization": {"mode": "Webhook"},
+        # This machine has cgroup v1 only and no systemd; 1.35+ kubelets refuse v1 unless told.
+        "failCgroupV1": False, "cgroupDriver": "cgroupfs", "failSwapOn": False,
+        "containerRuntimeEndpoint": f"unix://{node.socket}",
+        "podLogsDir": str(node.dir / "pod-logs"),
+        "registerWithTaints": [{"key": NODE_LABEL[0], "value": NODE_LABEL[1],
+                                "effect": "NoSchedule"}],
+        # A shared, busy test machine: never evict or garbage-collect the only images there are.
+        "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%",
+                         "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+        "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+        "serializeImagePulls": False, "resolvConf": "/etc/resolv.conf",
+        "protectKernelDefaults": False, "syncFrequency": "10s",
+    }
+
+
+def _write_configs(node: RealNode, c: Cluster, pause: str, kubelet_port: int) -> None:
+    d = node.dir
+    for sub in ("cni", "certs.d/_default", "pod-logs", "kubelet", "tunables"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / "containerd.toml").write_text(_containerd_config(node, pause))
+    # Only loopback: a pod without the host network gets `lo` and nothing else.
+    (d / "cni" / "10-loopback.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "flowpod-loopback-only",
+         "plugins": [{"type": "loopback"}]}))
+    # Every registry resolves to a closed loopback port: a pull fails fast, on this machine.
+    (d / "certs.d" / "_default" / "hosts.toml").write_text(
+        'server = "http://127.0.0.1:9"\n[host."http://127.0.0.1:9"]\n'
+        '  capabilities = ["pull", "resolve"]\n')
+    (d / "kubelet-config.json").write_text(json.dumps(_kubelet_config(node, c, kubelet_port)))
+    pki.issue_client(c.state_dir / "pki", "containerd-node", cn=f"system:node:{NODE_NAME}",
+                     org="system:nodes")
+    pki.write_kubeconfig(d / "kubelet.kubeconfig", c.pki, server=c.api_url,
+                         user=f"system:node:{NODE_NAME}", stem="containerd-node")
+    for name, value in _KERNEL_TUNABLES.items():
+        (d / "tunables" / name.replace("/", ".")).write_text(value + "\n")
+
+
+def _namespace_wrapper(node: RealNode) -> list[str]:
+    """`unshare -m` into a private mount namespace, shadow the kernel tunables, then exec."""
+    binds = "; ".join(
+        f"mount --bind {node.dir / 'tunables' / name.replace('/', '.')} /proc/sys/{name}"
+        for name in _KERNEL_TUNABLES)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
+            f'{binds}; exec "$@"', "sh"]
+
+
+def _wait(what: str, predicate, log: str, timeout: float = _READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    tail = "\n".join(Path(log).read_text(errors="replace").splitlines()[-40:])
+    raise RuntimeError(f"{what} was not ready within {timeout:.0f}s; the end of {log}:\n{tail}")
+
+
+def _import_images(node: RealNode, archives: Path) -> None:
+    # Re-import only archives that changed since the last import into this containerd.
+    for archive in sorted(archives.glob("*.tar")):
+        stamp = node.dir / f"imported-{archive.stem}"
+        fingerprint = f"{archive.stat().st_size}-{archive.stat().st_mtime_ns}"
+        if stamp.exists() and stamp.read_text() == fingerprint:
+            continue
+        node.ctr("images", "import", str(archive))
+        stamp.write_text(fingerprint)
+
+
+def _policy(c: Cluster) -> list[dict]:
+    """The MutatingAdmissionPolicy (and its binding) giving this node's pods the host network
+    and a loopback API address, for pods that select the node and nothing else."""
+    env = [f'Object.spec.containers.env{{name: "{k}", value: "{v}"}}' for k, v in
+           (("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", str(c.api_port)))]
+    # With the host network a Pod's hostPort must equal its containerPort; defaulting, which
+    # would set it, ran before this policy.
+    ports = ("has(c.ports) ? c.ports.map(p, Object.spec.containers.ports{containerPort: "
+             "p.containerPort, protocol: p.protocol, hostPort: p.containerPort}) : []")
+    expression = (
+        'Object{spec: Object.spec{hostNetwork: true, dnsPolicy: "Default", containers: '
+        f'object.spec.containers.map(c, Object.spec.containers{{name: c.name, '
+        f'env: [{", ".join(env)}], ports: {ports}}})}}}}')
+    key, value = NODE_LABEL
+    name = "flowpod-containerd-node-network"
+    return [{
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods"]}]},
+            "matchConditions": [{"name": "selects-the-containerd-node", "expression":
+                                 f"has(object.spec.nodeSelector) && "
+                                 f"object.spec.nodeSelector.exists(k, k == '{key}' && "
+                                 f"object.spec.nodeSelector[k] == '{value}')"}],
+            "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded",
+            "mutations": [{"patchType": "ApplyConfiguration",
+                           "applyConfiguration": {"expression": expression}}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1",
+         "kind": "MutatingAdmissionPolicyBinding", "metadata": {"name": name},
+         "spec": {"policyName": name}}]
+
+
+def _node_ready(c: Cluster) -> bool:
+    out = c.kubectl("get", "node", NODE_NAME, "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+    return out.stdout.strip() == "True"
+
+
+def _running(c: Cluster, name: str) -> bool:
+    return any(r.name == name and processes.is_alive(r)
+               for r in processes.read_records(c.state_dir))
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def up(c: Cluster, *, progress=print) -> RealNode:
+    """Start the containerd node into the running plane ``c`` (or return the live one)."""
+    node = RealNode(dir=c.state_dir / "containerd-node", bin_dir=binaries_dir())
+    if _running(c, "kubelet-containerd") and _node_ready(c):
+        return node
+    archives = image_archives()
+    node.dir.mkdir(parents=True, exist_ok=True)
+    (node.dir / "bin-dir").write_text(str(node.bin_dir))
+    _write_configs(node, c, pause=_pause_ref(archives), kubelet_port=_free_port())
+    env = {**os.environ, "PATH": f"{node.bin_dir}:{os.environ['PATH']}"}
+    progress(f"starting containerd for {NODE_NAME}")
+    containerd = processes.spawn(
+        c.state_dir, "containerd", [*_namespace_wrapper(node), str(node.bin_dir / "containerd"),
+                                    "--config", str(node.dir / "containerd.toml")], env=env)
+    _wait("containerd", lambda: _ctr_ok(node), containerd.log)
+    _import_images(node, archives)
+    c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                     "items": _policy(c)}))
+    progress(f"starting kubelet for {NODE_NAME}")
+    # The kubelet joins containerd's mount namespace, so both see the same mounts.
+    kubelet = processes.spawn(c.state_dir, "kubelet-containerd", [
+        "nsenter", f"--mount=/proc/{containerd.pid}/ns/mnt", "--",
+        str(node.bin_dir / "kubelet"), f"--config={node.dir / 'kubelet-config.json'}",
+        f"--kubeconfig={node.dir / 'kubelet.kubeconfig'}", f"--root-dir={node.dir / 'kubelet'}",
+        f"--hostname-override={NODE_NAME}", "--node-ip=127.0.0.1",
+        f"--node-labels={NODE_LABEL[0]}={NODE_LABEL[1]}", "--v=1"], env=env)
+    _wait(f"node {NODE_NAME}", lambda: _node_ready(c), kubelet.log)
+    # The kubelet refuses to report a loopback address ("nodeIP can't be loopback") and then
+    # leaves status.addresses alone; the API server reaches it for `kubectl logs` through this.
+    c.kubectl("patch", "node", NODE_NAME, "--subresource=status", "--type=merge", "-p",
+              json.dumps({"status": {"addresses": [
+                  {"type": "InternalIP", "address": "127.0.0.1"},
+                  {"type": "Hostname", "address": NODE_NAME}]}}))
+    return node
+
+
+def _pause_ref(archives: Path) -> str:
+    return (archives / "pause.ref").read_text().strip()
+
+
+def _ctr_ok(node: RealNode) -> bool:
+    try:
+        node.ctr("version", timeout=10)
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return False
+    return True
+
+
+def stop(state_dir: Path, *, grace: float = 10.0) -> None:
+    """Stop the node: the kubelet, then what containerd started (container processes, then
+    their shims), then containerd. The containers and shims are found by the pid files
+    containerd keeps per task, checked to still be those processes: they have left
+    containerd's process tree, so stopping containerd alone would leave them running."""
+    processes.stop(state_dir, {"kubelet-containerd"}, grace=grace)
+    node_dir = state_dir / "containerd-node"
+    tasks = node_dir / "state" / "io.containerd.runtime.v2.task"
+    shim_exe = binaries_dir_if_built(node_dir)
+    if tasks.exists() and shim_exe is not None:
+        shims = [pid for pid in _pids(tasks, "shim.pid") if _exe(pid) == shim_exe]
+        inits = [pid for pid in _pids(tasks, "init.pid") if _parent(pid) in shims]
+        for group, sig in ((inits, signal.SIGKILL), (shims, signal.SIGTERM)):
+            for pid in group:
+                _kill(pid, sig)
+            deadline = time.monotonic() + grace
+            while any(_exe(pid) is not None for pid in group) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for pid in shims:
+            if _exe(pid) == shim_exe:
+                _kill(pid, signal.SIGKILL)
+    processes.stop(state_dir, {"containerd"}, grace=grace)
+
+
+def binaries_dir_if_built(node_dir: Path) -> Path | None:
+    """The shim binary the node at ``node_dir`` was started with, from its containerd PATH."""
+    marker = node_dir / "bin-dir"
+    return Path(marker.read_text().strip()) / "containerd-shim-runc-v2" if marker.exists() \
+        else None
+
+
+def _pids(tasks: Path, name: str) -> list[int]:
+    pids = []
+    for path in tasks.glob(f"*/*/{name}"):
+        try:
+            pids.append(int(path.read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _exe(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return None
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

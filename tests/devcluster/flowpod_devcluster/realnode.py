@@ -250,10 +250,14 @@ def _policy(c: Cluster) -> list[dict]:
          "spec": {"policyName": name}}]
 
 
-def _node_ready(c: Cluster) -> bool:
-    out = c.kubectl("get", "node", NODE_NAME, "-o",
-                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
-    return out.stdout.strip() == "True"
+def _node_ready(c: Cluster, since: str = "") -> bool:
+    """Ready, and (given ``since``, an API timestamp) reported so by a kubelet alive since
+    then: a node object outlives its kubelet and stays Ready for a while."""
+    out = c.kubectl("get", "node", NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=="
+                    "'Ready')].status} {.status.conditions[?(@.type=='Ready')]"
+                    ".lastHeartbeatTime}", check=False)
+    status, _, heartbeat = out.stdout.strip().partition(" ")
+    return status == "True" and heartbeat >= since
 
 
 def _running(c: Cluster, name: str) -> bool:
@@ -287,6 +291,7 @@ def up(c: Cluster, *, progress=print) -> RealNode:
     c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                      "items": _policy(c)}))
     progress(f"starting kubelet for {NODE_NAME}")
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     # The kubelet joins containerd's mount namespace, so both see the same mounts.
     kubelet = processes.spawn(c.state_dir, "kubelet-containerd", [
         "nsenter", f"--mount=/proc/{containerd.pid}/ns/mnt", "--",
@@ -294,7 +299,7 @@ def up(c: Cluster, *, progress=print) -> RealNode:
         f"--kubeconfig={node.dir / 'kubelet.kubeconfig'}", f"--root-dir={node.dir / 'kubelet'}",
         f"--hostname-override={NODE_NAME}", "--node-ip=127.0.0.1",
         f"--node-labels={NODE_LABEL[0]}={NODE_LABEL[1]}", "--v=1"], env=env)
-    _wait(f"node {NODE_NAME}", lambda: _node_ready(c), kubelet.log)
+    _wait(f"node {NODE_NAME}", lambda: _node_ready(c, since=started), kubelet.log)
     # The kubelet refuses to report a loopback address ("nodeIP can't be loopback") and then
     # leaves status.addresses alone; the API server reaches it for `kubectl logs` through this.
     c.kubectl("patch", "node", NODE_NAME, "--subresource=status", "--type=merge", "-p",

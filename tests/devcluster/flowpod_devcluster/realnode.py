@@ -70,14 +70,43 @@ class RealNode:
             raise RuntimeError(f"ctr {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return result
 
+    def _layers(self, container_id: str) -> tuple[Path, list[Path]]:
+        mounts = self.ctr("snapshots", "mounts", "/unused", container_id).stdout
+        options = dict(opt.split("=", 1) for opt in mounts.replace(" ", ",").split(",")
+                       if opt.startswith(("upperdir=", "lowerdir=")))
+        return Path(options["upperdir"]), [Path(p) for p in options["lowerdir"].split(":")]
+
     def written_files(self, container_id: str) -> list[str]:
         """Every path a container wrote outside its volumes: the contents of its writable
         overlay layer (kept by containerd until the pod is deleted)."""
-        mounts = self.ctr("snapshots", "mounts", "/unused", container_id).stdout
-        upper = next(opt.split("=", 1)[1] for opt in mounts.replace(" ", ",").split(",")
-                     if opt.startswith("upperdir="))
-        root = Path(upper)
-        return sorted("/" + str(p.relative_to(root)) for p in root.rglob("*"))
+        upper, _ = self._layers(container_id)
+        return sorted("/" + str(p.relative_to(upper)) for p in upper.rglob("*"))
+
+    def mount_points(self, container_id: str) -> set[str]:
+        """The directories runc had to create to mount the container's mounts onto: each
+        destination and its parents, through the image's symlinks (/var/run -> /run)."""
+        _, lowers = self._layers(container_id)
+        spec = json.loads(self.ctr("containers", "info", container_id).stdout)["Spec"]
+        found: set[str] = set()
+        for mount in spec["mounts"]:
+            path = _resolve(Path(mount["destination"]), lowers)
+            found.update(str(p) for p in (path, *path.parents))
+        return found
+
+
+def _resolve(path: Path, lowers: list[Path]) -> Path:
+    """``path`` with the image's absolute symlinks among its parents followed (top layer wins)."""
+    resolved = Path("/")
+    for part in path.parts[1:]:
+        candidate = resolved / part
+        link = next((layer / candidate.relative_to("/") for layer in lowers
+                     if (layer / candidate.relative_to("/")).is_symlink()
+                     or (layer / candidate.relative_to("/")).exists()), None)
+        if link is not None and link.is_symlink():
+            target = Path(os.readlink(link))
+            candidate = target if target.is_absolute() else resolved / target
+        resolved = candidate
+    return resolved
 
 
 def _script(name: str) -> Path:

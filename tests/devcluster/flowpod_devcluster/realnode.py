@@ -352,43 +352,46 @@ def _ctr_ok(node: RealNode) -> bool:
 
 def stop(state_dir: Path, *, grace: float = 10.0) -> None:
     """Stop the node: the kubelet, then what containerd started (container processes, then
-    their shims), then containerd. The containers and shims are found by the pid files
-    containerd keeps per task, checked to still be those processes: they have left
-    containerd's process tree, so stopping containerd alone would leave them running."""
+    their shims), then containerd. Shims have left containerd's process tree, so stopping
+    containerd alone would leave them and their containers running; they are found as the
+    processes running this node's shim binary for this node's containerd socket, and the
+    containers as their children."""
     processes.stop(state_dir, {"kubelet-containerd"}, grace=grace)
     node_dir = state_dir / "containerd-node"
-    tasks = node_dir / "state" / "io.containerd.runtime.v2.task"
-    shim_exe = binaries_dir_if_built(node_dir)
-    if tasks.exists() and shim_exe is not None:
-        shims = [pid for pid in _pids(tasks, "shim.pid") if _exe(pid) == shim_exe]
-        inits = [pid for pid in _pids(tasks, "init.pid") if _parent(pid) in shims]
-        for group, sig in ((inits, signal.SIGKILL), (shims, signal.SIGTERM)):
-            for pid in group:
-                _kill(pid, sig)
-            deadline = time.monotonic() + grace
-            while any(_exe(pid) is not None for pid in group) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        for pid in shims:
-            if _exe(pid) == shim_exe:
-                _kill(pid, signal.SIGKILL)
+    shims = _shims(node_dir)
+    inits = [pid for pid in _all_pids() if _parent(pid) in shims]
+    for group, sig in ((inits, signal.SIGKILL), (shims, signal.SIGTERM)):
+        for pid in group:
+            _kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while any(_exe(pid) is not None for pid in group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for pid in _shims(node_dir):
+        _kill(pid, signal.SIGKILL)
     processes.stop(state_dir, {"containerd"}, grace=grace)
 
 
-def binaries_dir_if_built(node_dir: Path) -> Path | None:
-    """The shim binary the node at ``node_dir`` was started with, from its containerd PATH."""
+def _shims(node_dir: Path) -> list[int]:
     marker = node_dir / "bin-dir"
-    return Path(marker.read_text().strip()) / "containerd-shim-runc-v2" if marker.exists() \
-        else None
-
-
-def _pids(tasks: Path, name: str) -> list[int]:
-    pids = []
-    for path in tasks.glob(f"*/*/{name}"):
-        try:
-            pids.append(int(path.read_text().strip()))
-        except (OSError, ValueError):
+    if not marker.exists():
+        return []
+    shim = Path(marker.read_text().strip()) / "containerd-shim-runc-v2"
+    socket = str(node_dir / "containerd.sock")
+    found = []
+    for pid in _all_pids():
+        if _exe(pid) != shim:
             continue
-    return pids
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if socket.encode() in argv:
+            found.append(pid)
+    return found
+
+
+def _all_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
 
 
 def _exe(pid: int) -> Path | None:

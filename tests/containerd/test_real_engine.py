@@ -7,6 +7,9 @@ containerd and runc can show.
 - The engine writes nothing outside the paths its pod mounts: its container's writable
   overlay layer holds nothing but the mount points runc made. So it also runs under a
   read-only root filesystem, as the chart's restricted securityContext asks.
+- An image that is not on the node crashes the run after its pending timeout, as on the
+  process node, and the pull never left the machine: every registry maps to a closed
+  loopback port (realnode.py).
 - The OCI spec runc ran the engine with: UID/GID 10001, no capabilities at all, no new
   privileges, and a seccomp filter (RuntimeDefault).
 
@@ -49,11 +52,15 @@ def runs(cluster, containerd_node, api, tmp_path_factory):
     api.create_deployment(ns, "hog", entrypoint=f"{CASES}:hog_memory", image=harness.IMAGE,
                           podTemplate={**realnode.PLACEMENT, **flows,
                                        "resources": {"limits": {"memory": "64Mi"}}})
+    api.create_deployment(ns, "no-image", entrypoint="examples/hello/flow.py:hello",
+                          image="registry.invalid/flowpod/nope:1", pendingTimeoutSeconds=10,
+                          podTemplate=dict(realnode.PLACEMENT))
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     proc = harness.OperatorProcess(cluster.kubeconfig, log, (ns,)).start()
     api.create_flowrun(ns, "hello-run", deploymentName="hello",
                        parameters={"name": "containerd"})
     api.create_flowrun(ns, "oom", deploymentName="hog")
+    api.create_flowrun(ns, "unknown-image", deploymentName="no-image")
     yield ns, proc
     proc.stop()
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -115,3 +122,16 @@ def test_runc_ran_the_engine_unprivileged_under_seccomp(api, runs, containerd_no
     assert process["noNewPrivileges"] is True
     assert all(not caps for caps in process.get("capabilities", {}).values()), process
     assert spec["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
+def test_an_image_not_on_the_node_crashes_and_is_pulled_only_from_loopback(
+        cluster, api, runs, containerd_node):
+    flowrun = _final(api, runs, "unknown-image")
+    state = flowrun["status"]["state"]
+    assert state["type"] == "CRASHED", flowrun["status"]
+    assert flowrun["status"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    assert "could not start for 10s (pendingTimeoutSeconds)" in state["message"]
+    events = json.loads(cluster.kubectl("get", "events", "-n", runs[0], "-o", "json").stdout)
+    pulls = [e["message"] for e in events["items"] if e["reason"] == "Failed"
+             and "registry.invalid/flowpod/nope:1" in e["message"]]
+    assert pulls and all("http://127.0.0.1:9/v2/" in m for m in pulls), pulls

@@ -139,4 +139,6 @@ build_base
 build_image engine engine_image/Dockerfile pyproject.toml README.md LICENSE engine_image/src examples
 build_image operator operator/Dockerfile pyproject.toml README.md LICENSE engine_image/src operator/src examples
 bah rm --all >/dev/null 2>&1 || true
+# Superseded images and build stages would otherwise grow the cache by an image per change.
+bah rmi --prune >/dev/null 2>&1 || true
 echo "$ARCHIVES"

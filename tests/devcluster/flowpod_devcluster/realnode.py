@@ -25,19 +25,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowpod_devcluster import pki, processes
+from flowpod_devcluster import processes
+from flowpod_devcluster import realnode_config as config
+from flowpod_devcluster.realnode_config import NODE_LABEL, NODE_NAME
 from flowpod_devcluster.plane import Cluster
 
 __all__ = ["NODE_NAME", "NODE_LABEL", "PLACEMENT", "RealNode", "up", "stop"]
 
-NODE_NAME = "flowpod-containerd"
-# Pods land on the node only when they select it and tolerate its taint.
-NODE_LABEL = ("flowpod.io/node", "containerd")
 PLACEMENT = {
     "nodeSelector": {NODE_LABEL[0]: NODE_LABEL[1]},
     "tolerations": [{"key": NODE_LABEL[0], "operator": "Equal", "value": NODE_LABEL[1],
@@ -45,10 +45,6 @@ PLACEMENT = {
 }
 _HERE = Path(__file__).parent
 _READY_TIMEOUT = 180.0
-# What the kubelet would otherwise write into /proc/sys for the whole machine.
-_KERNEL_TUNABLES = {"vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10",
-                    "kernel/panic_on_oops": "1", "kernel/keys/root_maxkeys": "1000000",
-                    "kernel/keys/root_maxbytes": "25000000"}
 
 
 @dataclass(frozen=True)
@@ -129,100 +125,6 @@ def image_archives() -> Path:
     return _run_script("build-images.sh")
 
 
-def _containerd_config(node: RealNode, pause: str) -> str:
-    d = node.dir
-    return f"""version = 3
-root = "{d / 'root'}"
-state = "{d / 'state'}"
-disabled_plugins = ["io.containerd.nri.v1.nri"]
-
-[grpc]
-  address = "{node.socket}"
-
-[plugins."io.containerd.cri.v1.runtime"]
-  # This machine's root lacks CAP_SYS_RESOURCE, so nothing here may lower an OOM score below
-  # containerd's own (the kubelet asks -998 for sandboxes); clamp instead of failing.
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.cri.v1.runtime".containerd]
-    default_runtime_name = "runc"
-    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-        BinaryName = "{node.bin_dir / 'runc'}"
-        Root = "{d / 'runc'}"
-        SystemdCgroup = false
-  [plugins."io.containerd.cri.v1.runtime".cni]
-    bin_dirs = ["{node.bin_dir / 'cni'}"]
-    conf_dir = "{d / 'cni'}"
-
-[plugins."io.containerd.cri.v1.images"]
-  snapshotter = "overlayfs"
-  [plugins."io.containerd.cri.v1.images".pinned_images]
-    sandbox = "{pause}"
-  [plugins."io.containerd.cri.v1.images".registry]
-    config_path = "{d / 'certs.d'}"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-"""
-
-
-def _kubelet_config(node: RealNode, c: Cluster, port: int) -> dict:
-    p = c.pki
-    return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-        "address": "127.0.0.1", "port": port, "readOnlyPort": 0, "healthzPort": 0,
-        "tlsCertFile": p["kubelet-serving.crt"], "tlsPrivateKeyFile": p["kubelet-serving.key"],
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": p["ca.crt"]}},
-        "authorization": {"mode": "Webhook"},
-        # This machine has cgroup v1 only and no systemd; 1.35+ kubelets refuse v1 unless told.
-        "failCgroupV1": False, "cgroupDriver": "cgroupfs", "failSwapOn": False,
-        "containerRuntimeEndpoint": f"unix://{node.socket}",
-        "podLogsDir": str(node.dir / "pod-logs"),
-        "registerWithTaints": [{"key": NODE_LABEL[0], "value": NODE_LABEL[1],
-                                "effect": "NoSchedule"}],
-        # A shared, busy test machine: never evict or garbage-collect the only images there are.
-        "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%",
-                         "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
-        "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-        "serializeImagePulls": False, "resolvConf": "/etc/resolv.conf",
-        "protectKernelDefaults": False, "syncFrequency": "10s",
-    }
-
-
-def _write_configs(node: RealNode, c: Cluster, pause: str, kubelet_port: int) -> None:
-    d = node.dir
-    for sub in ("cni", "certs.d/_default", "pod-logs", "kubelet", "tunables"):
-        (d / sub).mkdir(parents=True, exist_ok=True)
-    (d / "containerd.toml").write_text(_containerd_config(node, pause))
-    # Only loopback: a pod without the host network gets `lo` and nothing else.
-    (d / "cni" / "10-loopback.conflist").write_text(json.dumps(
-        {"cniVersion": "1.0.0", "name": "flowpod-loopback-only",
-         "plugins": [{"type": "loopback"}]}))
-    # Every registry resolves to a closed loopback port: a pull fails fast, on this machine.
-    (d / "certs.d" / "_default" / "hosts.toml").write_text(
-        'server = "http://127.0.0.1:9"\n[host."http://127.0.0.1:9"]\n'
-        '  capabilities = ["pull", "resolve"]\n')
-    (d / "kubelet-config.json").write_text(json.dumps(_kubelet_config(node, c, kubelet_port)))
-    pki.issue_client(c.state_dir / "pki", "containerd-node", cn=f"system:node:{NODE_NAME}",
-                     org="system:nodes")
-    pki.write_kubeconfig(d / "kubelet.kubeconfig", c.pki, server=c.api_url,
-                         user=f"system:node:{NODE_NAME}", stem="containerd-node")
-    for name, value in _KERNEL_TUNABLES.items():
-        (d / "tunables" / name.replace("/", ".")).write_text(value + "\n")
-
-
-def _namespace_wrapper(node: RealNode) -> list[str]:
-    """`unshare -m` into a private mount namespace, shadow the kernel tunables, then exec."""
-    binds = "; ".join(
-        f"mount --bind {node.dir / 'tunables' / name.replace('/', '.')} /proc/sys/{name}"
-        for name in _KERNEL_TUNABLES)
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
-            f'{binds}; exec "$@"', "sh"]
-
-
 def _wait(what: str, predicate, log: str, timeout: float = _READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -244,41 +146,6 @@ def _import_images(node: RealNode, archives: Path) -> None:
         stamp.write_text(fingerprint)
 
 
-def _policy(c: Cluster) -> list[dict]:
-    """The MutatingAdmissionPolicy (and its binding) giving this node's pods the host network
-    and a loopback API address, for pods that select the node and nothing else."""
-    env = [f'Object.spec.containers.env{{name: "{k}", value: "{v}"}}' for k, v in
-           (("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
-            ("KUBERNETES_SERVICE_PORT", str(c.api_port)))]
-    # With the host network a Pod's hostPort must equal its containerPort; defaulting, which
-    # would set it, ran before this policy.
-    ports = ("has(c.ports) ? c.ports.map(p, Object.spec.containers.ports{containerPort: "
-             "p.containerPort, protocol: p.protocol, hostPort: p.containerPort}) : []")
-    expression = (
-        'Object{spec: Object.spec{hostNetwork: true, dnsPolicy: "Default", containers: '
-        f'object.spec.containers.map(c, Object.spec.containers{{name: c.name, '
-        f'env: [{", ".join(env)}], ports: {ports}}})}}}}')
-    key, value = NODE_LABEL
-    name = "flowpod-containerd-node-network"
-    return [{
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                "resources": ["pods"]}]},
-            "matchConditions": [{"name": "selects-the-containerd-node", "expression":
-                                 f"has(object.spec.nodeSelector) && "
-                                 f"object.spec.nodeSelector.exists(k, k == '{key}' && "
-                                 f"object.spec.nodeSelector[k] == '{value}')"}],
-            "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded",
-            "mutations": [{"patchType": "ApplyConfiguration",
-                           "applyConfiguration": {"expression": expression}}]}},
-        {"apiVersion": "admissionregistration.k8s.io/v1",
-         "kind": "MutatingAdmissionPolicyBinding", "metadata": {"name": name},
-         "spec": {"policyName": name}}]
-
-
 def _node_ready(c: Cluster, since: str = "") -> bool:
     """Ready, and (given ``since``, an API timestamp) reported so by a kubelet alive since
     then: a node object outlives its kubelet and stays Ready for a while."""
@@ -295,7 +162,6 @@ def _running(c: Cluster, name: str) -> bool:
 
 
 def _free_port() -> int:
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -309,16 +175,17 @@ def up(c: Cluster, *, progress=print) -> RealNode:
     archives = image_archives()
     node.dir.mkdir(parents=True, exist_ok=True)
     (node.dir / "bin-dir").write_text(str(node.bin_dir))
-    _write_configs(node, c, pause=_pause_ref(archives), kubelet_port=_free_port())
+    config.write_configs(node, c, pause=_pause_ref(archives), kubelet_port=_free_port())
     env = {**os.environ, "PATH": f"{node.bin_dir}:{os.environ['PATH']}"}
     progress(f"starting containerd for {NODE_NAME}")
     containerd = processes.spawn(
-        c.state_dir, "containerd", [*_namespace_wrapper(node), str(node.bin_dir / "containerd"),
+        c.state_dir, "containerd", [*config.namespace_wrapper(node),
+                                    str(node.bin_dir / "containerd"),
                                     "--config", str(node.dir / "containerd.toml")], env=env)
     _wait("containerd", lambda: _ctr_ok(node), containerd.log)
     _import_images(node, archives)
     c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                     "items": _policy(c)}))
+                                                     "items": config.admission_policy(c)}))
     progress(f"starting kubelet for {NODE_NAME}")
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     # The kubelet joins containerd's mount namespace, so both see the same mounts.
@@ -369,6 +236,16 @@ def stop(state_dir: Path, *, grace: float = 10.0) -> None:
     for pid in _shims(node_dir):
         _kill(pid, signal.SIGKILL)
     processes.stop(state_dir, {"containerd"}, grace=grace)
+    left = [pid for pid in _shims(node_dir) if not _zombie(pid)]
+    if left:
+        raise RuntimeError(f"containerd shims {left} of {node_dir} survived SIGKILL")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _shims(node_dir: Path) -> list[int]:

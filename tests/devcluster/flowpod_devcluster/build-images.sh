@@ -103,14 +103,14 @@ build_image() {
 }
 
 # The pod sandbox ("pause") image the containerd node needs, which no registry can supply here:
-# compiled from the Kubernetes release's own build/pause/linux/pause.c (in the Go module cache
-# after build-binaries.sh) with the release Makefile's flags, in an image FROM scratch.
+# compiled from the Kubernetes release's own build/pause/linux/pause.c (from the Go module
+# cache, where build-binaries.sh put the release) with the release Makefile's flags, in an image FROM scratch.
 build_pause() {
   local ref="registry.k8s.io/pause:$PAUSE_VERSION" archive="$ARCHIVES/pause.tar"
   [ -s "$archive" ] && have_image "$ref" && return 0
   local src
   src="$(cd "$CACHE" && GOFLAGS=-mod=mod go env GOMODCACHE)/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c"
-  [ -f "$src" ] || (cd "$REPO" && bash tests/devcluster/flowpod_devcluster/build-binaries.sh >/dev/null)
+  [ -f "$src" ] || (cd "$CACHE" && GOFLAGS=-mod=mod go mod download "k8s.io/kubernetes@$K8S_VERSION")
   log "building $ref from $src"
   mkdir -p "$CACHE/pause" "$ARCHIVES"
   gcc -Os -Wall -Werror -static "-DVERSION=v$PAUSE_VERSION-flowpod" -o "$CACHE/pause/pause" "$src"

@@ -218,27 +218,28 @@ def _ctr_ok(node: RealNode) -> bool:
 
 
 def stop(state_dir: Path, *, grace: float = 10.0) -> None:
-    """Stop the node: the kubelet, then what containerd started (container processes, then
-    their shims), then containerd. Shims have left containerd's process tree, so stopping
-    containerd alone would leave them and their containers running; they are found as the
-    processes running this node's shim binary for this node's containerd socket, and the
-    containers as their children."""
+    """Stop the node: the kubelet, then containerd (so no new shim can start), then what
+    containerd started, which has left its process tree and would keep running: container
+    processes, then their shims. Those are found as the processes running this node's shim
+    binary for this node's containerd socket, and the containers as their children."""
     processes.stop(state_dir, {"kubelet-containerd"}, grace=grace)
+    processes.stop(state_dir, {"containerd"}, grace=grace)
     node_dir = state_dir / "containerd-node"
     shims = _shims(node_dir)
     inits = [pid for pid in _all_pids() if _parent(pid) in shims]
-    for group, sig in ((inits, signal.SIGKILL), (shims, signal.SIGTERM)):
+    # containerd is gone, so nothing is left to stop them gracefully for: the containers
+    # first (a shim exits when its last container does), then any shim still there.
+    for group in (inits, shims):
         for pid in group:
-            _kill(pid, sig)
+            _kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + grace
-        while any(_exe(pid) is not None for pid in group) and time.monotonic() < deadline:
+        while any(not _zombie(pid) for pid in group) and time.monotonic() < deadline:
             time.sleep(0.05)
-    for pid in _shims(node_dir):
-        _kill(pid, signal.SIGKILL)
-    processes.stop(state_dir, {"containerd"}, grace=grace)
-    left = [pid for pid in _shims(node_dir) if not _zombie(pid)]
-    if left:
-        raise RuntimeError(f"containerd shims {left} of {node_dir} survived SIGKILL")
+    deadline = time.monotonic() + grace
+    while (left := [p for p in _shims(node_dir) if not _zombie(p)]):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"containerd shims {left} of {node_dir} survived SIGKILL")
+        time.sleep(0.05)
 
 
 def _zombie(pid: int) -> bool:

@@ -50,12 +50,14 @@ def _kernel_view(pid: int) -> tuple[dict[str, str], str]:
 def test_the_chart_runs_the_operator_image_locked_down_by_runc(cluster, containerd_node,
                                                                namespace) -> None:
     release, port = _release(), _free_port()
+    selector, tolerations = (json.dumps(realnode.PLACEMENT[key])
+                             for key in ("nodeSelector", "tolerations"))
     out = _helm.run(*_kind_path_install(release, namespace, namespace),
                     "--timeout", "240s", "--set", f"watchNamespaces={{{namespace}}}",
                     "--set", f"operator.healthPort={port}",
                     "--set", "operator.extraArgs={--health-host=127.0.0.1}",
-                    "--set-json", f"operator.nodeSelector={json.dumps(realnode.PLACEMENT['nodeSelector'])}",
-                    "--set-json", f"operator.tolerations={json.dumps(realnode.PLACEMENT['tolerations'])}",
+                    "--set-json", f"operator.nodeSelector={selector}",
+                    "--set-json", f"operator.tolerations={tolerations}",
                     kubeconfig=cluster.kubeconfig, timeout=300).stdout
     try:
         pod = _operator_pod(cluster, release, namespace)

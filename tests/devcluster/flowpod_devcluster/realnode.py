@@ -2,7 +2,8 @@
 runc and a real kubelet, all built from the pinned sources (build-node-binaries.sh), running
 the images built from the repository's Dockerfiles (build-images.sh).
 
-Started on demand by the `containerd_node` fixture (tests/conftest.py) into a running plane;
+Started on demand by the `containerd_node` fixture (tests/containerd/conftest.py) into a
+running plane;
 its processes are recorded with the plane's, so `python -m flowpod_devcluster down` stops them.
 
 Two rules of this machine shape it:
@@ -172,6 +173,8 @@ def up(c: Cluster, *, progress=print) -> RealNode:
     node = RealNode(dir=c.state_dir / "containerd-node", bin_dir=binaries_dir())
     if _running(c, "kubelet-containerd") and _node_ready(c):
         return node
+    _preflight()
+    stop(c.state_dir)  # a containerd left without its kubelet would hold the socket
     archives = image_archives()
     node.dir.mkdir(parents=True, exist_ok=True)
     (node.dir / "bin-dir").write_text(str(node.bin_dir))
@@ -203,6 +206,23 @@ def up(c: Cluster, *, progress=print) -> RealNode:
                   {"type": "InternalIP", "address": "127.0.0.1"},
                   {"type": "Hostname", "address": NODE_NAME}]}}))
     return node
+
+
+def _preflight() -> None:
+    """Fail at once, naming the missing piece, on a machine that cannot run this node."""
+    missing = []
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        missing.append("the overlay filesystem (containerd's overlayfs snapshotter)")
+    if not any((Path("/sys/fs/cgroup") / sub).is_dir() for sub in ("memory", "cgroup.controllers")):
+        missing.append("a memory cgroup (/sys/fs/cgroup/memory or cgroup v2)")
+    actions = Path("/proc/sys/kernel/seccomp/actions_avail")
+    if not actions.exists() or "errno" not in actions.read_text():
+        missing.append("seccomp filters (RuntimeDefault profiles)")
+    if os.geteuid() != 0:
+        missing.append("root (containerd, runc and the kubelet's mounts and cgroups)")
+    if missing:
+        raise RuntimeError(f"the containerd node {NODE_NAME} cannot run on this machine; "
+                           f"it lacks: {'; '.join(missing)}")
 
 
 def _pause_ref(archives: Path) -> str:

@@ -19,6 +19,7 @@ mounted read-only from tests/operator/flows/ with a hostPath volume. Marker `con
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -135,3 +136,34 @@ def test_an_image_not_on_the_node_crashes_and_is_pulled_only_from_loopback(
     pulls = [e["message"] for e in events["items"] if e["reason"] == "Failed"
              and "registry.invalid/flowpod/nope:1" in e["message"]]
     assert pulls and all("http://127.0.0.1:9/v2/" in m for m in pulls), pulls
+
+
+def _package_digest(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name] + b"\0")
+    return digest.hexdigest()
+
+
+_DIGEST = ("import flowpod, hashlib, pathlib; root = pathlib.Path(flowpod.__file__).parent; "
+           "d = hashlib.sha256(); "
+           "[d.update(str(p.relative_to(root)).encode() + b'\\0' + p.read_bytes() + b'\\0') "
+           "for p in sorted(root.rglob('*.py'), key=lambda p: str(p.relative_to(root)))]; "
+           "print(d.hexdigest())")
+
+
+def test_the_image_holds_this_checkouts_engine(cluster, containerd_node, namespace):
+    # A stale image (a build cache that kept an old wheel) would pass every other check.
+    source = harness.REPO / "engine_image" / "src" / "flowpod"
+    want = _package_digest({str(p.relative_to(source)): p.read_bytes()
+                            for p in source.rglob("*.py")})
+    from flowpod_devcluster import realnode
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "digest"},
+           "spec": {**realnode.PLACEMENT, "restartPolicy": "Never",
+                    "containers": [{"name": "digest", "image": harness.IMAGE,
+                                    "command": ["python", "-c", _DIGEST]}]}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
+    cluster.kubectl("wait", "-n", namespace, "pod/digest",
+                    "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s", timeout=150)
+    got = cluster.kubectl("logs", "-n", namespace, "digest").stdout.strip()
+    assert got == want

@@ -76,7 +76,7 @@ base_rootfs() {
 # The inputs of one image: its Dockerfile, every context path it COPYs, and the base.
 inputs_hash() {
   local dockerfile="$1"; shift
-  (cd "$REPO" && { cat "$dockerfile"; cat "$CACHE/base.stamp";
+  (cd "$REPO" && { cat "$dockerfile"; cat "$CACHE/base.stamp"; declare -f build_image;
     git ls-files -s -- "$@" 2>/dev/null || true
     # Uncommitted edits count too: hash the working tree's files themselves.
     find "$@" -type f -not -name '*.pyc' -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum
@@ -92,7 +92,10 @@ build_image() {
   fi
   log "building $ref from $dockerfile"
   local start=$SECONDS
-  (cd "$REPO" && bah bud --quiet --layers --pull-never --network host --isolation chroot \
+  # No --layers: buildah's layer cache keys a RUN step on its text alone, not on the content
+  # of a stage it bind-mounts (RUN --mount=...,from=build), so it would keep installing the
+  # previous wheel. The inputs hash above already skips builds when nothing changed.
+  (cd "$REPO" && bah bud --quiet --pull-never --network host --isolation chroot \
      "${TRUST[@]}" -f "$dockerfile" -t "$ref" . >&2)
   mkdir -p "$ARCHIVES"
   rm -f "$archive"

@@ -8,12 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export GOTOOLCHAIN := local
 
-.PHONY: demo test test-unit test-cluster bench bench-prefect-venv venv binaries cluster-up cluster-down crds lint clean
+.PHONY: demo test test-unit test-cluster bench bench-prefect-venv venv binaries node-binaries \
+	images cluster-up cluster-down crds lint clean
 
 demo: venv binaries ## Start the plane, test node and operator; run a FlowRun to Completed.
 	bash examples/demo.sh
 
-test: venv binaries lint ## Every test: hermetic unit tests and the real-cluster suites.
+test: venv binaries node-binaries images lint ## Every test: hermetic unit tests and the real-cluster suites.
 	$(PY) -m pytest tests -q
 
 test-unit: venv ## Hermetic tests only (no control plane).
@@ -49,6 +50,12 @@ $(VENV)/.installed: pyproject.toml
 
 binaries: ## Build (cold, several minutes) or find (warm) the pinned Kubernetes binaries.
 	bash tests/devcluster/flowpod_devcluster/build-binaries.sh >/dev/null
+
+node-binaries: binaries ## Build or find kubelet, containerd, runc and CNI for the containerd node.
+	bash tests/devcluster/flowpod_devcluster/build-node-binaries.sh >/dev/null
+
+images: binaries ## Build (buildah, cached in ~/.cache/flowpod/images) the engine and operator images.
+	bash tests/devcluster/flowpod_devcluster/build-images.sh >/dev/null
 
 cluster-up: venv binaries ## Start the plane; writes .cluster/kubeconfig, prints the exports.
 	$(PY) -m flowpod_devcluster up

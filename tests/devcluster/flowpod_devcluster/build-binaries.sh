@@ -58,7 +58,8 @@ build_kubernetes() {
     ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$commit_date -X $pkg.gitCommit=$K8S_VERSION"
   done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  # build-node-binaries.sh asks for kubelet alone through FLOWPOD_K8S_COMMANDS.
+  for cmd in ${FLOWPOD_K8S_COMMANDS:-kube-apiserver kube-controller-manager kube-scheduler kubectl}; do
     [ -x "$BIN/$cmd" ] && continue
     log "building $cmd $K8S_VERSION (cold builds take several minutes)"
     (cd "$src" && go build -ldflags "$ld" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
@@ -110,6 +111,14 @@ build_promtool() {
 }
 
 mkdir -p "$BIN"
+if [ -n "${FLOWPOD_K8S_COMMANDS:-}" ]; then
+  # Only the named commands, from the same go.mod (build-node-binaries.sh's kubelet).
+  exec 9>"$CACHE/build.lock"
+  flock 9
+  build_kubernetes
+  echo "$BIN"
+  exit 0
+fi
 if have_all; then echo "$BIN"; exit 0; fi
 # Held on fd 9 until this script (and the go builds it runs) exit; the kernel drops it even
 # when a build is killed, so a lock file left behind never blocks anyone.

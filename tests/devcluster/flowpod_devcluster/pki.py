@@ -138,6 +138,13 @@ def make_pki(dir: Path, *, node_name: str, node_ip: str) -> Pki:
     return Pki(dir)
 
 
+def issue_client(dir: Path, stem: str, *, cn: str, org: str | None = None) -> None:
+    """Issue one more client pair ``stem`` from the CA in ``dir`` (a second node's identity)."""
+    ca_cert = x509.load_pem_x509_certificate((dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((dir / "ca.key").read_bytes(), password=None)
+    _issue(dir, stem, (ca_cert, ca_key), cn=cn, org=org)
+
+
 def _b64(path: str) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
 

@@ -266,6 +266,9 @@ def _node_ready(c: Cluster) -> bool:
 def down(state_dir: Path, *, progress=print) -> None:
     """Stop exactly the processes this state directory recorded, then remove its etcd data."""
     state_dir = state_dir.resolve()
+    # The containerd node's containers and shims are no recorded processes: stop them first.
+    from flowpod_devcluster import realnode  # realnode imports this module
+    realnode.stop(state_dir)
     stopped = processes.stop_all(state_dir)
     if stopped:
         progress(f"stopped {', '.join(stopped)}")

@@ -114,6 +114,23 @@ def stop_all(state_dir: Path, *, grace: float = 10.0) -> list[str]:
     return [r.name for r in records]
 
 
+def stop(state_dir: Path, names: set[str], *, grace: float = 10.0) -> None:
+    """Stop the recorded processes called ``names`` (newest first), and forget them."""
+    records = read_records(state_dir)
+    for record in reversed(records):
+        if record.name not in names:
+            continue
+        _signal(record, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while is_alive(record) and time.monotonic() < deadline:
+            _reap(record.pid)
+            time.sleep(0.05)
+        _signal(record, signal.SIGKILL)
+        _reap(record.pid)
+    kept = [r for r in records if r.name not in names]
+    _records_file(state_dir).write_text(json.dumps([asdict(r) for r in kept], indent=2))
+
+
 def _reap(pid: int) -> None:
     # Only our own children can be reaped; for processes started by an earlier `up` this is a
     # harmless ChildProcessError.

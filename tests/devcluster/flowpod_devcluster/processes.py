@@ -97,19 +97,24 @@ def _signal(record: ProcessRecord, sig: int) -> None:
             pass
 
 
+def _terminate(record: ProcessRecord, grace: float) -> None:
+    """SIGTERM, then SIGKILL once `grace` seconds have passed; reaped either way."""
+    _signal(record, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while is_alive(record) and time.monotonic() < deadline:
+        _reap(record.pid)
+        time.sleep(0.05)
+    _signal(record, signal.SIGKILL)
+    _reap(record.pid)
+
+
 def stop_all(state_dir: Path, *, grace: float = 10.0) -> list[str]:
     """Stop every recorded process, newest first and one at a time: SIGTERM, then SIGKILL after
     ``grace``. One at a time because kube-apiserver's graceful shutdown stalls for its whole
     grace period when etcd vanishes underneath it."""
     records = list(reversed(read_records(state_dir)))
     for record in records:
-        _signal(record, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while is_alive(record) and time.monotonic() < deadline:
-            _reap(record.pid)
-            time.sleep(0.05)
-        _signal(record, signal.SIGKILL)
-        _reap(record.pid)
+        _terminate(record, grace)
     _records_file(state_dir).unlink(missing_ok=True)
     return [r.name for r in records]
 
@@ -120,13 +125,7 @@ def stop(state_dir: Path, names: set[str], *, grace: float = 10.0) -> None:
     for record in reversed(records):
         if record.name not in names:
             continue
-        _signal(record, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while is_alive(record) and time.monotonic() < deadline:
-            _reap(record.pid)
-            time.sleep(0.05)
-        _signal(record, signal.SIGKILL)
-        _reap(record.pid)
+        _terminate(record, grace)
     kept = [r for r in records if r.name not in names]
     _records_file(state_dir).write_text(json.dumps([asdict(r) for r in kept], indent=2))
 

@@ -122,6 +122,8 @@ def stop_all(state_dir: Path, *, grace: float = 10.0) -> list[str]:
 def stop(state_dir: Path, names: set[str], *, grace: float = 10.0) -> None:
     """Stop the recorded processes called ``names`` (newest first), and forget them."""
     records = read_records(state_dir)
+    if not any(record.name in names for record in records):
+        return  # nothing to stop: a state directory that may not even exist yet stays as is
     for record in reversed(records):
         if record.name not in names:
             continue

@@ -53,6 +53,16 @@ class Sight:
     deployment_fresh: bool = False   # the Deployment entry was just read from the API
     job_error: str | None = None     # why the API server refused the run's Job
     job_events: Sequence[Mapping[str, Any]] | None = None  # the current Job's Events
+    # The runs it started, listed from the API (with shards, they may be another shard's).
+    owned: tuple[Mapping[str, Any], ...] | None = None
+
+    def cancelled(self, name: str) -> None:
+        """A listed child was just cancelled: the next decision must not ask again."""
+        if self.owned is not None:
+            self.owned = tuple(
+                {**child, "spec": {**(child.get("spec") or {}), "cancel": True}}
+                if (child.get("metadata") or {}).get("name") == name else child
+                for child in self.owned)
 
 
 def selector(flowrun_name: str) -> str:
@@ -112,7 +122,12 @@ class Actuator:
                 _log.info("deleted FlowRun", extra=_fields(key, reason=reason))
                 return Step.STOP
             case act.CancelFlowRun(name=name, reason=reason):
-                await self.api.cancel_flowrun(key[0], name)
+                cancelled = await self.api.cancel_flowrun(key[0], name)
+                # The next decision must not ask again: the child as it is now goes into
+                # the Index if this operator holds it, else into the listing it came from.
+                if cancelled is not None and self.index.flowrun((key[0], name)) is not None:
+                    self.intake.remember(cancelled)
+                sight.cancelled(name)
                 _log.info("cancelled FlowRun", extra=_fields(key, child=name, reason=reason))
                 return Step.DONE
             case act.WriteStatus():

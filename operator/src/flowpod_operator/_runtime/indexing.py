@@ -253,10 +253,12 @@ class Index:
                 deployment_fresh: bool = False,
                 job_error: str | None = None,
                 job_events: Sequence[Mapping[str, Any]] | None = None,
-                slot: Any = None, beyond_history: str | None = None) -> obs.Observation:
+                slot: Any = None, beyond_history: str | None = None,
+                owned_runs: Sequence[Mapping[str, Any]] | None = None) -> obs.Observation:
         """The Observation of one FlowRun. `children` = freshly listed (jobs, pods);
         `deployment_fresh` = the Deployment entry was just read from the API; `job_events`
-        = the current Job's Events, just listed."""
+        = the current Job's Events, just listed; `owned_runs` = the runs it started, just
+        listed (else those the Index holds)."""
         flowrun = self._flowruns[key]
         name = FlowRunView(flowrun).deployment_name
         jobs, pods = children if children is not None else self.children(key)
@@ -265,15 +267,19 @@ class Index:
             deployment_fresh=deployment_fresh, jobs=tuple(jobs), pods=tuple(pods),
             gone_pods=tuple(self._gone.get(key, {}).values()),
             fresh=children is not None, job_error=job_error, job_events=job_events,
-            slot=slot, beyond_history=beyond_history, owned_runs=self._owned_runs(flowrun))
+            slot=slot, beyond_history=beyond_history,
+            owned_runs=self._owned_runs(flowrun, owned_runs))
 
-    def _owned_runs(self, flowrun: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    def _owned_runs(self, flowrun: Mapping[str, Any],
+                    listed: Sequence[Mapping[str, Any]] | None = None
+                    ) -> tuple[Mapping[str, Any], ...]:
         if not owned.cancels_children(flowrun):
             return ()
-        meta = Meta(flowrun)
-        keys = self._by_owner.get((meta.namespace or "", meta.uid or ""), ())
-        return tuple(body for body in map(self._flowruns.__getitem__, sorted(keys))
-                     if owned.owned_by(body, flowrun))
+        if listed is None:
+            meta = Meta(flowrun)
+            keys = self._by_owner.get((meta.namespace or "", meta.uid or ""), ())
+            listed = [self._flowruns[key] for key in sorted(keys)]
+        return tuple(body for body in listed if owned.owned_by(body, flowrun))
 
     def sizes(self) -> dict[str, int]:
         return {"flowruns": len(self._flowruns), "deployments": len(self._deployments),

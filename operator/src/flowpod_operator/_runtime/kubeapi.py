@@ -122,14 +122,16 @@ class KubeApi:
         return await self._call("POST", contract.resource_path(contract.FLOWRUNS, namespace),
                                 body=manifest)
 
-    async def cancel_flowrun(self, namespace: str, name: str) -> None:
-        """Set spec.cancel of a run a newer scheduled run replaces (concurrencyPolicy
-        Replace); a run already gone or ended is left as it is."""
+    async def cancel_flowrun(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """Set spec.cancel of a run (one a newer scheduled run replaces, or a child of a
+        cancelled parent); a run already gone or ended is left as it is. The run as it is
+        now, or None if it is gone or ended."""
         reply = await self._call("PATCH", contract.flowrun_path(namespace, name),
                                  body={"spec": {"cancel": True}},
                                  content_type=contract.MERGE_PATCH)
         if not reply.ok and reply.status not in (404, 422):
             raise self.failure("PATCH", errors.Ref("FlowRun", name, namespace), reply)
+        return reply.body if reply.ok else None
 
     async def patch_deployment_status(self, namespace: str, name: str,
                                       status: Mapping[str, Any]) -> Reply:
@@ -213,6 +215,18 @@ class KubeApi:
                 "error": raw.decode(errors="replace")[:300]})
             return []
         return raw.decode(errors="replace").splitlines()
+
+    async def list_owned_flowruns(self, namespace: str, parent: str
+                                  ) -> list[Mapping[str, Any]]:
+        """The FlowRuns labelled as started by run `parent` (flowpod.run_deployment), listed
+        live: with shards, they may belong to another shard, whose runs no watch here shows."""
+        selector = f"{contract.LABEL_PARENT_FLOW_RUN}={contract.label_value(parent)}"
+        reply = await self._call("GET", contract.flowrun_path(namespace),
+                                 query={"labelSelector": selector})
+        if not reply.ok:
+            raise self.failure(f"LIST ({selector})", errors.Ref("FlowRun", None, namespace),
+                               reply)
+        return list(reply.body.get("items") or [])
 
     async def list_children(self, namespace: str, selector: str
                             ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:

@@ -19,10 +19,12 @@ import logging
 from datetime import datetime
 from typing import Any, Awaitable, Callable
 
-from flowpod_operator._decisions import deciding
+from flowpod import states
+
+from flowpod_operator._decisions import deciding, owned
 from flowpod_operator._decisions.actions import CreateJob
 from flowpod_operator._decisions.sharding import Shard
-from flowpod_operator._decisions.views import Key
+from flowpod_operator._decisions.views import FlowRunView, Key
 from flowpod_operator._runtime.actuator import Actuator, Sight, Step, selector
 from flowpod_operator._runtime.eventing import EventRecorder
 from flowpod_operator._runtime.history import History
@@ -37,6 +39,7 @@ from flowpod_operator._runtime.slots import Slots
 __all__ = ["Reconciler"]
 
 _log = logging.getLogger("flowpod_operator.reconciler")
+_FINAL = frozenset(t.value for t in states.TERMINAL_TYPES)
 
 
 class Reconciler:
@@ -135,6 +138,7 @@ class Reconciler:
             self._deep.discard(key)
             if not await self._look_deep(key, sight):
                 return
+        await self._look_for_children(key, sight)
         for _ in range(self.max_steps):
             flowrun = self.index.flowrun(key)
             if flowrun is None:
@@ -145,7 +149,8 @@ class Reconciler:
                                              job_error=sight.job_error,
                                              job_events=sight.job_events,
                                              slot=self.slots.verdict(flowrun),
-                                             beyond_history=self.history.note(flowrun))
+                                             beyond_history=self.history.note(flowrun),
+                                             owned_runs=sight.owned)
             sight.job_error = None  # a refused Job is news for the next decision only
             progressed = refreshed = False
             for action in deciding.decide(observation, now, self.policy):
@@ -178,6 +183,16 @@ class Reconciler:
         self.intake.remember(fresh)
         sight.children = await self.api.list_children(key[0], selector(key[1]))
         return True
+
+    async def _look_for_children(self, key: Key, sight: Sight) -> None:
+        """With shards, a run's children may belong to another shard and so never reach
+        this Index: a run that is to cancel its children lists them from the API (while it
+        is not final yet: its cancellation is decided before it ends)."""
+        flowrun = self.index.flowrun(key)
+        if (self.intake.shard.count > 1 and flowrun is not None
+                and owned.cancels_children(flowrun)
+                and FlowRunView(flowrun).state_type not in _FINAL):
+            sight.owned = tuple(await self.api.list_owned_flowruns(*key))
 
     def _released(self, namespace: str, deployment: str | None) -> list[Key]:
         """A run of this Deployment ended or went away: the runs to look at now (those that

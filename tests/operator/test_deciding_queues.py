@@ -209,6 +209,25 @@ def test_a_readmission_seen_before_the_job_controller_synced_is_no_crash(k8s):
     assert not any(isinstance(a, act.WriteStatus) for a in actions), actions
 
 
+@pytest.mark.parametrize("seen", ["gone", "being deleted"])
+def test_a_preemption_and_readmission_within_one_second_is_no_crash(k8s, seen):
+    """Conditions and creation times are whole seconds: the pod the preemption stopped may
+    bear the very second of the re-admission. Deleted, it is the preemption's."""
+    run = k8s.flowrun(state=k8s.state("PENDING", message=PREEMPTED), attempt=1,
+                      podName="run-1-abcde")
+    job = _queued_job(k8s, run, suspend=False, conditions=[_suspended(k8s, "False", -1)],
+                      startTime=k8s.ts(-1))
+    old = k8s.pod(run, created=-1, deleting=-1 if seen == "gone" else 29, exit_code=143)
+    actions = _decide(k8s, run, job, **({"gone": [old]} if seen == "gone" else
+                                         {"pods": [old]}), fresh=True)
+    assert not any(isinstance(a, act.WriteStatus) for a in actions), actions
+    # A pod of that second that is not being deleted is the new admission's.
+    new = k8s.pod(run, name="run-1-fghij", created=-1, running=False)
+    (write,) = [a for a in _decide(k8s, run, job, pods=[new], gone=[old], fresh=True)
+                if isinstance(a, act.WriteStatus)]
+    assert write.fields == {"podName": "run-1-fghij"}
+
+
 def test_cancelling_a_preempted_run_deletes_its_job_so_it_is_not_admitted_again(k8s):
     run = k8s.flowrun(state=k8s.state("PENDING", message=PREEMPTED), attempt=1, cancel=True)
     job = _queued_job(k8s, run, conditions=[_suspended(k8s, "True", -5)])

@@ -67,11 +67,21 @@ def this_admission(job: Mapping[str, Any] | None,
     suspended or resumed belongs to an admission that a preemption ended: its end is not
     the attempt's, and the Job makes a new pod once it is gone (podReplacementPolicy
     Failed). Right after a re-admission the condition may still say suspended (the Job
-    controller has not synced yet); its time then still marks the preemption."""
+    controller has not synced yet); its time then still marks the preemption.
+
+    Both times are whole seconds, so a pod created in the second of the last suspension or
+    resumption is ambiguous: it is the preemption's if it is deleted or being deleted (a
+    suspension deletes the pods it stops), and the admission's otherwise."""
     cutoff = _suspension(job) if job is not None and queue_of(job) else None
     if cutoff is None:
         return list(pods)
-    return [p for p in pods if (_created(p) or cutoff) >= cutoff]
+
+    def current(pod: Mapping[str, Any]) -> bool:
+        created = _created(pod) or cutoff
+        deleted = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+        return created > cutoff or (created == cutoff and not deleted)
+
+    return [p for p in pods if current(p)]
 
 
 def admission_deadline(job: Mapping[str, Any], settings: obs.RunSettings,

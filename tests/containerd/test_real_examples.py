@@ -12,15 +12,14 @@ subprocess on the host, as in the process-node suite. Called by pytest (marker `
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from delivery import _operating
-from delivery.test_examples import EXAMPLES, EXPECTED, _check_result, _docs, _resume_approval
+from delivery.test_examples import (EXAMPLES, EXPECTED, _cancel, _check_final, _docs,
+                                   _resume_approval)
 from flowpod import contract
 from flowpod_devcluster import realnode
 
@@ -54,19 +53,12 @@ def test_example_runs_to_its_expected_state_in_real_containers(
             _operating.wait_state(cluster, namespace, run_name, {"RUNNING"}, timeout=180)
             # Cancelling deletes the pod: see where it runs while it does.
             nodes = _pods_nodes(cluster, namespace)
-            cancel = subprocess.run(
-                [sys.executable, "-m", "flowpod_operator.cli", "cancel", run_name,
-                 "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
-                capture_output=True, text=True, timeout=60)
-            assert cancel.returncode == 0, cancel.stderr
+            _cancel(cluster, namespace, run_name)
         if name == "approval":
             _resume_approval(cluster, namespace, run_name)
         final = _operating.wait_final(cluster, namespace, run_name, timeout=300)
         if name != "cancellation":
             nodes = _pods_nodes(cluster, namespace)
-    log = (tmp_path / "operator.log").read_text(errors="replace")
-    assert final["status"]["state"]["type"] == EXPECTED[name], (
-        f"{name}: {final['status']}\n--- operator log tail ---\n{log[-3000:]}")
-    _check_result(name, final)
+    _check_final(name, final, tmp_path)
     # Every flow-run pod of the example ran on the real node, none on the process node.
     assert nodes == {realnode.NODE_NAME}

@@ -182,6 +182,20 @@ def _resume_approval(cluster, namespace: str, run_name: str) -> None:
     assert right.returncode == 0, right.stderr
 
 
+def _cancel(cluster, namespace: str, run_name: str) -> None:
+    """As the cancellation example says: `flowpod cancel` once the run is Running."""
+    cancel = _flowpod(cluster, "cancel", run_name, "-n", namespace)
+    assert cancel.returncode == 0, cancel.stderr
+
+
+def _check_final(name: str, final: dict, tmp_path: Path) -> None:
+    """The example's expected final state (the operator's log tail if not) and result."""
+    log = (tmp_path / "operator.log").read_text(errors="replace")
+    assert final["status"]["state"]["type"] == EXPECTED[name], (
+        f"{name}: {final['status']}\n--- operator log tail ---\n{log[-3000:]}")
+    _check_result(name, final)
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs_to_its_expected_state(cluster, namespace, name: str,
                                             tmp_path: Path) -> None:
@@ -191,17 +205,10 @@ def test_example_runs_to_its_expected_state(cluster, namespace, name: str,
         cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
         if name == "cancellation":
             _operating.wait_state(cluster, namespace, run_name, {"RUNNING"})
-            cancel = subprocess.run(
-                [sys.executable, "-m", "flowpod_operator.cli", "cancel", run_name,
-                 "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
-                capture_output=True, text=True, timeout=60)
-            assert cancel.returncode == 0, cancel.stderr
+            _cancel(cluster, namespace, run_name)
         if name == "approval":
             _resume_approval(cluster, namespace, run_name)
         final = _operating.wait_final(cluster, namespace, run_name, timeout=120)
-    log = (tmp_path / "operator.log").read_text(errors="replace")
-    assert final["status"]["state"]["type"] == EXPECTED[name], (
-        f"{name}: {final['status']}\n--- operator log tail ---\n{log[-3000:]}")
-    _check_result(name, final)
+    _check_final(name, final, tmp_path)
     succeeded = {c["type"]: c for c in final["status"]["conditions"]}["Succeeded"]
     assert succeeded["status"] == ("True" if EXPECTED[name] == "COMPLETED" else "False")

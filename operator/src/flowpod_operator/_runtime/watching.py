@@ -95,13 +95,13 @@ class FlowRunWatch:
                 delay = self.first_delay
             except asyncio.CancelledError:
                 raise
-            except Expired:
-                _log.info("FlowRun watch expired; listing again", extra={"path": self.path})
-                self.version = None
-                delay = self.first_delay
-            except Exception as exc:  # a broken connection or a refusal: go on after a pause
-                if isinstance(exc, ApiError) and exc.status == _GONE:
-                    self.version = None
+            except Exception as exc:
+                if isinstance(exc, Expired) or getattr(exc, "status", None) == _GONE:
+                    # An ERROR event or the answer to the request itself: list again now.
+                    _log.info("FlowRun watch expired; listing again", extra={"path": self.path})
+                    self.version, delay = None, self.first_delay
+                    continue
+                # A broken connection or another refusal: go on after a pause.
                 _log.warning("FlowRun watch failed; retrying", extra={
                     "path": self.path, "error": str(exc), "retryIn": delay})
                 await asyncio.sleep(delay)
